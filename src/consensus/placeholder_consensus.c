@@ -1,0 +1,1 @@
+/* placeholder */ typedef int concord_placeholder_consensus;

@@ -1,0 +1,121 @@
+/* server.h -- the HTTP/1.1 server under Consul's API: llhttp parsing, keep-alive, pipelining
+ * (one request in flight per connection, answered in order), chunked request bodies, size
+ * limits, idle and slow-client timeouts, a connection limit, and asynchronous handlers.
+ *
+ * A handler gets a struct http_request and must eventually answer it exactly once with one of
+ * the http_respond* calls, either before returning or later (after a Raft commit, or when a
+ * blocking query wakes). If the client hangs up first, the request's cancel callback (if one is
+ * set) runs and the request is freed: the handler must then forget it and never answer it. */
+#ifndef CONCORD_HTTP_SERVER_H
+#define CONCORD_HTTP_SERVER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "lib/buf.h"
+
+struct http_server;
+struct http_request;
+
+enum http_method {
+  HTTP_M_GET = 1 << 0,
+  HTTP_M_HEAD = 1 << 1,
+  HTTP_M_PUT = 1 << 2,
+  HTTP_M_POST = 1 << 3,
+  HTTP_M_DELETE = 1 << 4,
+  HTTP_M_OPTIONS = 1 << 5,
+  HTTP_M_PATCH = 1 << 6,
+  HTTP_M_OTHER = 1 << 7,
+};
+#define HTTP_M_ANY 0xff
+
+typedef void (*http_handler_fn)(struct http_request *req, void *arg);
+
+struct http_server_config {
+  size_t max_header_bytes;    /* request line + headers; over it: 431 (Go: 1 MiB) */
+  size_t max_body_bytes;      /* over it: 413 */
+  unsigned max_connections;   /* over it: new connections are closed at once */
+  unsigned idle_timeout_ms;   /* keep-alive connection with no request in progress */
+  unsigned read_timeout_ms;   /* a request's headers and body must arrive within this */
+};
+void http_server_config_defaults(struct http_server_config *cfg);
+
+struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_config *cfg);
+/* Listens on ip:port (IPv4 or IPv6 text). May be called for several addresses. Returns 0 or a
+ * negative libuv error code, with a sentence in errbuf. */
+int http_server_listen(struct http_server *s, const char *ip, int port, char *errbuf,
+                       size_t errlen);
+/* Closes listeners and connections (cancelling parked requests); cb runs when all handles
+ * are closed and the server is freed. */
+void http_server_close(struct http_server *s, void (*cb)(void *arg), void *arg);
+
+/* ---- Routing ---- */
+
+/* Adds a route. A path ending in '/' matches as a prefix and the rest of the path is the
+ * request's `tail` (for "/v1/kv/" and "/v1/kv/a/b", tail "a/b"); otherwise it must match
+ * exactly. The longest matching path wins. A request whose path matches but whose method is
+ * not in `methods` gets 405; a path that matches nothing gets 404. */
+void http_server_route(struct http_server *s, unsigned methods, const char *path,
+                       http_handler_fn fn, void *arg);
+
+/* ---- The request ---- */
+
+struct http_request {
+  enum http_method method;
+  const char *method_name; /* "GET", ... */
+  const char *path;        /* percent-decoded, NUL-terminated, without the query string */
+  const char *tail;        /* the part of path after a prefix route ("" for exact routes) */
+  const char *raw_query;   /* the undecoded query string without '?', "" if none */
+  const uint8_t *body;     /* the complete (de-chunked) body, NUL-terminated; "" when none */
+  size_t body_len;
+  void *data;              /* free for the handler's use */
+};
+
+/* A query parameter's percent-decoded value: "" if present without a value (?recurse), NULL
+ * if absent. When repeated, the first. The string lives as long as the request. */
+const char *http_query(const struct http_request *req, const char *name);
+bool http_query_has(const struct http_request *req, const char *name);
+/* Every value of a repeated parameter (?tag=a&tag=b); returns how many, fills up to max. */
+size_t http_query_all(const struct http_request *req, const char *name, const char **out,
+                      size_t max);
+/* A request header's value (case-insensitive name), or NULL. */
+const char *http_header(const struct http_request *req, const char *name);
+/* The peer's address as text ("127.0.0.1"). */
+const char *http_remote_addr(const struct http_request *req);
+
+/* Called if the client goes away before the request is answered. */
+typedef void (*http_cancel_fn)(struct http_request *req, void *arg);
+void http_request_on_cancel(struct http_request *req, http_cancel_fn fn, void *arg);
+
+/* ---- Answering ---- */
+
+/* Adds a response header (both strings copied). Call before http_respond*. */
+void http_set_header(struct http_request *req, const char *name, const char *value);
+/* Answers with the given status, Content-Type and body (copied). Frees the request (unless the
+ * connection still holds it; either way the handler must not touch it again). */
+void http_respond(struct http_request *req, int status, const char *content_type,
+                  const void *body, size_t len);
+/* Answers with a buffer's contents, taking ownership of the buffer's memory (no copy). */
+void http_respond_buf(struct http_request *req, int status, const char *content_type,
+                      struct buf *body);
+/* Answers with JSON (Content-Type application/json), indented as Go's json.MarshalIndent with
+ * 4 spaces when the request has ?pretty, compact otherwise. Takes the reference to j. */
+void http_respond_json(struct http_request *req, int status, json_t *j);
+/* Answers with a plain-text error message as Consul does: Content-Type "text/plain;
+ * charset=utf-8" and the message without a trailing newline (Consul's fmt.Fprint(resp, err)). */
+void http_respond_error(struct http_request *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Counters for /v1/agent/self Stats and tests. */
+struct http_server_stats {
+  uint64_t connections_open;
+  uint64_t connections_total;
+  uint64_t requests_total;
+  uint64_t requests_in_flight;
+};
+void http_server_stats(const struct http_server *s, struct http_server_stats *out);
+
+#endif

@@ -1,0 +1,49 @@
+/* cmd.h -- the commands that change the state store: what a Raft log entry carries.
+ *
+ * An entry is one type byte followed by a msgpack map (field names as Consul's structs, so a
+ * log dump reads like Consul's requests):
+ *
+ *   +------+--------------------------------------------+
+ *   | type | msgpack map {"Op":..., "DirEnt": {...}}    |
+ *   +------+--------------------------------------------+
+ *
+ * The decoder is fed bytes from disk and from other servers, so it is fuzzed
+ * (fuzz/fuzz_cmd.c): any input gives CC_ECORRUPT or a valid command, never a crash. Unknown
+ * type bytes with the high bit set (128..255) are ignored, as Consul's FSM ignores its
+ * IgnoreUnknownTypeFlag, so that newer servers can add commands without breaking older ones. */
+#ifndef CONCORD_STATE_CMD_H
+#define CONCORD_STATE_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/buf.h"
+#include "state/store.h"
+
+enum state_cmd_type {
+  STATE_CMD_KV = 1,             /* one state_kv_op */
+  STATE_CMD_TOMBSTONE_REAP = 2, /* reap tombstones up to an index */
+  STATE_CMD_NOOP = 3,           /* no change; used by the leader to establish its index */
+};
+
+/* What applying a command produced, handed back to the request that proposed it. */
+struct state_cmd_result {
+  int err;  /* 0 or a CC_E* code */
+  bool ok;  /* Consul's true/false answer for KV writes */
+};
+
+/* Encoders: append one command to out. */
+void state_cmd_encode_kv(struct buf *out, const struct state_kv_op *op);
+void state_cmd_encode_tombstone_reap(struct buf *out, uint64_t upto);
+void state_cmd_encode_noop(struct buf *out);
+
+/* Decodes and applies one command at Raft index `index`. Returns 0 (with *res filled), or
+ * CC_ECORRUPT when the bytes are not a valid command (nothing changed). */
+int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, size_t len,
+                    struct state_cmd_result *res);
+
+/* Decodes without applying (for the fuzzer and log inspection): 0 or CC_ECORRUPT. */
+int state_cmd_validate(const void *data, size_t len);
+
+#endif
