@@ -19,16 +19,26 @@ struct consensus;
 struct consensus_config {
   const char *data_dir;     /* raft log and snapshots live in <data_dir>/raft */
   const char *node_id;      /* the agent's node ID (UUID); the raft id is derived from it */
-  const char *address;      /* "ip:port" this server's raft transport listens on */
-  unsigned bootstrap_expect; /* 1: bootstrap a single-server cluster at first start */
+  const char *address;      /* "ip:port" (IPv4) this server's raft transport listens on */
+  /* 1: bootstrap a single-server cluster at first start (-bootstrap, -dev).
+   * 0 (Consul's default for -server) or >1: never bootstrap here; the server starts with an
+   * empty configuration and waits to be added by a leader (consensus_add_voter). */
+  unsigned bootstrap_expect;
   unsigned snapshot_threshold;  /* entries between snapshots (Consul: 16384) */
   unsigned snapshot_trailing;   /* entries kept after a snapshot (Consul: 10240) */
   unsigned election_timeout_ms; /* Consul with raft_multiplier 1: 1000 */
   unsigned heartbeat_timeout_ms;/* Consul with raft_multiplier 1: 1000 (we use 100) */
 };
 
-/* Fills a config with Concord's defaults (all fields but data_dir, node_id, address). */
+/* Fills a config with Concord's defaults (all fields but data_dir, node_id, address):
+ * bootstrap_expect 0, snapshots every 16384 entries keeping 10240, election timeout 1000 ms,
+ * heartbeat 100 ms. */
 void consensus_config_defaults(struct consensus_config *cfg);
+
+/* The raft server id derived from a node ID: the first 16 hex digits of the UUID, so it is
+ * stable across restarts, readable in logs and computable by any server that knows a peer's
+ * node ID from gossip. Falls back to a hash for IDs that are not hex. Never 0. */
+uint64_t consensus_raft_id(const char *node_id);
 
 /* Starts Raft on the loop over the given store: loads the log from data_dir (replaying it into
  * the store through the FSM), bootstraps when bootstrap_expect is 1 and the directory is new,
@@ -37,8 +47,13 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
                     struct state_store *store, struct consensus **out, char *errbuf,
                     size_t errlen);
 
+/* If consensus_start fails after libraft opened handles, their closing finishes on the loop:
+ * run the loop before uv_loop_close. */
+
 /* Stops Raft; cb runs once every handle is closed, after which the consensus is freed.
- * Pending applies complete with CC_ESHUTDOWN first. */
+ * Pending applies and barriers complete with CC_ESHUTDOWN first (exactly once each). Call it
+ * once; safe from inside an apply or barrier callback (the close starts on the next loop
+ * turn). */
 void consensus_stop(struct consensus *c, void (*cb)(void *arg), void *arg);
 
 /* Called when a proposed command has been committed and applied (status 0, res filled, index
@@ -47,7 +62,10 @@ typedef void (*consensus_apply_cb)(void *arg, int status, const struct state_cmd
                                    uint64_t index);
 
 /* Proposes the encoded command in cmd (the bytes are copied; cmd stays the caller's). If this
- * call returns non-zero, cb is never called. */
+ * call returns non-zero (CC_ENOTLEADER, CC_ESHUTDOWN, CC_EINVAL for an empty command,
+ * CC_ETOOBIG above CONSENSUS_MAX_COMMAND), cb is never called. `res` is borrowed for the
+ * callback's duration only. */
+#define CONSENSUS_MAX_COMMAND (8u << 20)
 int consensus_apply(struct consensus *c, const struct buf *cmd, consensus_apply_cb cb,
                     void *arg);
 
@@ -58,13 +76,23 @@ typedef void (*consensus_barrier_cb)(void *arg, int status);
 int consensus_barrier(struct consensus *c, consensus_barrier_cb cb, void *arg);
 
 bool consensus_is_leader(const struct consensus *c);
-/* The leader's raft address ("ip:port"), or NULL when none is known. */
+/* Called on the loop when this server gains (true) or loses (false) leadership; seen by a
+ * 50 ms poll, as libraft 0.15 has no state-change callback. NULL cb clears it. */
+typedef void (*consensus_leader_cb)(void *arg, bool leader);
+void consensus_set_leader_cb(struct consensus *c, consensus_leader_cb cb, void *arg);
+
+/* The leader's raft address ("ip:port"), or NULL when none is known. Borrowed from libraft:
+ * valid until control returns to the loop. */
 const char *consensus_leader_address(const struct consensus *c);
 /* Milliseconds since this server last heard from the leader (0 on the leader). */
 uint64_t consensus_last_contact_ms(const struct consensus *c);
 uint64_t consensus_last_index(const struct consensus *c);
 uint64_t consensus_applied_index(const struct consensus *c);
 uint64_t consensus_term(const struct consensus *c);
+/* Index of the last snapshot taken or restored (0 if none). */
+uint64_t consensus_snapshot_index(const struct consensus *c);
+/* This server's raft id (consensus_raft_id of its node ID). */
+uint64_t consensus_id(const struct consensus *c);
 /* "Leader", "Follower", "Candidate" or "Unavailable" (as Consul's raft state strings). */
 const char *consensus_state_name(const struct consensus *c);
 
@@ -76,5 +104,18 @@ struct consensus_peer {
 };
 /* Writes up to max peers into out; returns how many there are in total. */
 size_t consensus_peers(const struct consensus *c, struct consensus_peer *out, size_t max);
+
+/* Membership changes (leader only; one at a time, as Raft's single-server changes require).
+ * Both return 0 and later call cb exactly once (status 0, or CC_ENOTLEADER / CC_ESHUTDOWN /
+ * CC_ECONFLICT / CC_EIO), or return non-zero without calling cb: CC_ENOTLEADER,
+ * CC_ESHUTDOWN, CC_ECONFLICT (another change is in progress, or the server is already a
+ * voter at that address), CC_ENOTFOUND (remove: unknown id), CC_EINVAL. */
+typedef void (*consensus_change_cb)(void *arg, int status);
+/* Adds the server as a non-voter, lets it catch up, then promotes it to voter. If it is
+ * already in the configuration as a non-voter, only promotes it. */
+int consensus_add_voter(struct consensus *c, uint64_t id, const char *address,
+                        consensus_change_cb cb, void *arg);
+int consensus_remove_peer(struct consensus *c, uint64_t id, consensus_change_cb cb,
+                          void *arg);
 
 #endif

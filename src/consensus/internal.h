@@ -1,0 +1,62 @@
+/* internal.h -- what the files of src/consensus/ share: the consensus object and the hooks
+ * between them. Nothing outside src/consensus/ includes this (libraft's types stay here). */
+#ifndef CONCORD_CONSENSUS_INTERNAL_H
+#define CONCORD_CONSENSUS_INTERNAL_H
+
+#include <raft.h>
+#include <raft/uv.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "consensus/consensus.h"
+#include "state/cmd.h"
+#include "state/store.h"
+
+/* The outcome of the command the FSM applied last. libraft 0.15 calls the FSM's apply and,
+ * right after it and before applying the next entry, the proposing request's callback with
+ * the `result` pointer the FSM set (src/replication.c, applyCommand). So one slot per server
+ * is enough, and no allocation per entry is needed: entries replayed at start-up or applied
+ * on a follower have no request, and a per-entry allocation would leak there. The index is
+ * kept next to the result so the callback can check that it matches the request's index. */
+struct consensus__applied {
+  struct state_cmd_result res;
+  uint64_t index;
+};
+
+struct consensus {
+  uv_loop_t *loop;
+  struct raft *r; /* points at `raft`; lets const accessors call libraft's non-const getters */
+  struct raft raft;
+  struct raft_io io;
+  struct raft_uv_transport transport;
+  struct raft_fsm fsm;
+  struct state_store *store; /* borrowed from the caller for the consensus' whole life */
+  struct consensus__applied applied;
+  uint64_t id;
+  char *dir;      /* <data_dir>/raft, owned */
+  char *address;  /* owned copy of cfg->address */
+
+  uv_timer_t poll;     /* polls raft_state() (libraft 0.15 has no state-change callback) */
+  int last_state;      /* RAFT_* state seen by the last poll */
+  uint64_t last_contact_at; /* uv_now() when we last knew the leader was alive */
+
+  consensus_leader_cb leader_cb;
+  void *leader_arg;
+
+  unsigned pending;     /* requests whose callback has not run yet */
+  bool stopping;        /* consensus_stop() was called (or start failed) */
+  bool raft_closed;     /* raft_close() completed and the io/transport memory is freed */
+  bool poll_closed;     /* the poll timer's close callback ran (or it never existed) */
+  void (*stop_cb)(void *arg);
+  void *stop_arg;
+};
+
+/* Fills c->fsm with the state store's apply/snapshot/restore callbacks (fsm.c). */
+void consensus__fsm_init(struct consensus *c);
+
+/* Maps a libraft error code to a CC_E* code. While stopping, a lost leadership is reported as
+ * CC_ESHUTDOWN: libraft 0.15's raft_close fails pending requests with RAFT_LEADERSHIPLOST. */
+int consensus__error(const struct consensus *c, int raft_rv);
+
+#endif
