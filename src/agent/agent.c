@@ -1,2 +1,359 @@
+/* agent.c -- the life of `concord agent`: configuration, data directory and node ID, the state
+ * store and Raft on servers, the HTTP API, signals, and an orderly shutdown in which every
+ * handle is closed before the loop is (so a leak shows up as a failing uv_loop_close).
+ *
+ * Shutdown order matters: the HTTP server closes first (cancelling parked blocking queries and
+ * dropping clients), then the API's blocking engine, then Raft (whose pending applies complete
+ * with CC_ESHUTDOWN), then the loop. */
+#define _XOPEN_SOURCE 700
 #include "agent/agent.h"
-int agent_main(int argc, char **argv) { (void)argc; (void)argv; return 1; }
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "api/api.h"
+#include "config/config.h"
+#include "consensus/consensus.h"
+#include "http/server.h"
+#include "lib/alloc.h"
+#include "lib/buf.h"
+#include "lib/log.h"
+#include "lib/rand.h"
+#include "state/store.h"
+#include "version.h"
+
+struct agent {
+  uv_loop_t loop;
+  struct config cfg;
+  char *dev_dir; /* -dev: a temporary data dir, removed at exit */
+  char node_id[37];
+  char advertise[64];
+  struct state_store *store;
+  struct consensus *consensus;
+  struct http_server *http;
+  struct api_ctx api;
+  uv_signal_t sig_int, sig_term, sig_hup;
+  bool stopping;
+  int exit_code;
+};
+
+static int agent_rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+static void agent_rm_tree(const char *dir)
+{
+  nftw(dir, agent_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Creates dir and its parents with mode 0700 (Consul keeps its data dir private). */
+static int agent_mkdir_p(const char *dir)
+{
+  char *path = xstrdup(dir);
+  for (char *p = path + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+      free(path);
+      return -1;
+    }
+    *p = '/';
+  }
+  int rv = mkdir(path, 0700) != 0 && errno != EEXIST ? -1 : 0;
+  free(path);
+  return rv;
+}
+
+/* The node ID persists in <data_dir>/node-id so a restarted agent is the same node. */
+static int agent_load_node_id(struct agent *a, const char *data_dir)
+{
+  if (a->cfg.node_id[0]) {
+    snprintf(a->node_id, sizeof a->node_id, "%s", a->cfg.node_id);
+    return 0;
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/node-id", data_dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    char id[64] = "";
+    if (fgets(id, sizeof id, f)) id[strcspn(id, "\r\n \t")] = '\0';
+    fclose(f);
+    if (!uuid_is_valid(id)) {
+      log_error("agent", "node ID in %s is not a UUID: \"%s\"", path, id);
+      return -1;
+    }
+    snprintf(a->node_id, sizeof a->node_id, "%s", id);
+    return 0;
+  }
+  rand_uuid(a->node_id);
+  f = fopen(path, "w");
+  if (!f || fprintf(f, "%s", a->node_id) < 0 || fclose(f) != 0) {
+    log_error("agent", "cannot write %s: %s", path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* The address other agents reach this one on: the bind address, or for 0.0.0.0 the first
+ * non-loopback IPv4 address of the host (what Consul's default advertise picks). */
+static void agent_pick_advertise(struct agent *a)
+{
+  if (strcmp(a->cfg.bind_addr, "0.0.0.0") != 0) {
+    snprintf(a->advertise, sizeof a->advertise, "%s", a->cfg.bind_addr);
+    return;
+  }
+  snprintf(a->advertise, sizeof a->advertise, "127.0.0.1");
+  uv_interface_address_t *ifs;
+  int n;
+  if (uv_interface_addresses(&ifs, &n) != 0) return;
+  for (int i = 0; i < n; i++) {
+    if (ifs[i].is_internal || ifs[i].address.address4.sin_family != AF_INET) continue;
+    uv_ip4_name(&ifs[i].address.address4, a->advertise, sizeof a->advertise);
+    break;
+  }
+  uv_free_interface_addresses(ifs, n);
+}
+
+static void agent_banner(struct agent *a)
+{
+  struct config *c = &a->cfg;
+  struct buf clients = BUF_INIT;
+  for (char **p = c->client_addrs; *p; p++) buf_printf(&clients, "%s%s", p == c->client_addrs ? "" : " ", *p);
+  fprintf(stderr,
+          "==> Starting Concord agent...\n"
+          "           Version: '%s' (Consul API %s)\n"
+          "           Node ID: '%s'\n"
+          "         Node name: '%s'\n"
+          "        Datacenter: '%s' (Segment: '%s')\n"
+          "            Server: %s (Bootstrap: %s)\n"
+          "       Client Addr: [%s] (HTTP: %d, HTTPS: -1, gRPC: -1, DNS: %d)\n"
+          "      Cluster Addr: %s (LAN: %d, WAN: %d)\n"
+          "           Encrypt: Gossip: false, TLS-Outgoing: false, TLS-Incoming: false\n\n"
+          "==> Log data will now stream in as it occurs:\n\n",
+          CONCORD_VERSION, CONCORD_CONSUL_VERSION, a->node_id, c->node_name, c->datacenter,
+          c->server ? "<all>" : "", c->server ? "true" : "false",
+          c->bootstrap_expect == 1 ? "true" : "false", clients.data, c->port_http, c->port_dns,
+          a->advertise, c->port_serf_lan, c->port_serf_wan);
+  buf_free(&clients);
+}
+
+/* ---- shutdown ---- */
+
+static void agent_close_walk(uv_handle_t *h, void *arg)
+{
+  (void)arg;
+  if (!uv_is_closing(h)) {
+    log_warn("agent", "closing a handle left open at shutdown (type %s)", uv_handle_type_name(h->type));
+    uv_close(h, NULL);
+  }
+}
+
+static void agent_consensus_stopped(void *arg)
+{
+  struct agent *a = arg;
+  a->consensus = NULL;
+  log_info("agent", "shutdown complete");
+}
+
+static void agent_http_closed(void *arg)
+{
+  struct agent *a = arg;
+  a->http = NULL;
+  api_shutdown(&a->api);
+  uv_close((uv_handle_t *)&a->sig_int, NULL);
+  uv_close((uv_handle_t *)&a->sig_term, NULL);
+  uv_close((uv_handle_t *)&a->sig_hup, NULL);
+  if (a->consensus) consensus_stop(a->consensus, agent_consensus_stopped, a);
+}
+
+static void agent_stop(struct agent *a)
+{
+  if (a->stopping) return;
+  a->stopping = true;
+  log_info("agent", "caught signal, shutting down");
+  if (a->http) http_server_close(a->http, agent_http_closed, a);
+  else agent_http_closed(a);
+}
+
+static void agent_reload(void *arg)
+{
+  struct agent *a = arg;
+  /* What can change without a restart today is the log level; services and checks join this
+   * with the service-discovery work. Anything invalid keeps the running configuration. */
+  struct config fresh;
+  char err[512];
+  if (config_reload(&a->cfg, &fresh, err, sizeof err) != 0) {
+    log_error("agent", "reload failed, keeping the running configuration: %s", err);
+    config_free(&fresh);
+    return;
+  }
+  enum log_level lvl;
+  if (log_parse_level(fresh.log_level, &lvl) == 0 && lvl != log_get_level()) {
+    log_set_level(lvl);
+    free(a->cfg.log_level);
+    a->cfg.log_level = xstrdup(fresh.log_level);
+  }
+  log_info("agent", "reloaded configuration (log level %s)", a->cfg.log_level);
+  config_free(&fresh);
+}
+
+static void agent_on_signal(uv_signal_t *h, int signum)
+{
+  struct agent *a = h->data;
+  if (signum == SIGHUP) {
+    log_info("agent", "caught SIGHUP, reloading");
+    agent_reload(a);
+    return;
+  }
+  agent_stop(a);
+}
+
+/* ---- start ---- */
+
+static int agent_start_server(struct agent *a, const char *data_dir)
+{
+  a->store = state_store_new();
+  struct consensus_config cc;
+  consensus_config_defaults(&cc);
+  char addr[96];
+  snprintf(addr, sizeof addr, "%s:%d", a->advertise, a->cfg.port_server);
+  cc.data_dir = data_dir;
+  cc.node_id = a->node_id;
+  cc.address = addr;
+  cc.bootstrap_expect = a->cfg.bootstrap_expect;
+  cc.snapshot_threshold = a->cfg.raft_snapshot_threshold;
+  cc.snapshot_trailing = a->cfg.raft_trailing_logs;
+  /* Consul scales its Raft timers by raft_multiplier (1 = production, 5 = default). Our base
+   * values are tuned for fast failover; the multiplier still applies. */
+  cc.election_timeout_ms = cc.election_timeout_ms * a->cfg.raft_multiplier;
+  cc.heartbeat_timeout_ms = cc.heartbeat_timeout_ms * a->cfg.raft_multiplier;
+  char err[512] = "";
+  int rv = consensus_start(&a->loop, &cc, a->store, &a->consensus, err, sizeof err);
+  if (rv != 0) {
+    log_error("agent", "cannot start Raft: %s", err[0] ? err : "unknown error");
+    return -1;
+  }
+  return 0;
+}
+
+static int agent_start_http(struct agent *a)
+{
+  if (a->cfg.port_http < 0) return 0;
+  struct http_server_config hc;
+  http_server_config_defaults(&hc);
+  uint64_t max_body = a->cfg.kv_max_value_size > a->cfg.txn_max_req_len ? a->cfg.kv_max_value_size
+                                                                        : a->cfg.txn_max_req_len;
+  hc.max_body_bytes = (size_t)max_body;
+  hc.max_connections = a->cfg.http_max_conns;
+  a->http = http_server_new(&a->loop, &hc);
+  a->api = (struct api_ctx){
+      .loop = &a->loop,
+      .cfg = &a->cfg,
+      .store = a->store,
+      .consensus = a->consensus,
+      .http = a->http,
+      .start_time_ms = uv_now(&a->loop),
+      .node_id = a->node_id,
+      .advertise_addr = a->advertise,
+      .reload = agent_reload,
+      .reload_arg = a,
+  };
+  api_register(&a->api);
+  for (char **p = a->cfg.client_addrs; *p; p++) {
+    char err[256] = "";
+    if (http_server_listen(a->http, *p, a->cfg.port_http, err, sizeof err) != 0) {
+      log_error("agent", "cannot listen for HTTP on %s:%d: %s", *p, a->cfg.port_http, err);
+      return -1;
+    }
+    log_info("agent", "HTTP API listening on %s:%d", *p, a->cfg.port_http);
+  }
+  return 0;
+}
+
+int agent_main(int argc, char **argv)
+{
+  struct agent *a = xcalloc(1, sizeof *a);
+  char err[1024] = "";
+  int rv = config_load(argc, argv, &a->cfg, err, sizeof err);
+  if (rv != 0) {
+    if (rv < 0) fprintf(stderr, "==> %s\n", err);
+    config_free(&a->cfg);
+    free(a);
+    return rv < 0 ? 1 : 0;
+  }
+  enum log_level lvl = LOG_INFO;
+  log_parse_level(a->cfg.log_level, &lvl);
+  log_set_level(lvl);
+
+  const char *data_dir = a->cfg.data_dir;
+  if (a->cfg.dev) {
+    char tmpl[] = "/tmp/concord-dev-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+      fprintf(stderr, "==> cannot create a temporary data dir: %s\n", strerror(errno));
+      return 1;
+    }
+    a->dev_dir = xstrdup(tmpl);
+    data_dir = a->dev_dir;
+  } else if (agent_mkdir_p(data_dir) != 0) {
+    fprintf(stderr, "==> cannot create data dir %s: %s\n", data_dir, strerror(errno));
+    config_free(&a->cfg);
+    free(a);
+    return 1;
+  }
+  agent_pick_advertise(a);
+  uv_loop_init(&a->loop);
+  a->exit_code = 1;
+  if (agent_load_node_id(a, data_dir) != 0) goto out;
+  agent_banner(a);
+
+  uv_signal_init(&a->loop, &a->sig_int);
+  uv_signal_init(&a->loop, &a->sig_term);
+  uv_signal_init(&a->loop, &a->sig_hup);
+  a->sig_int.data = a->sig_term.data = a->sig_hup.data = a;
+  uv_signal_start(&a->sig_int, agent_on_signal, SIGINT);
+  uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
+  uv_signal_start(&a->sig_hup, agent_on_signal, SIGHUP);
+
+  bool started = true;
+  if (a->cfg.server) {
+    if (agent_start_server(a, data_dir) != 0) started = false;
+  } else {
+    log_warn("agent", "client agents need servers reached through gossip, which is not built "
+                      "yet: reads and writes will fail with \"No known Consul servers\"");
+  }
+  if (started && agent_start_http(a) != 0) started = false;
+  if (!started) {
+    a->stopping = false;
+    agent_stop(a);
+  } else {
+    a->exit_code = 0;
+  }
+  uv_run(&a->loop, UV_RUN_DEFAULT);
+  if (uv_loop_close(&a->loop) != 0) {
+    uv_walk(&a->loop, agent_close_walk, NULL);
+    uv_run(&a->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(&a->loop) != 0) log_error("agent", "handles still open at exit");
+  }
+out:
+  if (a->store) state_store_free(a->store);
+  if (a->dev_dir) {
+    agent_rm_tree(a->dev_dir);
+    free(a->dev_dir);
+  }
+  int code = a->exit_code;
+  config_free(&a->cfg);
+  free(a);
+  return code;
+}

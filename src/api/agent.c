@@ -1,0 +1,198 @@
+/* agent.c -- /v1/agent/self, /v1/agent/members and /v1/agent/reload: the agent describing
+ * itself (Consul's agent_endpoint.go AgentSelf, AgentMembers). Until gossip exists the member
+ * list is this node alone, with the serf tags Consul's servers carry. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include "api/internal.h"
+#include "version.h"
+
+/* Member status codes (serf's MemberStatus). */
+enum { MEMBER_NONE, MEMBER_ALIVE, MEMBER_LEAVING, MEMBER_LEFT, MEMBER_FAILED };
+
+static json_t *agent_member_json(struct api_ctx *ctx)
+{
+  const struct config *cfg = ctx->cfg;
+  char buf[64];
+  json_t *tags = json_object();
+  json_object_set_new(tags, "acls", json_string("0"));
+  json_object_set_new(tags, "build", json_string(CONCORD_CONSUL_VERSION ":concord-" CONCORD_VERSION));
+  json_object_set_new(tags, "dc", json_string(cfg->datacenter));
+  json_object_set_new(tags, "id", json_string(ctx->node_id));
+  if (cfg->server) {
+    snprintf(buf, sizeof buf, "%d", cfg->port_server);
+    json_object_set_new(tags, "port", json_string(buf));
+    json_object_set_new(tags, "raft_vsn", json_string("3"));
+    json_object_set_new(tags, "role", json_string("consul"));
+    if (cfg->bootstrap_expect == 1) json_object_set_new(tags, "bootstrap", json_string("1"));
+    else if (cfg->bootstrap_expect > 1) {
+      snprintf(buf, sizeof buf, "%u", cfg->bootstrap_expect);
+      json_object_set_new(tags, "expect", json_string(buf));
+    }
+    snprintf(buf, sizeof buf, "%d", cfg->port_serf_wan);
+    json_object_set_new(tags, "wan_join_port", json_string(buf));
+  } else {
+    json_object_set_new(tags, "role", json_string("node"));
+  }
+  json_object_set_new(tags, "segment", json_string(""));
+  snprintf(buf, sizeof buf, "%d", CONCORD_PROTOCOL_DEFAULT);
+  json_object_set_new(tags, "vsn", json_string(buf));
+  snprintf(buf, sizeof buf, "%d", CONCORD_PROTOCOL_MIN);
+  json_object_set_new(tags, "vsn_min", json_string(buf));
+  snprintf(buf, sizeof buf, "%d", CONCORD_PROTOCOL_MAX);
+  json_object_set_new(tags, "vsn_max", json_string(buf));
+
+  json_t *m = json_object();
+  json_object_set_new(m, "Name", json_string(cfg->node_name));
+  json_object_set_new(m, "Addr", json_string(ctx->advertise_addr));
+  json_object_set_new(m, "Port", json_integer(cfg->port_serf_lan));
+  json_object_set_new(m, "Tags", tags);
+  json_object_set_new(m, "Status", json_integer(MEMBER_ALIVE));
+  /* memberlist protocol 1..5 and serf delegate protocol 2..5, as Consul reports. */
+  json_object_set_new(m, "ProtocolMin", json_integer(1));
+  json_object_set_new(m, "ProtocolMax", json_integer(5));
+  json_object_set_new(m, "ProtocolCur", json_integer(2));
+  json_object_set_new(m, "DelegateMin", json_integer(2));
+  json_object_set_new(m, "DelegateMax", json_integer(5));
+  json_object_set_new(m, "DelegateCur", json_integer(4));
+  return m;
+}
+
+static json_t *agent_str_map(const char *const *kv)
+{
+  json_t *o = json_object();
+  for (; kv[0]; kv += 2) json_object_set_new(o, kv[0], json_string(kv[1]));
+  return o;
+}
+
+static json_t *agent_stats(struct api_ctx *ctx)
+{
+  const struct config *cfg = ctx->cfg;
+  char applied[24] = "0", last_index[24] = "0", term[24] = "0", contact[32] = "never",
+       peers[16] = "0", kv_keys[24], uptime[32], cpus[16];
+  struct consensus *c = ctx->consensus;
+  const char *leader_addr = c ? consensus_leader_address(c) : NULL;
+  if (c) {
+    snprintf(applied, sizeof applied, "%llu", (unsigned long long)consensus_applied_index(c));
+    snprintf(last_index, sizeof last_index, "%llu", (unsigned long long)consensus_last_index(c));
+    snprintf(term, sizeof term, "%llu", (unsigned long long)consensus_term(c));
+    if (consensus_is_leader(c)) snprintf(contact, sizeof contact, "0");
+    else if (leader_addr)
+      snprintf(contact, sizeof contact, "%llums", (unsigned long long)consensus_last_contact_ms(c));
+    snprintf(peers, sizeof peers, "%zu", consensus_peers(c, NULL, 0) - 1);
+  }
+  snprintf(kv_keys, sizeof kv_keys, "%zu", ctx->store ? state_kv_count(ctx->store) : 0);
+  snprintf(uptime, sizeof uptime, "%llus",
+           (unsigned long long)((uv_now(ctx->loop) - ctx->start_time_ms) / 1000));
+  snprintf(cpus, sizeof cpus, "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+  struct utsname u;
+  uname(&u);
+
+  json_t *stats = json_object();
+  json_object_set_new(stats, "agent",
+                      agent_str_map((const char *const[]){"check_monitors", "0", "check_ttls", "0",
+                                                          "checks", "0", "services", "0", NULL}));
+  json_object_set_new(stats, "build",
+                      agent_str_map((const char *const[]){"prerelease", "", "revision",
+                                                          "concord-" CONCORD_VERSION, "version",
+                                                          CONCORD_CONSUL_VERSION, "version_metadata",
+                                                          "", NULL}));
+  json_object_set_new(
+      stats, "consul",
+      agent_str_map((const char *const[]){"acl", "disabled", "bootstrap",
+                                          cfg->bootstrap_expect == 1 ? "true" : "false",
+                                          "known_datacenters", "1", "leader",
+                                          c && consensus_is_leader(c) ? "true" : "false",
+                                          "leader_addr", leader_addr ? leader_addr : "", "server",
+                                          cfg->server ? "true" : "false", NULL}));
+  if (c) {
+    json_object_set_new(
+        stats, "raft",
+        agent_str_map((const char *const[]){"applied_index", applied, "commit_index", applied,
+                                            "last_contact", contact, "last_log_index", last_index,
+                                            "num_peers", peers, "protocol_version", "3", "state",
+                                            consensus_state_name(c), "term", term, NULL}));
+  }
+  json_object_set_new(stats, "runtime",
+                      agent_str_map((const char *const[]){"arch", u.machine, "cpu_count", cpus,
+                                                          "os", "linux", "version",
+                                                          "concord-" CONCORD_VERSION, NULL}));
+  json_object_set_new(stats, "kv", agent_str_map((const char *const[]){"keys", kv_keys, NULL}));
+  json_object_set_new(stats, "agent_uptime", agent_str_map((const char *const[]){"uptime", uptime, NULL}));
+  return stats;
+}
+
+static void agent_self(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  const struct config *cfg = ctx->cfg;
+  json_t *config = json_object();
+  json_object_set_new(config, "Datacenter", json_string(cfg->datacenter));
+  json_object_set_new(config, "PrimaryDatacenter", json_string(cfg->datacenter));
+  json_object_set_new(config, "NodeName", json_string(cfg->node_name));
+  json_object_set_new(config, "NodeID", json_string(ctx->node_id));
+  json_object_set_new(config, "Revision", json_string("concord-" CONCORD_VERSION));
+  json_object_set_new(config, "Server", json_boolean(cfg->server));
+  json_object_set_new(config, "Version", json_string(CONCORD_CONSUL_VERSION));
+  json_object_set_new(config, "BuildDate", json_string("1970-01-01T00:00:01Z"));
+
+  json_t *debug = json_object();
+  json_object_set_new(debug, "Datacenter", json_string(cfg->datacenter));
+  json_object_set_new(debug, "NodeName", json_string(cfg->node_name));
+  json_object_set_new(debug, "DevMode", json_boolean(cfg->dev));
+  json_object_set_new(debug, "ServerMode", json_boolean(cfg->server));
+  json_object_set_new(debug, "BootstrapExpect", json_integer(cfg->bootstrap_expect));
+  json_object_set_new(debug, "DataDir", cfg->data_dir ? json_string(cfg->data_dir) : json_string(""));
+  json_object_set_new(debug, "KVMaxValueSize", json_integer((json_int_t)cfg->kv_max_value_size));
+  json_object_set_new(debug, "HTTPPort", json_integer(cfg->port_http));
+  json_object_set_new(debug, "DNSPort", json_integer(cfg->port_dns));
+  json_object_set_new(debug, "ServerPort", json_integer(cfg->port_server));
+  json_object_set_new(debug, "RaftSnapshotThreshold", json_integer(cfg->raft_snapshot_threshold));
+  json_object_set_new(debug, "RaftTrailingLogs", json_integer(cfg->raft_trailing_logs));
+
+  json_t *coord = json_object();
+  json_t *vec = json_array();
+  for (int i = 0; i < 8; i++) json_array_append_new(vec, json_real(0));
+  json_object_set_new(coord, "Vec", vec);
+  json_object_set_new(coord, "Error", json_real(1.5));
+  json_object_set_new(coord, "Adjustment", json_real(0));
+  json_object_set_new(coord, "Height", json_real(1e-05));
+
+  json_t *self = json_object();
+  json_object_set_new(self, "Config", config);
+  json_object_set_new(self, "DebugConfig", debug);
+  json_object_set_new(self, "Coord", coord);
+  json_object_set_new(self, "Member", agent_member_json(ctx));
+  json_object_set_new(self, "Stats", agent_stats(ctx));
+  json_object_set(self, "Meta", (json_t *)cfg->node_meta);
+  http_respond_json(req, 200, self);
+}
+
+static void agent_members(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  if (http_query_has(req, "wan") && !ctx->cfg->server) {
+    http_respond_error(req, 400, "Cannot list WAN members on a client agent");
+    return;
+  }
+  json_t *list = json_array();
+  json_array_append_new(list, agent_member_json(ctx));
+  http_respond_json(req, 200, list);
+}
+
+static void agent_reload(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  if (ctx->reload) ctx->reload(ctx->reload_arg);
+  http_respond(req, 200, "application/json", "", 0);
+}
+
+void api_agent_register(struct api_ctx *ctx)
+{
+  http_server_route(ctx->http, HTTP_M_GET, "/v1/agent/self", agent_self, ctx);
+  http_server_route(ctx->http, HTTP_M_GET, "/v1/agent/members", agent_members, ctx);
+  http_server_route(ctx->http, HTTP_M_PUT, "/v1/agent/reload", agent_reload, ctx);
+}

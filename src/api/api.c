@@ -1,0 +1,15 @@
+/* api.c -- registers every endpoint family on the agent's HTTP server. */
+#include "api/internal.h"
+
+void api_register(struct api_ctx *ctx)
+{
+  api__blocking_init(ctx);
+  api_kv_register(ctx);
+  api_status_register(ctx);
+  api_agent_register(ctx);
+}
+
+void api_shutdown(struct api_ctx *ctx)
+{
+  api__blocking_shutdown(ctx);
+}

@@ -1,0 +1,35 @@
+/* api.h -- Consul's HTTP API (/v1/...): one file per endpoint family, all registered on the
+ * agent's HTTP server by api_register. Handlers read the state store directly on servers and
+ * send writes through Raft (consensus). */
+#ifndef CONCORD_API_API_H
+#define CONCORD_API_API_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "consensus/consensus.h"
+#include "http/server.h"
+#include "state/store.h"
+
+/* Everything a handler may reach; owned by the agent, which outlives the HTTP server. */
+struct api_ctx {
+  uv_loop_t *loop;
+  const struct config *cfg;
+  struct state_store *store;     /* NULL on client agents */
+  struct consensus *consensus;   /* NULL on client agents */
+  struct http_server *http;
+  uint64_t start_time_ms;        /* uv_now at agent start */
+  const char *node_id;
+  const char *advertise_addr;    /* the address other agents reach this one on */
+  void (*reload)(void *arg);     /* the agent's reload hook */
+  void *reload_arg;
+  struct api_blocking *blocking; /* private to api/blocking.c */
+};
+
+/* Registers every endpoint. */
+void api_register(struct api_ctx *ctx);
+/* Cancels parked blocking queries and frees api state (before the HTTP server closes). */
+void api_shutdown(struct api_ctx *ctx);
+
+#endif

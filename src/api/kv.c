@@ -1,0 +1,242 @@
+/* kv.c -- /v1/kv/<key>: Consul's KV endpoint (agent/kvs_endpoint.go) over the state store.
+ *
+ * GET answers one entry, a prefix (?recurse) or key names (?keys, ?separator), as JSON or the
+ * raw value (?raw), blocking with ?index. PUT sets (?flags, ?cas, ?acquire, ?release) and DELETE
+ * removes (?recurse, ?cas) through Raft, answering true/false. Difference from the newest Consul,
+ * on purpose: keys are not restricted to [A-Za-z0-9,-_./] nor refused for ending in ".json"
+ * (1.17 allowed them and users rely on it); only path traversal ("../") is refused. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/internal.h"
+#include "lib/alloc.h"
+#include "lib/b64.h"
+#include "state/cmd.h"
+
+static json_t *kv_entry_json(const struct state_kv *e)
+{
+  json_t *o = json_object();
+  json_object_set_new(o, "LockIndex", json_integer((json_int_t)e->lock_index));
+  json_object_set_new(o, "Key", json_stringn(e->key, e->key_len));
+  json_object_set_new(o, "Flags", json_integer((json_int_t)e->flags));
+  if (e->value_len) { /* Go marshals an empty []byte from the body as null */
+    char *b64 = xmalloc(b64_encoded_len(e->value_len) + 1);
+    b64_encode(e->value, e->value_len, b64);
+    json_object_set_new(o, "Value", json_string(b64));
+    free(b64);
+  } else {
+    json_object_set_new(o, "Value", json_null());
+  }
+  if (e->session) json_object_set_new(o, "Session", json_string(e->session));
+  json_object_set_new(o, "CreateIndex", json_integer((json_int_t)e->create_index));
+  json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)e->modify_index));
+  return o;
+}
+
+static void kv_body_json(struct http_request *req, struct api_read_result *res, json_t *j)
+{
+  size_t flags = JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
+                 (http_query_has(req, "pretty") ? JSON_INDENT(4) : JSON_COMPACT);
+  char *s = json_dumps(j, flags);
+  buf_puts(&res->body, s ? s : "null");
+  free(s);
+  json_decref(j);
+}
+
+static int kv_collect(const struct state_kv *e, void *arg)
+{
+  json_array_append_new(arg, kv_entry_json(e));
+  return 0;
+}
+
+static int kv_collect_key(const char *key, size_t len, void *arg)
+{
+  json_array_append_new(arg, json_stringn(key, len));
+  return 0;
+}
+
+/* The read proper; runs again for every wake of a parked query. */
+static void kv_read(struct api_ctx *ctx, struct http_request *req, struct api_read_result *res)
+{
+  const char *key = req->tail;
+  size_t key_len = strlen(key);
+  if (http_query_has(req, "keys")) {
+    const char *sep = http_query(req, "separator");
+    if (!sep) sep = http_query(req, "seperator"); /* Consul still honours the old spelling */
+    if (!sep) sep = "";
+    json_t *keys = json_array();
+    res->index = state_kv_keys(ctx->store, key, key_len, sep, strlen(sep), kv_collect_key, keys);
+    api_read_watch(res, STATE_WATCH_KV_PREFIX, key, key_len);
+    if (json_array_size(keys) == 0 && key_len > 0) {
+      res->status = 404;
+      json_decref(keys);
+      return;
+    }
+    kv_body_json(req, res, keys);
+    return;
+  }
+  if (http_query_has(req, "recurse")) {
+    json_t *list = json_array();
+    res->index = state_kv_list(ctx->store, key, key_len, kv_collect, list);
+    api_read_watch(res, STATE_WATCH_KV_PREFIX, key, key_len);
+    if (json_array_size(list) == 0) {
+      res->status = 404;
+      json_decref(list);
+      return;
+    }
+    kv_body_json(req, res, list);
+    return;
+  }
+  const struct state_kv *e = state_kv_get(ctx->store, key, key_len, &res->index);
+  api_read_watch(res, STATE_WATCH_KV_KEY, key, key_len);
+  if (!e) {
+    res->status = 404;
+    return;
+  }
+  res->index = e->modify_index;
+  if (http_query_has(req, "raw")) {
+    /* Consul's defence against stored XSS: no sniffing, no script. */
+    res->content_type = "text/plain";
+    api_read_header(res, "X-Content-Type-Options", "nosniff");
+    api_read_header(res, "Content-Security-Policy", "sandbox");
+    buf_append(&res->body, e->value, e->value_len);
+    return;
+  }
+  json_t *list = json_array();
+  json_array_append_new(list, kv_entry_json(e));
+  kv_body_json(req, res, list);
+}
+
+/* Consul answers "Conflicting flags: <query>\n" when non-composable parameters are combined. */
+static bool kv_conflicting(struct http_request *req, const char *const *names, size_t n)
+{
+  size_t found = 0;
+  for (size_t i = 0; i < n; i++) found += http_query_has(req, names[i]);
+  if (found < 2) return false;
+  http_respond_error(req, 400, "Conflicting flags: %s\n", req->raw_query);
+  return true;
+}
+
+static void kv_write_done(struct api_ctx *ctx, struct http_request *req,
+                          const struct state_cmd_result *res, uint64_t index)
+{
+  (void)ctx;
+  (void)index;
+  /* Plain set and delete answer true whatever happened; CAS, lock and unlock tell. */
+  bool answer = req->data ? res->ok : true;
+  http_respond(req, 200, "application/json", answer ? "true" : "false", answer ? 4 : 5);
+}
+
+static bool kv_key_ok(struct http_request *req, const char *key)
+{
+  if (strstr(req->path, "../") || strstr(key, "..\\")) {
+    http_respond_error(req, 400, "URL path contains invalid traversal sequence");
+    return false;
+  }
+  return true;
+}
+
+static void kv_put(struct api_ctx *ctx, struct http_request *req)
+{
+  const char *key = req->tail;
+  if (!*key) {
+    http_respond_error(req, 400, "Missing key name");
+    return;
+  }
+  static const char *const conflicts[] = {"cas", "acquire", "release"};
+  if (kv_conflicting(req, conflicts, 3)) return;
+  struct state_kv_op op = {.verb = STATE_KV_SET, .key = key, .key_len = strlen(key)};
+  const char *v;
+  if ((v = http_query(req, "flags")) && api_parse_u64(v, &op.flags) != 0) {
+    http_respond_error(req, 400, "Invalid flags: %s", v);
+    return;
+  }
+  if ((v = http_query(req, "cas"))) {
+    if (api_parse_u64(v, &op.cas) != 0) {
+      http_respond_error(req, 400, "Invalid cas index: %s", v);
+      return;
+    }
+    op.verb = STATE_KV_CAS;
+  }
+  if ((v = http_query(req, "acquire"))) {
+    op.verb = STATE_KV_LOCK;
+    op.session = v;
+  }
+  if ((v = http_query(req, "release"))) {
+    op.verb = STATE_KV_UNLOCK;
+    op.session = v;
+  }
+  if (req->body_len > ctx->cfg->kv_max_value_size) {
+    http_respond_error(req, 413,
+                       "Request body(%zu bytes) too large, max size: %llu bytes. See "
+                       "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
+                       req->body_len, (unsigned long long)ctx->cfg->kv_max_value_size);
+    return;
+  }
+  op.value = req->body;
+  op.value_len = req->body_len;
+  struct buf cmd = BUF_INIT;
+  state_cmd_encode_kv(&cmd, &op);
+  req->data = op.verb == STATE_KV_SET ? NULL : (void *)1; /* "report the boolean" */
+  api_write(ctx, req, &cmd, kv_write_done);
+  buf_free(&cmd);
+}
+
+static void kv_delete(struct api_ctx *ctx, struct http_request *req)
+{
+  const char *key = req->tail;
+  static const char *const conflicts[] = {"recurse", "cas"};
+  if (kv_conflicting(req, conflicts, 2)) return;
+  struct state_kv_op op = {.verb = STATE_KV_DELETE, .key = key, .key_len = strlen(key)};
+  if (http_query_has(req, "recurse")) {
+    op.verb = STATE_KV_DELETE_TREE;
+  } else if (!*key) {
+    http_respond_error(req, 400, "Missing key name");
+    return;
+  }
+  const char *v = http_query(req, "cas");
+  if (v) {
+    if (api_parse_u64(v, &op.cas) != 0) {
+      http_respond_error(req, 400, "Invalid cas index: %s", v);
+      return;
+    }
+    op.verb = STATE_KV_DELETE_CAS;
+  }
+  struct buf cmd = BUF_INIT;
+  state_cmd_encode_kv(&cmd, &op);
+  req->data = op.verb == STATE_KV_DELETE_CAS ? (void *)1 : NULL;
+  api_write(ctx, req, &cmd, kv_write_done);
+  buf_free(&cmd);
+}
+
+static void kv_handler(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  if (!kv_key_ok(req, req->tail)) return;
+  switch (req->method) {
+    case HTTP_M_GET:
+    case HTTP_M_HEAD:
+      if (!*req->tail && !http_query_has(req, "recurse") && !http_query_has(req, "keys")) {
+        http_respond_error(req, 400, "Missing key name");
+        return;
+      }
+      api_read(ctx, req, kv_read);
+      return;
+    case HTTP_M_PUT:
+      kv_put(ctx, req);
+      return;
+    case HTTP_M_DELETE:
+      kv_delete(ctx, req);
+      return;
+    default:
+      http_respond_error(req, 405, "method %s not allowed", req->method_name);
+  }
+}
+
+void api_kv_register(struct api_ctx *ctx)
+{
+  http_server_route(ctx->http, HTTP_M_GET | HTTP_M_HEAD | HTTP_M_PUT | HTTP_M_DELETE, "/v1/kv/",
+                    kv_handler, ctx);
+}

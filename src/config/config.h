@@ -1,0 +1,61 @@
+/* config.h -- the agent's configuration: Consul's defaults, then JSON config files (Consul's
+ * key names) in the order given, then command-line flags (Consul's names), each later source
+ * overriding the earlier ones. Every bad value is an error with a sentence naming the source
+ * and the key; keys Consul has that Concord does not implement yet are warnings (logged), and
+ * keys Consul does not have are errors, as Consul's "invalid config key" is. */
+#ifndef CONCORD_CONFIG_CONFIG_H
+#define CONCORD_CONFIG_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct config {
+  bool dev;
+  bool server;
+  bool bootstrap;
+  unsigned bootstrap_expect;
+  char *datacenter;  /* lower-cased, as Consul does */
+  char *node_name;
+  char *node_id;     /* "" until the agent loads or creates <data_dir>/node-id */
+  char *data_dir;    /* NULL in -dev mode (the agent makes a temporary one) */
+  char *bind_addr;
+  char **client_addrs; /* -client: space-separated list; NULL-terminated */
+  char *domain;      /* "consul." */
+  char *alt_domain;
+  char *log_level;
+  int port_http;     /* -1 disables */
+  int port_dns;
+  int port_server;
+  int port_serf_lan;
+  int port_serf_wan;
+  uint64_t kv_max_value_size;  /* limits.kv_max_value_size, 512 KiB */
+  uint64_t txn_max_req_len;    /* limits.txn_max_req_len, 512 KiB */
+  unsigned http_max_conns;     /* limits.http_max_conns_per_client (we apply it per agent) */
+  unsigned raft_snapshot_threshold; /* 16384 */
+  unsigned raft_trailing_logs;      /* 10240 */
+  unsigned raft_multiplier;         /* performance.raft_multiplier, 1..10, default 5 */
+  bool ui;
+  json_t *node_meta;  /* object of string -> string */
+  char **config_sources; /* the -config-file/-config-dir arguments; NULL-terminated */
+  int argc;              /* a copy of the command line, so reload applies the same precedence */
+  char **argv;
+};
+
+/* Parses argv (argv[0] is "agent") and the config files it names into cfg. Returns 0, 1 when
+ * -h/-help was given (usage printed), or -1 with a sentence in errbuf. cfg is always safe to
+ * pass to config_free afterwards. */
+int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t errlen);
+void config_free(struct config *cfg);
+/* Loads the configuration again from the same command line and files (for SIGHUP and
+ * /v1/agent/reload) into fresh. Returns 0, or -1 with a sentence in errbuf. */
+int config_reload(const struct config *running, struct config *fresh, char *errbuf,
+                  size_t errlen);
+/* Applies one JSON document (a file's contents) on top of cfg; `source` names it in errors. */
+int config_apply_json(struct config *cfg, const char *text, size_t len, const char *source,
+                      char *errbuf, size_t errlen);
+/* Prints the agent's flags (`concord agent -h`). */
+void config_usage(void);
+
+#endif

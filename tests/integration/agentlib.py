@@ -1,0 +1,142 @@
+"""Start and stop real `concord agent` processes for integration tests.
+
+Each agent gets its own free ports on a loopback address and its own data directory, and its
+log goes to a file that is printed when a test fails. Nothing here sends traffic anywhere but
+127.0.0.0/8."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("CONCORD_BIN", os.path.join(ROOT, "build", "concord"))
+
+
+def free_port(ip="127.0.0.1", kind=socket.SOCK_STREAM):
+    """A port that is free for both TCP and UDP on ip right now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((ip, 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind((ip, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+class Agent:
+    """One agent process. `dev=True` runs `-dev` (in-memory); otherwise a single server with
+    -bootstrap-expect=1 and a persistent -data-dir, so it can be killed and restarted."""
+
+    def __init__(self, dev=True, ip="127.0.0.1", node=None, extra_args=None, data_dir=None):
+        self.bin = BIN
+        self.ip = ip
+        self.dev = dev
+        self.node = node or "node-%d" % os.getpid()
+        self.extra_args = list(extra_args or [])
+        self.http_port = free_port(ip)
+        self.dns_port = free_port(ip)
+        self.server_port = free_port(ip)
+        self.http_addr = "%s:%d" % (ip, self.http_port)
+        self.url = "http://" + self.http_addr
+        self.data_dir = data_dir or (None if dev else tempfile.mkdtemp(prefix="concord-test-"))
+        self.log_path = tempfile.mktemp(prefix="concord-log-", suffix=".txt")
+        self.proc = None
+
+    def args(self):
+        a = [self.bin, "agent", "-node", self.node, "-bind", self.ip, "-client", self.ip,
+             "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
+             "-server-port", str(self.server_port), "-log-level", "debug"]
+        if self.dev:
+            a.append("-dev")
+        else:
+            a += ["-server", "-bootstrap-expect=1", "-data-dir", self.data_dir]
+        return a + self.extra_args
+
+    def start(self, wait=True):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log.close()
+        if wait:
+            self.wait_leader()
+        return self
+
+    def wait_leader(self, timeout=20.0):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("agent exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                with urllib.request.urlopen(self.url + "/v1/status/leader", timeout=1) as r:
+                    leader = json.loads(r.read())
+                    if leader:
+                        return leader
+            except (OSError, urllib.error.URLError, ValueError) as e:
+                last = e
+            time.sleep(0.05)
+        raise RuntimeError("agent never got a leader (%s):\n%s" % (last, self.log()))
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-20000:]
+        except OSError:
+            return ""
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        """Stops the agent; returns its exit code. Fails the test if it hangs."""
+        if not self.proc or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError("agent did not stop on %s:\n%s" % (sig, self.log()))
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    # -- HTTP helpers (raw, so tests see exact status codes, headers and bodies) --
+    def request(self, method, path, body=None, headers=None, timeout=30):
+        """Returns (status, headers dict with lower-case names, body bytes)."""
+        data = body.encode() if isinstance(body, str) else body
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+    def get_json(self, path):
+        status, headers, body = self.request("GET", path)
+        assert status == 200, (status, body)
+        return json.loads(body), headers
+
+    def cli(self, *args, env=None, input=None, timeout=30):
+        """Runs `concord <args>` against this agent; returns CompletedProcess (text)."""
+        e = dict(os.environ)
+        e["CONSUL_HTTP_ADDR"] = self.http_addr
+        e.pop("CONSUL_HTTP_TOKEN", None)
+        if env:
+            e.update(env)
+        return subprocess.run([self.bin] + list(args), env=e, input=input, capture_output=True,
+                              text=True, timeout=timeout)
