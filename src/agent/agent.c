@@ -80,7 +80,7 @@ static int agent_mkdir_p(const char *dir)
 static int agent_load_node_id(struct agent *a, const char *data_dir)
 {
   if (a->cfg.node_id[0]) {
-    snprintf(a->node_id, sizeof a->node_id, "%s", a->cfg.node_id);
+    memcpy(a->node_id, a->cfg.node_id, 37); /* config validated it as a UUID */
     return 0;
   }
   char path[4096];
@@ -94,7 +94,7 @@ static int agent_load_node_id(struct agent *a, const char *data_dir)
       log_error("agent", "node ID in %s is not a UUID: \"%s\"", path, id);
       return -1;
     }
-    snprintf(a->node_id, sizeof a->node_id, "%s", id);
+    memcpy(a->node_id, id, 37); /* validated: exactly 36 characters and the NUL */
     return 0;
   }
   rand_uuid(a->node_id);

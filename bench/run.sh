@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Side-by-side benchmarks, all on this machine's loopback, in one run (docs/benchmarks.md):
+#  1. KV PUT and GET: Concord (one server, fsync on) vs etcd 3.4 (one member) under wrk with
+#     64 keep-alive connections, printed as ratios with p50/p99 latencies;
+#  2. 10,000 blocking queries parked on one key, woken by one PUT;
+#  3. idle RSS of `concord agent -dev`.
+#   usage: bench/run.sh BUILD_DIR   (env: DURATION=10s CONNS=64 PARKED=10000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+BIN=$PWD/$build/concord
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+PARKED=${PARKED:-10000}
+work=$(mktemp -d /tmp/concord-bench-XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; return 1; }
+
+# wrk prints "Requests/sec: N" and, with --latency, "50% 1.23ms" lines; normalise to ms.
+wrk_run() { # url script -> "rps p50ms p99ms"
+  wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$2" "$1" > "$work/wrk.out" 2>&1 || true
+  awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /Requests\/sec:/ { rps=$2 }
+    $1=="50%" { p50=ms($2) } $1=="99%" { p99=ms($2) }
+    /Non-2xx/ { bad=$NF }
+    END { printf "%d %.2f %.2f %d\n", rps, p50, p99, bad+0 }' "$work/wrk.out"
+}
+
+echo "== starting Concord (single server, fsync on) and etcd (single member)"
+"$BIN" agent -server -bootstrap-expect=1 -data-dir "$work/concord" -node bench -bind 127.0.0.1 \
+  -client 127.0.0.1 -http-port 18500 -dns-port 18600 -server-port 18300 -log-level warn \
+  > "$work/concord.log" 2>&1 & pids+=($!); cpid=$!
+etcd --name bench --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:12379 \
+  --advertise-client-urls http://127.0.0.1:12379 --listen-peer-urls http://127.0.0.1:12380 \
+  --initial-advertise-peer-urls http://127.0.0.1:12380 --initial-cluster bench=http://127.0.0.1:12380 \
+  --log-level error > "$work/etcd.log" 2>&1 & pids+=($!)
+for _ in $(seq 100); do [ "$(curl -s 127.0.0.1:18500/v1/status/leader)" != '""' ] && curl -sf 127.0.0.1:18500/v1/status/leader >/dev/null && break; sleep 0.1; done
+wait_http http://127.0.0.1:12379/health
+curl -s -X PUT --data v 127.0.0.1:18500/v1/kv/bench/1 >/dev/null
+curl -s -X POST -d '{"key":"YmVuY2gvMQ==","value":"dg=="}' 127.0.0.1:12379/v3/kv/put >/dev/null
+
+printf "\n%-28s %12s %10s %10s\n" "load ($CONNS conns, $DURATION)" "req/s" "p50 ms" "p99 ms"
+read -r c_put c_put50 c_put99 c_bad < <(wrk_run http://127.0.0.1:18500 bench/concord_put.lua)
+printf "%-28s %12s %10s %10s\n" "concord PUT" "$c_put" "$c_put50" "$c_put99"
+read -r e_put e_put50 e_put99 e_bad < <(wrk_run http://127.0.0.1:12379 bench/etcd_put.lua)
+printf "%-28s %12s %10s %10s\n" "etcd put" "$e_put" "$e_put50" "$e_put99"
+echo 'wrk.method = "GET"' > "$work/get.lua"
+read -r c_get c_get50 c_get99 _ < <(wrk_run http://127.0.0.1:18500/v1/kv/bench/1 "$work/get.lua")
+printf "%-28s %12s %10s %10s\n" "concord GET (default)" "$c_get" "$c_get50" "$c_get99"
+read -r c_sget c_sget50 c_sget99 _ < <(wrk_run "http://127.0.0.1:18500/v1/kv/bench/1?stale" "$work/get.lua")
+printf "%-28s %12s %10s %10s\n" "concord GET (stale)" "$c_sget" "$c_sget50" "$c_sget99"
+read -r c_cget c_cget50 c_cget99 _ < <(wrk_run "http://127.0.0.1:18500/v1/kv/bench/1?consistent" "$work/get.lua")
+printf "%-28s %12s %10s %10s\n" "concord GET (consistent)" "$c_cget" "$c_cget50" "$c_cget99"
+read -r e_get e_get50 e_get99 _ < <(wrk_run http://127.0.0.1:12379 bench/etcd_get.lua)
+printf "%-28s %12s %10s %10s\n" "etcd range (linearizable)" "$e_get" "$e_get50" "$e_get99"
+[ "$c_bad" = 0 ] || echo "warning: $c_bad non-2xx Concord PUT answers"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
+echo
+echo "ratio PUT  concord/etcd:                 $(ratio "$c_put" "$e_put")   (target >= 1.5x)"
+echo "ratio GET  concord default/etcd linear.: $(ratio "$c_get" "$e_get")   (target >= 3x)"
+echo "ratio GET  concord consistent/etcd:      $(ratio "$c_cget" "$e_get")"
+
+echo
+echo "== $PARKED blocking queries parked on one key, woken by one PUT"
+/usr/bin/python3 bench/parked.py 127.0.0.1 18500 "$cpid" "$PARKED"
+
+echo
+echo "== idle RSS of concord agent -dev"
+"$BIN" agent -dev -node idle -http-port 18501 -dns-port 18601 -server-port 18301 -log-level warn \
+  > "$work/idle.log" 2>&1 & pids+=($!); ipid=$!
+wait_http http://127.0.0.1:18501/v1/status/leader
+sleep 2
+echo "concord agent -dev RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$ipid/status)"
