@@ -1,0 +1,1 @@
+/* placeholder until dns lands */ typedef int concord_placeholder_dns;

@@ -1,0 +1,1 @@
+/* placeholder until gossip lands */ typedef int concord_placeholder_gossip;
