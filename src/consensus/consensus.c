@@ -15,6 +15,9 @@
  *    point after which raft_uv_close() and raft_uv_tcp_close() may free their memory.
  *  - Buffers given to raft_apply() must come from raft_malloc(); ownership passes to libraft
  *    only when raft_apply() returns 0 (on failure it discards the entry without freeing).
+ *    Their length must be a multiple of 8, or the log on disk cannot be read back: see the
+ *    framing in internal.h.
+ *  - Its auto-recovery drops a segment it cannot read at start-up; we turn it off.
  *
  * Throughput: the uv backend writes log entries with O_DSYNC (direct and async I/O when the
  * file system allows) and, while one write is in flight, accumulates every append that
@@ -215,10 +218,28 @@ static void poll_close_cb(uv_handle_t *h)
 }
 
 /* Closing starts from a timer callback, never from inside libraft: consensus_stop may be
- * called from an apply callback, which runs in the middle of libraft's apply loop. */
+ * called from an apply callback, which runs in the middle of libraft's apply loop.
+ *
+ * And it waits until no log append is queued. libraft 0.15's raft_close cancels the queued
+ * appends one by one; the leader's append callback truncates the log from the canceled
+ * entry on, so the second canceled append truncates past the end of the log (an assert
+ * compiled out in Debian's build) and the process crashes in refsDecr. Upstream fixed it
+ * after 0.15 (replication.c: `if (index <= logLastIndex(r->log))`). New proposals are
+ * refused once stopping, so the queue drains within a few disk writes; on a single server
+ * the drained entries even commit, and their callbacks report success. If the disk never
+ * answers, we close anyway after STOP_DRAIN_MS rather than hang. */
+#define STOP_DRAIN_MS 10000
+
 static void stop_timer_cb(uv_timer_t *t)
 {
   struct consensus *c = t->data;
+  struct raft *r = c->r;
+  if (r->last_stored < raft_last_index(r)) {
+    if (uv_now(c->loop) - c->stop_started_at < STOP_DRAIN_MS) return;
+    log_warn("raft", "closing with log entries %llu..%llu not yet written",
+             (unsigned long long)r->last_stored + 1, (unsigned long long)raft_last_index(r));
+  }
+  uv_timer_stop(&c->poll);
   uv_close((uv_handle_t *)&c->poll, poll_close_cb);
   log_info("raft", "shutting down (last index %llu, applied %llu)",
            (unsigned long long)raft_last_index(c->r), (unsigned long long)raft_last_applied(c->r));
@@ -231,8 +252,9 @@ void consensus_stop(struct consensus *c, void (*cb)(void *arg), void *arg)
   c->stopping = true;
   c->stop_cb = cb;
   c->stop_arg = arg;
+  c->stop_started_at = uv_now(c->loop);
   uv_timer_stop(&c->poll);
-  uv_timer_start(&c->poll, stop_timer_cb, 0, 0);
+  uv_timer_start(&c->poll, stop_timer_cb, 0, 2);
 }
 
 static int make_dir(const char *path, char *errbuf, size_t errlen)
@@ -303,6 +325,10 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
     goto err_free;
   }
   raft_uv_set_connect_retry_delay(&c->io, CONNECT_RETRY_MS);
+  /* libraft's auto-recovery renames a segment it finds corrupt at load time and starts
+   * without it: committed, acknowledged entries would silently vanish. Refuse to start
+   * instead, so an operator decides (Consul also refuses to start on a corrupt log). */
+  raft_uv_set_auto_recovery(&c->io, false);
 
   rrv = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->address);
   if (rrv != 0) {
@@ -404,10 +430,10 @@ int consensus_apply(struct consensus *c, const struct buf *cmd, consensus_apply_
   if (raft_state(c->r) != RAFT_LEADER) return CC_ENOTLEADER;
 
   struct raft_buffer rb;
-  rb.len = cmd->len;
+  rb.len = consensus__framed_len(cmd->len);
   rb.base = raft_malloc(rb.len);
   if (rb.base == NULL) return CC_EIO; /* libraft's allocator; not ours to abort */
-  memcpy(rb.base, cmd->data, rb.len);
+  consensus__frame(rb.base, cmd->data, cmd->len);
 
   struct apply_req *a = xmalloc(sizeof *a);
   a->req.data = a;

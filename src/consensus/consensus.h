@@ -51,9 +51,10 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
  * run the loop before uv_loop_close. */
 
 /* Stops Raft; cb runs once every handle is closed, after which the consensus is freed.
- * Pending applies and barriers complete with CC_ESHUTDOWN first (exactly once each). Call it
- * once; safe from inside an apply or barrier callback (the close starts on the next loop
- * turn). */
+ * New proposals are refused at once (CC_ESHUTDOWN). Pending applies and barriers complete
+ * before cb, exactly once each: with 0 if they commit while the log writes already under way
+ * drain, else with CC_ESHUTDOWN. Call it once; safe from inside an apply or barrier callback
+ * (the close starts on a later loop turn). */
 void consensus_stop(struct consensus *c, void (*cb)(void *arg), void *arg);
 
 /* Called when a proposed command has been committed and applied (status 0, res filled, index

@@ -11,6 +11,9 @@
  * the index raft_apply() gave the request (consensus.c), and tests/unit/test_consensus.c
  * pins it against the rows' ModifyIndex.
  *
+ * Framing. Commands are padded to a multiple of 8 bytes in the log (internal.h says why);
+ * the FSM strips the padding before the state store decodes the command.
+ *
  * Errors. If the FSM's apply returns non-zero, libraft stops applying and retries the same
  * entry at the next commit, forever. A command that does not decode is the same bytes on
  * every server, so skipping it is deterministic: we log it, hand CC_ECORRUPT to the proposer
@@ -36,7 +39,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
   uint64_t index = raft_last_applied(c->r) + 1;
   struct state_cmd_result res = {0, false};
 
-  int rv = state_cmd_apply(c->store, index, buf->base, buf->len, &res);
+  long n = consensus__unframe(buf->base, buf->len);
+  int rv = n < 0 ? CC_ECORRUPT : state_cmd_apply(c->store, index, buf->base, (size_t)n, &res);
   if (rv != 0) {
     log_error("raft", "skipping log entry %llu: %s (%zu bytes)", (unsigned long long)index,
               cc_strerror(rv), buf->len);

@@ -48,9 +48,26 @@ struct consensus {
   bool stopping;        /* consensus_stop() was called (or start failed) */
   bool raft_closed;     /* raft_close() completed and the io/transport memory is freed */
   bool poll_closed;     /* the poll timer's close callback ran (or it never existed) */
+  uint64_t stop_started_at; /* uv_now() when consensus_stop was called */
   void (*stop_cb)(void *arg);
   void *stop_arg;
 };
+
+/* How a command sits in a Raft log entry. libraft 0.15's segment encoder requires every
+ * entry's length to be a multiple of 8 (src/uv_segment.c asserts it, but Debian's build
+ * compiles asserts out): an odd-length entry is written so that the loader misreads the
+ * next batch and declares the segment corrupt at the next start. So the command is padded
+ * with zeros, and the last byte says how many padding bytes there are (1..8):
+ *
+ *   +---------------------+---------------+-----+
+ *   | command (n bytes)   | zeros (p - 1) |  p  |    n + p is a multiple of 8, 1 <= p <= 8
+ *   +---------------------+---------------+-----+
+ */
+size_t consensus__framed_len(size_t cmd_len);
+/* Writes the framed command into out (consensus__framed_len(len) bytes). */
+void consensus__frame(void *out, const void *cmd, size_t len);
+/* Returns the command's length inside a framed entry, or -1 if the framing is invalid. */
+long consensus__unframe(const void *entry, size_t len);
 
 /* Fills c->fsm with the state store's apply/snapshot/restore callbacks (fsm.c). */
 void consensus__fsm_init(struct consensus *c);
