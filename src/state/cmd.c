@@ -1,0 +1,223 @@
+/* cmd.c -- encoding, decoding and applying the commands the Raft log carries (see cmd.h).
+ *
+ * Wire form: one type byte, then one msgpack map shaped like Consul's request structs:
+ *   STATE_CMD_KV              {"Datacenter"?, "Op": "set"|"cas"|"delete"|"delete-cas"|
+ *                              "delete-tree"|"lock"|"unlock",
+ *                              "DirEnt": {"Key", "Value"(bin), "Flags", "ModifyIndex"(the cas),
+ *                                         "Session"?}}                    (structs.KVSRequest)
+ *   STATE_CMD_TOMBSTONE_REAP  {"Datacenter"?, "Op": "reap"?, "ReapIndex"}  (TombstoneRequest)
+ *   STATE_CMD_NOOP            {}
+ * Decoding is strict about what it reads (types, caps, a known Op, exactly one map with no
+ * trailing bytes) and skips fields it does not know, so a newer writer can add fields. The
+ * bytes pass the bounded pre-check (mp.c) before msgpack-c unpacks them. A KV command that
+ * decodes but is not a valid op (an empty key, LOCK without a session) is not corrupt: it
+ * applies as an error result (res->err), as Consul's FSM returns the state store's error. */
+#include <string.h>
+
+#include "lib/err.h"
+#include "state/cmd.h"
+#include "state/internal.h"
+
+static const struct {
+  const char *name;
+  enum state_kv_verb verb;
+} kv_ops[] = {
+    {"set", STATE_KV_SET},
+    {"cas", STATE_KV_CAS},
+    {"delete", STATE_KV_DELETE},
+    {"delete-cas", STATE_KV_DELETE_CAS},
+    {"delete-tree", STATE_KV_DELETE_TREE},
+    {"lock", STATE_KV_LOCK},
+    {"unlock", STATE_KV_UNLOCK},
+};
+
+#define NOPS (sizeof kv_ops / sizeof kv_ops[0])
+
+/* ---- encoding ---- */
+
+void state_cmd_encode_kv(struct buf *out, const struct state_kv_op *op)
+{
+  msgpack_packer pk;
+  const char *name = "set";
+  for (size_t i = 0; i < NOPS; i++) {
+    if (kv_ops[i].verb == op->verb) name = kv_ops[i].name;
+  }
+  buf_putc(out, STATE_CMD_KV);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 2);
+  state__mp_pack_cstr(&pk, "Op");
+  state__mp_pack_cstr(&pk, name);
+  state__mp_pack_cstr(&pk, "DirEnt");
+  msgpack_pack_map(&pk, op->session ? 5 : 4);
+  state__mp_pack_cstr(&pk, "Key");
+  state__mp_pack_str(&pk, op->key_len ? op->key : "", op->key_len);
+  state__mp_pack_cstr(&pk, "Value");
+  state__mp_pack_bin(&pk, op->value_len ? op->value : (const uint8_t *)"", op->value_len);
+  state__mp_pack_cstr(&pk, "Flags");
+  msgpack_pack_uint64(&pk, op->flags);
+  state__mp_pack_cstr(&pk, "ModifyIndex");
+  msgpack_pack_uint64(&pk, op->cas);
+  if (op->session) {
+    state__mp_pack_cstr(&pk, "Session");
+    state__mp_pack_cstr(&pk, op->session);
+  }
+}
+
+void state_cmd_encode_tombstone_reap(struct buf *out, uint64_t upto)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_TOMBSTONE_REAP);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 2);
+  state__mp_pack_cstr(&pk, "Op");
+  state__mp_pack_cstr(&pk, "reap");
+  state__mp_pack_cstr(&pk, "ReapIndex");
+  msgpack_pack_uint64(&pk, upto);
+}
+
+void state_cmd_encode_noop(struct buf *out)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_NOOP);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 0);
+}
+
+/* ---- decoding ---- */
+
+struct decoded {
+  int type;     /* enum state_cmd_type, or 0 for an ignored type */
+  struct state_kv_op op;
+  char session[STATE_KV_MAX_SESSION + 1]; /* op.session points here */
+  uint64_t upto;
+};
+
+static bool str_is(const msgpack_object *o, const char *s)
+{
+  return state__mp_key_is(o, s);
+}
+
+static int check_dc(const msgpack_object *dc)
+{
+  return dc && dc->type != MSGPACK_OBJECT_STR ? CC_ECORRUPT : 0;
+}
+
+static int decode_kv(const msgpack_object *root, struct decoded *d)
+{
+  struct state__mp_field f[] = {{"Datacenter", NULL}, {"Op", NULL}, {"DirEnt", NULL}};
+  if (state__mp_fields(root, f, 3) || check_dc(f[0].val)) return CC_ECORRUPT;
+  if (!f[1].val || !f[2].val) return CC_ECORRUPT;
+  size_t i = 0;
+  while (i < NOPS && !str_is(f[1].val, kv_ops[i].name)) i++;
+  if (i == NOPS) return CC_ECORRUPT;
+  d->op.verb = kv_ops[i].verb;
+
+  struct state__mp_field e[] = {{"Key", NULL},         {"Value", NULL}, {"Flags", NULL},
+                                {"ModifyIndex", NULL}, {"Session", NULL}};
+  if (state__mp_fields(f[2].val, e, 5)) return CC_ECORRUPT;
+  const char *p;
+  size_t len;
+  if (!e[0].val || state__mp_bytes(e[0].val, false, &p, &len)) return CC_ECORRUPT;
+  if (len > STATE_KV_MAX_KEY) return CC_ECORRUPT;
+  d->op.key = p;
+  d->op.key_len = len;
+  if (e[1].val) {
+    if (state__mp_bytes(e[1].val, true, &p, &len) || len > STATE_KV_MAX_VALUE) return CC_ECORRUPT;
+    d->op.value = (const uint8_t *)p;
+    d->op.value_len = len;
+  }
+  if (e[2].val && state__mp_uint(e[2].val, &d->op.flags)) return CC_ECORRUPT;
+  if (e[3].val && state__mp_uint(e[3].val, &d->op.cas)) return CC_ECORRUPT;
+  if (e[4].val && e[4].val->type != MSGPACK_OBJECT_NIL) {
+    if (e[4].val->type != MSGPACK_OBJECT_STR) return CC_ECORRUPT;
+    len = e[4].val->via.str.size;
+    p = e[4].val->via.str.ptr;
+    if (len > STATE_KV_MAX_SESSION || memchr(p, '\0', len)) return CC_ECORRUPT;
+    memcpy(d->session, p, len);
+    d->session[len] = '\0';
+    d->op.session = d->session; /* "" stays "": LOCK/UNLOCK then fail as "missing session" */
+  }
+  return 0;
+}
+
+static int decode_reap(const msgpack_object *root, struct decoded *d)
+{
+  struct state__mp_field f[] = {{"Datacenter", NULL}, {"Op", NULL}, {"ReapIndex", NULL}};
+  if (state__mp_fields(root, f, 3) || check_dc(f[0].val)) return CC_ECORRUPT;
+  if (f[1].val && !str_is(f[1].val, "reap")) return CC_ECORRUPT;
+  if (!f[2].val || state__mp_uint(f[2].val, &d->upto)) return CC_ECORRUPT;
+  return 0;
+}
+
+/* Decodes into *d. On success *up holds the unpacked document (d's pointers point into data,
+ * not into *up, but the caller destroys *up either way). */
+static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpacked *up)
+{
+  memset(d, 0, sizeof *d);
+  msgpack_unpacked_init(up);
+  if (!data || !len) return CC_ECORRUPT;
+  uint8_t type = *(const uint8_t *)data;
+  if (type >= 128) return 0; /* IgnoreUnknownTypeFlag: a newer server's command */
+  if (type != STATE_CMD_KV && type != STATE_CMD_TOMBSTONE_REAP && type != STATE_CMD_NOOP)
+    return CC_ECORRUPT;
+  const char *body = (const char *)data + 1;
+  if (state__mp_check(body, len - 1)) return CC_ECORRUPT;
+  msgpack_unpacked_destroy(up);
+  if (state__mp_unpack(body, len - 1, up)) return CC_ECORRUPT;
+  int rc = 0;
+  switch (type) {
+  case STATE_CMD_KV: rc = decode_kv(&up->data, d); break;
+  case STATE_CMD_TOMBSTONE_REAP: rc = decode_reap(&up->data, d); break;
+  default: rc = up->data.type == MSGPACK_OBJECT_MAP ? 0 : CC_ECORRUPT; break;
+  }
+  if (!rc) d->type = type;
+  return rc;
+}
+
+int state_cmd_validate(const void *data, size_t len)
+{
+  struct decoded d;
+  msgpack_unpacked up;
+  int rc = decode(data, len, &d, &up);
+  msgpack_unpacked_destroy(&up);
+  return rc;
+}
+
+int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, size_t len,
+                    struct state_cmd_result *res)
+{
+  struct state_cmd_result dummy;
+  if (!res) res = &dummy;
+  struct decoded d;
+  msgpack_unpacked up;
+  int rc = decode(data, len, &d, &up);
+  if (rc) {
+    msgpack_unpacked_destroy(&up);
+    res->err = CC_ECORRUPT;
+    res->ok = false;
+    return CC_ECORRUPT;
+  }
+  res->err = 0;
+  res->ok = true;
+  switch (d.type) {
+  case STATE_CMD_KV:
+    res->err = state_kv_apply(s, index, &d.op, &res->ok);
+    break;
+  case STATE_CMD_TOMBSTONE_REAP:
+    res->err = state_tombstone_reap(s, index, d.upto);
+    res->ok = res->err == 0;
+    break;
+  case STATE_CMD_NOOP:
+    if (index == 0 || index < s->applied) {
+      res->err = CC_EINVAL;
+      res->ok = false;
+    } else {
+      s->applied = index;
+    }
+    break;
+  default: /* ignored type */
+    break;
+  }
+  msgpack_unpacked_destroy(&up);
+  return 0;
+}

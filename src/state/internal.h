@@ -1,0 +1,131 @@
+/* internal.h -- what the files of state/ share and nobody else sees: the store's layout,
+ * the watch registry's hooks for writers, and the bounded msgpack pre-check. */
+#ifndef CONCORD_STATE_INTERNAL_H
+#define CONCORD_STATE_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "lib/buf.h"
+#include "lib/map.h"
+#include "state/store.h"
+#include "state/tree.h"
+#include "state/watch.h"
+
+/* A KV row: one allocation holding the tree links, the fields reads see, and the bytes
+ * (key NUL value NUL [session NUL]) that kv's pointers point at. */
+struct state__kv_row {
+  struct state__tnode node; /* node.key == kv.key */
+  struct state_kv kv;
+  char data[];
+};
+
+/* A tombstone: a deleted key (or deleted tree prefix) and the index that deleted it. */
+struct state__tomb {
+  struct state__tnode node;
+  uint64_t index;
+  char key[];
+};
+
+/* A list of watches: either one watched key/prefix/table (kept in a map by its key) or the
+ * store's pending list of fired watches waiting for their callback. */
+struct state__watch_list {
+  struct state_watch *head, *tail;
+  size_t count;
+  enum state_watch_kind kind;
+  bool pending; /* the store's pending list, never freed */
+  size_t key_len;
+  char key[]; /* the watched key, prefix or table name (not for the pending list) */
+};
+
+/* Distinct lengths of watched prefixes, with how many watched prefixes have each: a write
+ * of key K looks up only K's prefixes of these lengths (see watch.c). */
+struct state__plen {
+  size_t len;
+  size_t count;
+};
+
+struct state__watches {
+  struct map keys;     /* key -> struct state__watch_list */
+  struct map prefixes; /* prefix -> struct state__watch_list */
+  struct map tables;   /* table name -> struct state__watch_list */
+  struct state__plen *plens; /* sorted by len */
+  size_t nplens, plens_cap;
+  struct state__watch_list pending; /* fired, callback not yet run */
+  size_t count;                     /* registered watches, pending ones included */
+  bool firing;
+};
+
+struct state_store {
+  struct state__tnode *kvs; /* struct state__kv_row, by key */
+  size_t kv_count;
+  struct state__tnode *tombs; /* struct state__tomb, by key */
+  size_t tomb_count;
+  uint64_t kvs_index;  /* table index "kvs" */
+  uint64_t tomb_index; /* table index "tombstones" */
+  uint64_t applied;    /* highest Raft index handed to any write, changed or not */
+  struct state__watches w;
+};
+
+/* ---- store.c helpers shared with snapshot.c ---- */
+void state__kv_free_all(struct state__tnode *root);
+void state__tomb_free_all(struct state__tnode *root);
+/* Allocates a row (caller links it into a tree or frees it with free()). session may be
+ * NULL. */
+struct state__kv_row *state__kv_row_new(const char *key, size_t key_len, const uint8_t *value,
+                                        size_t value_len, const char *session,
+                                        size_t session_len);
+struct state__tomb *state__tomb_new(const char *key, size_t key_len, uint64_t index);
+
+/* ---- watch.c hooks, called by writers ---- */
+void state__watch_init(struct state__watches *w);
+/* Frees every watch without calling it (store teardown). */
+void state__watch_free(struct state__watches *w);
+/* Moves the watches of exact key K and of every watched prefix of K to the pending list. */
+void state__watch_kv_changed(struct state__watches *w, const char *key, size_t len);
+void state__watch_table_changed(struct state__watches *w, const char *table);
+/* Moves every registered watch to the pending list (restore). */
+void state__watch_all_changed(struct state__watches *w);
+/* Calls and frees the pending watches; run once a write is complete. */
+void state__watch_flush(struct state__watches *w);
+
+/* ---- msgpack helpers (mp.c) ---- */
+
+/* Caps that keep hostile bytes from making msgpack-c allocate: see mp.c. */
+#define STATE__MP_MAX_DEPTH 16
+
+/* Checks that data holds exactly one well-formed msgpack object (no trailing bytes), nested
+ * at most STATE__MP_MAX_DEPTH deep, with every array/map count no larger than the bytes
+ * left could hold. Returns 0 or CC_ECORRUPT. Only after this passes is msgpack-c's unpacker
+ * run, since it allocates count * 24 bytes for an array header before reading elements. */
+int state__mp_check(const void *data, size_t len);
+/* Unpacks data (already checked) into *up; its str/bin objects point into data, so data
+ * must outlive *up. Returns 0 or CC_ECORRUPT. The caller calls msgpack_unpacked_destroy. */
+int state__mp_unpack(const void *data, size_t len, msgpack_unpacked *up);
+/* A packer that appends to out. */
+void state__mp_packer_init(msgpack_packer *pk, struct buf *out);
+void state__mp_pack_cstr(msgpack_packer *pk, const char *s);
+void state__mp_pack_str(msgpack_packer *pk, const char *s, size_t len);
+void state__mp_pack_bin(msgpack_packer *pk, const void *p, size_t len);
+
+/* Decoding helpers over an unpacked object: 0 or CC_ECORRUPT. */
+
+/* Fills f[i].val with the value of map field f[i].name (NULL when absent). o must be a map;
+ * a field named twice is corrupt; fields not asked for are skipped (newer writers may add
+ * fields; anything incompatible bumps a version or a type byte). */
+struct state__mp_field {
+  const char *name;
+  const msgpack_object *val;
+};
+int state__mp_fields(const msgpack_object *o, struct state__mp_field *f, size_t n);
+bool state__mp_key_is(const msgpack_object *k, const char *name);
+/* A non-negative integer (msgpack positive int). */
+int state__mp_uint(const msgpack_object *o, uint64_t *out);
+/* A str or bin (Go encodes []byte either way, depending on its codec settings); nil gives
+ * an empty range when nil_ok. */
+int state__mp_bytes(const msgpack_object *o, bool nil_ok, const char **p, size_t *len);
+
+#endif

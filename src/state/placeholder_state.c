@@ -1,1 +1,0 @@
-/* placeholder */ typedef int concord_placeholder_state;

@@ -1,0 +1,206 @@
+/* snapshot.c -- the whole state store as one msgpack document, and back (format in store.h).
+ *
+ * Raft snapshots hold this document; a restore happens on a follower that fell behind and
+ * on every start, from bytes on disk or sent by the leader. So restore trusts nothing: the
+ * bytes pass the bounded pre-check (mp.c), then every field is type- and range-checked, and
+ * the new tables are built aside. Only when everything has passed are they swapped in, so a
+ * bad snapshot leaves the store as it was. Rows must come in strictly increasing key order
+ * (as the writer emits them), which also proves the keys unique. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/err.h"
+#include "state/internal.h"
+
+#define SNAPSHOT_VERSION 1
+
+/* ---- writing ---- */
+
+static void pack_kv(msgpack_packer *pk, const struct state_kv *e)
+{
+  msgpack_pack_map(pk, 7);
+  state__mp_pack_cstr(pk, "Key");
+  state__mp_pack_str(pk, e->key, e->key_len);
+  state__mp_pack_cstr(pk, "Value");
+  state__mp_pack_bin(pk, e->value, e->value_len);
+  state__mp_pack_cstr(pk, "Flags");
+  msgpack_pack_uint64(pk, e->flags);
+  state__mp_pack_cstr(pk, "CreateIndex");
+  msgpack_pack_uint64(pk, e->create_index);
+  state__mp_pack_cstr(pk, "ModifyIndex");
+  msgpack_pack_uint64(pk, e->modify_index);
+  state__mp_pack_cstr(pk, "LockIndex");
+  msgpack_pack_uint64(pk, e->lock_index);
+  state__mp_pack_cstr(pk, "Session");
+  if (e->session) state__mp_pack_cstr(pk, e->session);
+  else msgpack_pack_nil(pk);
+}
+
+void state_store_snapshot(const struct state_store *s, struct buf *out)
+{
+  msgpack_packer pk;
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 5);
+  state__mp_pack_cstr(&pk, "Version");
+  msgpack_pack_uint64(&pk, SNAPSHOT_VERSION);
+  state__mp_pack_cstr(&pk, "Index");
+  msgpack_pack_uint64(&pk, s->applied);
+  state__mp_pack_cstr(&pk, "Tables");
+  msgpack_pack_map(&pk, 2);
+  state__mp_pack_cstr(&pk, "kvs");
+  msgpack_pack_uint64(&pk, s->kvs_index);
+  state__mp_pack_cstr(&pk, "tombstones");
+  msgpack_pack_uint64(&pk, s->tomb_index);
+
+  struct state__titer it;
+  state__mp_pack_cstr(&pk, "KVs");
+  msgpack_pack_array(&pk, s->kv_count);
+  state__tree_seek(&it, s->kvs, NULL, 0);
+  for (struct state__tnode *n; (n = state__tree_next(&it));)
+    pack_kv(&pk, &((struct state__kv_row *)n)->kv);
+
+  state__mp_pack_cstr(&pk, "Tombstones");
+  msgpack_pack_array(&pk, s->tomb_count);
+  state__tree_seek(&it, s->tombs, NULL, 0);
+  for (struct state__tnode *n; (n = state__tree_next(&it));) {
+    msgpack_pack_map(&pk, 2);
+    state__mp_pack_cstr(&pk, "Key");
+    state__mp_pack_str(&pk, n->key, n->key_len);
+    state__mp_pack_cstr(&pk, "Index");
+    msgpack_pack_uint64(&pk, ((struct state__tomb *)n)->index);
+  }
+}
+
+/* ---- reading ---- */
+
+/* The tables being rebuilt, owned here until they are swapped into the store. */
+struct restore {
+  struct state__tnode *kvs, *tombs;
+  size_t kv_count, tomb_count;
+  uint64_t kvs_index, tomb_index, applied;
+};
+
+static int get_uint(const msgpack_object *o, uint64_t *out)
+{
+  return o ? state__mp_uint(o, out) : CC_ECORRUPT;
+}
+
+/* A non-empty key no longer than the cap, strictly after *prev (NULL: the first). */
+static int get_key(const msgpack_object *o, const char **prev, size_t *prev_len,
+                   const char **key, size_t *len)
+{
+  if (!o || state__mp_bytes(o, false, key, len)) return CC_ECORRUPT;
+  if (!*len || *len > STATE_KV_MAX_KEY) return CC_ECORRUPT;
+  if (*prev && state__tree_cmp(*prev, *prev_len, *key, *len) >= 0) return CC_ECORRUPT;
+  *prev = *key;
+  *prev_len = *len;
+  return 0;
+}
+
+static int restore_kv(struct restore *r, const msgpack_object *o, const char **prev,
+                      size_t *prev_len)
+{
+  struct state__mp_field f[] = {{"Key", NULL},         {"Value", NULL},       {"Flags", NULL},
+                                {"CreateIndex", NULL}, {"ModifyIndex", NULL}, {"LockIndex", NULL},
+                                {"Session", NULL}};
+  if (state__mp_fields(o, f, sizeof f / sizeof f[0])) return CC_ECORRUPT;
+  const char *key, *value, *session = NULL;
+  size_t key_len, value_len, session_len = 0;
+  uint64_t flags, create, modify, lock;
+  if (get_key(f[0].val, prev, prev_len, &key, &key_len)) return CC_ECORRUPT;
+  if (!f[1].val || state__mp_bytes(f[1].val, true, &value, &value_len)) return CC_ECORRUPT;
+  if (value_len > STATE_KV_MAX_VALUE) return CC_ECORRUPT;
+  if (get_uint(f[2].val, &flags) || get_uint(f[3].val, &create) || get_uint(f[4].val, &modify) ||
+      get_uint(f[5].val, &lock))
+    return CC_ECORRUPT;
+  if (!create || create > modify || modify > r->kvs_index) return CC_ECORRUPT;
+  if (f[6].val && f[6].val->type != MSGPACK_OBJECT_NIL) {
+    if (f[6].val->type != MSGPACK_OBJECT_STR) return CC_ECORRUPT;
+    session = f[6].val->via.str.ptr;
+    session_len = f[6].val->via.str.size;
+    if (!session_len || session_len > STATE_KV_MAX_SESSION) return CC_ECORRUPT;
+    if (memchr(session, '\0', session_len)) return CC_ECORRUPT;
+  }
+  struct state__kv_row *row = state__kv_row_new(key, key_len, (const uint8_t *)value, value_len,
+                                                session, session_len);
+  row->kv.flags = flags;
+  row->kv.create_index = create;
+  row->kv.modify_index = modify;
+  row->kv.lock_index = lock;
+  state__tree_insert(&r->kvs, &row->node);
+  r->kv_count++;
+  return 0;
+}
+
+static int restore_tomb(struct restore *r, const msgpack_object *o, const char **prev,
+                        size_t *prev_len)
+{
+  struct state__mp_field f[] = {{"Key", NULL}, {"Index", NULL}};
+  if (state__mp_fields(o, f, 2)) return CC_ECORRUPT;
+  const char *key;
+  size_t key_len;
+  uint64_t index;
+  if (get_key(f[0].val, prev, prev_len, &key, &key_len)) return CC_ECORRUPT;
+  if (get_uint(f[1].val, &index) || !index || index > r->tomb_index) return CC_ECORRUPT;
+  state__tree_insert(&r->tombs, &state__tomb_new(key, key_len, index)->node);
+  r->tomb_count++;
+  return 0;
+}
+
+static int restore_doc(struct restore *r, const msgpack_object *root)
+{
+  struct state__mp_field f[] = {{"Version", NULL}, {"Index", NULL}, {"Tables", NULL},
+                                {"KVs", NULL},     {"Tombstones", NULL}};
+  if (state__mp_fields(root, f, sizeof f / sizeof f[0])) return CC_ECORRUPT;
+  uint64_t version;
+  if (get_uint(f[0].val, &version) || version != SNAPSHOT_VERSION) return CC_ECORRUPT;
+  if (get_uint(f[1].val, &r->applied)) return CC_ECORRUPT;
+
+  struct state__mp_field t[] = {{"kvs", NULL}, {"tombstones", NULL}};
+  if (!f[2].val || state__mp_fields(f[2].val, t, 2)) return CC_ECORRUPT;
+  if (get_uint(t[0].val, &r->kvs_index) || get_uint(t[1].val, &r->tomb_index))
+    return CC_ECORRUPT;
+  if (r->kvs_index > r->applied || r->tomb_index > r->applied) return CC_ECORRUPT;
+
+  const msgpack_object *kvs = f[3].val, *tombs = f[4].val;
+  if (!kvs || kvs->type != MSGPACK_OBJECT_ARRAY) return CC_ECORRUPT;
+  if (!tombs || tombs->type != MSGPACK_OBJECT_ARRAY) return CC_ECORRUPT;
+  const char *prev = NULL;
+  size_t prev_len = 0;
+  for (uint32_t i = 0; i < kvs->via.array.size; i++) {
+    if (restore_kv(r, &kvs->via.array.ptr[i], &prev, &prev_len)) return CC_ECORRUPT;
+  }
+  prev = NULL;
+  for (uint32_t i = 0; i < tombs->via.array.size; i++) {
+    if (restore_tomb(r, &tombs->via.array.ptr[i], &prev, &prev_len)) return CC_ECORRUPT;
+  }
+  return 0;
+}
+
+int state_store_restore(struct state_store *s, const void *data, size_t len)
+{
+  if (state__mp_check(data, len)) return CC_ECORRUPT;
+  msgpack_unpacked up;
+  struct restore r = {0};
+  int rc = state__mp_unpack(data, len, &up);
+  if (!rc) rc = restore_doc(&r, &up.data);
+  msgpack_unpacked_destroy(&up);
+  if (rc) {
+    state__kv_free_all(r.kvs);
+    state__tomb_free_all(r.tombs);
+    return CC_ECORRUPT;
+  }
+
+  state__kv_free_all(s->kvs);
+  state__tomb_free_all(s->tombs);
+  s->kvs = r.kvs;
+  s->tombs = r.tombs;
+  s->kv_count = r.kv_count;
+  s->tomb_count = r.tomb_count;
+  s->kvs_index = r.kvs_index;
+  s->tomb_index = r.tomb_index;
+  s->applied = r.applied;
+  state__watch_all_changed(&s->w);
+  state__watch_flush(&s->w);
+  return 0;
+}
