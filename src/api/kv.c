@@ -5,55 +5,57 @@
  * removes (?recurse, ?cas) through Raft, answering true/false. Difference from the newest Consul,
  * on purpose: keys are not restricted to [A-Za-z0-9,-_./] nor refused for ending in ".json"
  * (1.17 allowed them and users rely on it); only path traversal ("../") is refused. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/internal.h"
 #include "lib/alloc.h"
-#include "lib/b64.h"
+#include "lib/jsonw.h"
 #include "state/cmd.h"
 
-static json_t *kv_entry_json(const struct state_kv *e)
+/* One DirEntry, fields in the order of Consul's structs.DirEntry. */
+static void kv_entry_write(struct jsonw *w, const struct state_kv *e)
 {
-  json_t *o = json_object();
-  json_object_set_new(o, "LockIndex", json_integer((json_int_t)e->lock_index));
-  json_object_set_new(o, "Key", json_stringn(e->key, e->key_len));
-  json_object_set_new(o, "Flags", json_integer((json_int_t)e->flags));
-  if (e->value_len) { /* Go marshals an empty []byte from the body as null */
-    char *b64 = xmalloc(b64_encoded_len(e->value_len) + 1);
-    b64_encode(e->value, e->value_len, b64);
-    json_object_set_new(o, "Value", json_string(b64));
-    free(b64);
-  } else {
-    json_object_set_new(o, "Value", json_null());
+  jsonw_object_begin(w);
+  jsonw_key(w, "LockIndex");
+  jsonw_u64(w, e->lock_index);
+  jsonw_key(w, "Key");
+  jsonw_stringn(w, e->key, e->key_len);
+  jsonw_key(w, "Flags");
+  jsonw_u64(w, e->flags);
+  jsonw_key(w, "Value");
+  /* Go marshals the empty []byte read from an empty body as null. */
+  jsonw_base64(w, e->value_len ? e->value : NULL, e->value_len);
+  if (e->session) {
+    jsonw_key(w, "Session");
+    jsonw_string(w, e->session);
   }
-  if (e->session) json_object_set_new(o, "Session", json_string(e->session));
-  json_object_set_new(o, "CreateIndex", json_integer((json_int_t)e->create_index));
-  json_object_set_new(o, "ModifyIndex", json_integer((json_int_t)e->modify_index));
-  return o;
+  jsonw_key(w, "CreateIndex");
+  jsonw_u64(w, e->create_index);
+  jsonw_key(w, "ModifyIndex");
+  jsonw_u64(w, e->modify_index);
+  jsonw_object_end(w);
 }
 
-static void kv_body_json(struct http_request *req, struct api_read_result *res, json_t *j)
-{
-  size_t flags = JSON_PRESERVE_ORDER | JSON_ENCODE_ANY |
-                 (http_query_has(req, "pretty") ? JSON_INDENT(4) : JSON_COMPACT);
-  char *s = json_dumps(j, flags);
-  buf_puts(&res->body, s ? s : "null");
-  free(s);
-  json_decref(j);
-}
+struct kv_collect {
+  struct jsonw w;
+  size_t count;
+};
 
 static int kv_collect(const struct state_kv *e, void *arg)
 {
-  json_array_append_new(arg, kv_entry_json(e));
+  struct kv_collect *c = arg;
+  kv_entry_write(&c->w, e);
+  c->count++;
   return 0;
 }
 
 static int kv_collect_key(const char *key, size_t len, void *arg)
 {
-  json_array_append_new(arg, json_stringn(key, len));
+  struct kv_collect *c = arg;
+  jsonw_stringn(&c->w, key, len);
+  c->count++;
   return 0;
 }
 
@@ -62,31 +64,31 @@ static void kv_read(struct api_ctx *ctx, struct http_request *req, struct api_re
 {
   const char *key = req->tail;
   size_t key_len = strlen(key);
+  struct kv_collect c = {.count = 0};
+  jsonw_init(&c.w, &res->body, http_query_has(req, "pretty"));
   if (http_query_has(req, "keys")) {
     const char *sep = http_query(req, "separator");
     if (!sep) sep = http_query(req, "seperator"); /* Consul still honours the old spelling */
     if (!sep) sep = "";
-    json_t *keys = json_array();
-    res->index = state_kv_keys(ctx->store, key, key_len, sep, strlen(sep), kv_collect_key, keys);
+    jsonw_array_begin(&c.w);
+    res->index = state_kv_keys(ctx->store, key, key_len, sep, strlen(sep), kv_collect_key, &c);
+    jsonw_array_end(&c.w);
     api_read_watch(res, STATE_WATCH_KV_PREFIX, key, key_len);
-    if (json_array_size(keys) == 0 && key_len > 0) {
-      res->status = 404;
-      json_decref(keys);
-      return;
+    if (c.count == 0 && key_len > 0) {
+      res->status = 404; /* Consul: not found, except for the root, which lists [] */
+      buf_reset(&res->body);
     }
-    kv_body_json(req, res, keys);
     return;
   }
   if (http_query_has(req, "recurse")) {
-    json_t *list = json_array();
-    res->index = state_kv_list(ctx->store, key, key_len, kv_collect, list);
+    jsonw_array_begin(&c.w);
+    res->index = state_kv_list(ctx->store, key, key_len, kv_collect, &c);
+    jsonw_array_end(&c.w);
     api_read_watch(res, STATE_WATCH_KV_PREFIX, key, key_len);
-    if (json_array_size(list) == 0) {
+    if (c.count == 0) {
       res->status = 404;
-      json_decref(list);
-      return;
+      buf_reset(&res->body);
     }
-    kv_body_json(req, res, list);
     return;
   }
   const struct state_kv *e = state_kv_get(ctx->store, key, key_len, &res->index);
@@ -104,9 +106,9 @@ static void kv_read(struct api_ctx *ctx, struct http_request *req, struct api_re
     buf_append(&res->body, e->value, e->value_len);
     return;
   }
-  json_t *list = json_array();
-  json_array_append_new(list, kv_entry_json(e));
-  kv_body_json(req, res, list);
+  jsonw_array_begin(&c.w);
+  kv_entry_write(&c.w, e);
+  jsonw_array_end(&c.w);
 }
 
 /* Consul answers "Conflicting flags: <query>\n" when non-composable parameters are combined. */

@@ -270,7 +270,7 @@ def test_python_consul(agent):
     assert c.kv.put("py/a", "1") is True
     assert c.kv.put("py/b/c", "2", flags=42) is True
     index, data = c.kv.get("py/a")
-    assert data["Value"] == b"1" and index == data["ModifyIndex"]
+    assert data["Value"] == b"1" and int(index) == data["ModifyIndex"]
     index, data = c.kv.get("py/b/c")
     assert data["Flags"] == 42
     index, data = c.kv.get("py/", recurse=True)
@@ -291,7 +291,7 @@ def test_python_consul(agent):
     t = threading.Timer(0.5, lambda: c.kv.put("py/w", "2"))
     t.start()
     index2, data = c.kv.get("py/w", index=index, wait="10s")
-    assert index2 > index and data["Value"] == b"2"
+    assert int(index2) > int(index) and data["Value"] == b"2"
     c2 = consul.Consul(host=agent.ip, port=agent.http_port, consistency="consistent")
     assert c2.kv.get("py/w")[1]["Value"] == b"2"
 

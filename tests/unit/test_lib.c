@@ -11,6 +11,7 @@
 #include "lib/b64.h"
 #include "lib/buf.h"
 #include "lib/duration.h"
+#include "lib/jsonw.h"
 #include "lib/map.h"
 #include "lib/rand.h"
 
@@ -149,12 +150,53 @@ static void test_uuid(void **state)
   for (int i = 0; i < 1000; i++) assert_true(rand_below(7) < 7);
 }
 
+static void test_jsonw(void **state)
+{
+  (void)state;
+  struct buf b = BUF_INIT;
+  struct jsonw w;
+  jsonw_init(&w, &b, false);
+  jsonw_array_begin(&w);
+  jsonw_object_begin(&w);
+  jsonw_key(&w, "Flags");
+  jsonw_u64(&w, UINT64_MAX);
+  jsonw_key(&w, "Key");
+  jsonw_stringn(&w, "a\"<b>&\n\x01\xff\xe2\x80\xa8\xc3\xa9", 14);
+  jsonw_key(&w, "Value");
+  jsonw_base64(&w, "hi", 2);
+  jsonw_key(&w, "Nil");
+  jsonw_base64(&w, NULL, 0);
+  jsonw_key(&w, "Empty");
+  jsonw_array_begin(&w);
+  jsonw_array_end(&w);
+  jsonw_object_end(&w);
+  jsonw_array_end(&w);
+  assert_string_equal(b.data, "[{\"Flags\":18446744073709551615,"
+                              "\"Key\":\"a\\\"\\u003cb\\u003e\\u0026\\n\\u0001\\ufffd\\u2028\xc3\xa9\","
+                              "\"Value\":\"aGk=\",\"Nil\":null,\"Empty\":[]}]");
+  buf_reset(&b);
+  jsonw_init(&w, &b, true);
+  jsonw_array_begin(&w);
+  jsonw_object_begin(&w);
+  jsonw_key(&w, "A");
+  jsonw_i64(&w, -1);
+  jsonw_key(&w, "B");
+  jsonw_object_begin(&w);
+  jsonw_object_end(&w);
+  jsonw_object_end(&w);
+  jsonw_array_end(&w);
+  /* json.MarshalIndent(v, "", "    ") */
+  assert_string_equal(b.data, "[\n    {\n        \"A\": -1,\n        \"B\": {}\n    }\n]");
+  buf_free(&b);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_duration_parse), cmocka_unit_test(test_duration_format),
       cmocka_unit_test(test_b64),            cmocka_unit_test(test_map),
       cmocka_unit_test(test_buf),            cmocka_unit_test(test_uuid),
+      cmocka_unit_test(test_jsonw),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
