@@ -4,8 +4,12 @@
  *
  * A handler gets a struct http_request and must eventually answer it exactly once with one of
  * the http_respond* calls, either before returning or later (after a Raft commit, or when a
- * blocking query wakes). If the client hangs up first, the request's cancel callback (if one is
- * set) runs and the request is freed: the handler must then forget it and never answer it. */
+ * blocking query wakes). If the client hangs up first (or the server closes), the request's
+ * cancel callback runs and the request is freed: the handler must then forget it and never
+ * answer it. A request without a cancel callback is instead kept until the handler answers
+ * it, and that answer is dropped; so a handler that parks a request should set one.
+ *
+ * Everything runs on the one libuv loop given to http_server_new; nothing here is thread-safe. */
 #ifndef CONCORD_HTTP_SERVER_H
 #define CONCORD_HTTP_SERVER_H
 
@@ -41,6 +45,8 @@ struct http_server_config {
   unsigned idle_timeout_ms;   /* keep-alive connection with no request in progress */
   unsigned read_timeout_ms;   /* a request's headers and body must arrive within this */
 };
+/* Go's and Consul's values: 1 MiB of headers, 1 MiB of body (the agent raises it to fit its
+ * own limits), 10000 connections, 90 s idle, 30 s to receive a request. A zero timeout is off. */
 void http_server_config_defaults(struct http_server_config *cfg);
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_config *cfg);
@@ -51,13 +57,21 @@ int http_server_listen(struct http_server *s, const char *ip, int port, char *er
 /* Closes listeners and connections (cancelling parked requests); cb runs when all handles
  * are closed and the server is freed. */
 void http_server_close(struct http_server *s, void (*cb)(void *arg), void *arg);
+/* The local port of the first listener (useful after listening on port 0), or -1. */
+int http_server_port(const struct http_server *s);
 
 /* ---- Routing ---- */
 
-/* Adds a route. A path ending in '/' matches as a prefix and the rest of the path is the
- * request's `tail` (for "/v1/kv/" and "/v1/kv/a/b", tail "a/b"); otherwise it must match
- * exactly. The longest matching path wins. A request whose path matches but whose method is
- * not in `methods` gets 405; a path that matches nothing gets 404. */
+/* Adds a route (path copied; the same path again replaces the route). A path ending in '/'
+ * matches as a prefix and the rest of the path is the request's `tail` (for "/v1/kv/" and
+ * "/v1/kv/a/b", tail "a/b"); otherwise it must match exactly. The longest matching path wins.
+ * As in Consul (Go's ServeMux plus its endpoint wrapper):
+ *  - a path that matches nothing gets 404 with an empty body;
+ *  - a method not in `methods` gets 405 "method PATCH not allowed" with an Allow header
+ *    ("OPTIONS,GET,PUT"), except OPTIONS, which gets 200 with that Allow header, unless the
+ *    route lists HTTP_M_OPTIONS itself (HEAD is not implied by GET: Consul answers it 405);
+ *  - a path that is not clean ("/v1//kv", "/a/../b") gets 301 to the clean path, and a path
+ *    naming only a prefix route without its slash ("/v1/kv") gets 301 to "/v1/kv/". */
 void http_server_route(struct http_server *s, unsigned methods, const char *path,
                        http_handler_fn fn, void *arg);
 
@@ -75,7 +89,9 @@ struct http_request {
 };
 
 /* A query parameter's percent-decoded value: "" if present without a value (?recurse), NULL
- * if absent. When repeated, the first. The string lives as long as the request. */
+ * if absent. When repeated, the first. The string lives as long as the request. Parameters
+ * are split as Go's url.ParseQuery does ('+' is a space; a pair with a bad escape is left
+ * out; a request with such a pair never reaches a handler: Consul answers it with 500). */
 const char *http_query(const struct http_request *req, const char *name);
 bool http_query_has(const struct http_request *req, const char *name);
 /* Every value of a repeated parameter (?tag=a&tag=b); returns how many, fills up to max. */
@@ -92,17 +108,20 @@ void http_request_on_cancel(struct http_request *req, http_cancel_fn fn, void *a
 
 /* ---- Answering ---- */
 
-/* Adds a response header (both strings copied). Call before http_respond*. */
+/* Adds a response header (both strings copied; CR and LF in the value become spaces). Call
+ * before http_respond*. Content-Type set here overrides the one given to http_respond;
+ * Content-Length, Transfer-Encoding and Connection are the server's and are ignored. */
 void http_set_header(struct http_request *req, const char *name, const char *value);
-/* Answers with the given status, Content-Type and body (copied). Frees the request (unless the
- * connection still holds it; either way the handler must not touch it again). */
+/* Answers with the given status, Content-Type (NULL: none) and body (copied). Frees the
+ * request; the handler must not touch it again. A HEAD request gets the headers only. */
 void http_respond(struct http_request *req, int status, const char *content_type,
                   const void *body, size_t len);
 /* Answers with a buffer's contents, taking ownership of the buffer's memory (no copy). */
 void http_respond_buf(struct http_request *req, int status, const char *content_type,
                       struct buf *body);
 /* Answers with JSON (Content-Type application/json), indented as Go's json.MarshalIndent with
- * 4 spaces when the request has ?pretty, compact otherwise. Takes the reference to j. */
+ * 4 spaces plus a newline when the request has ?pretty, compact without a newline otherwise,
+ * with Go's escaping and number forms (see http/json.h). Takes the reference to j. */
 void http_respond_json(struct http_request *req, int status, json_t *j);
 /* Answers with a plain-text error message as Consul does: Content-Type "text/plain;
  * charset=utf-8" and the message without a trailing newline (Consul's fmt.Fprint(resp, err)). */
