@@ -7,6 +7,7 @@
 #   usage: bench/run.sh BUILD_DIR   (env: DURATION=10s CONNS=64 PARKED=10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 build=${1:-build}
 BIN=$PWD/$build/concord
 DURATION=${DURATION:-10s}
@@ -17,6 +18,11 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+# Free loopback ports, chosen now so that the run cannot collide with anything else listening.
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+CH=$(free_port) CD=$(free_port) CS=$(free_port) EC=$(free_port) EP=$(free_port)
+IH=$(free_port) ID=$(free_port) IS=$(free_port)
 
 wait_http() { for _ in $(seq 100); do curl -sf "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timeout waiting for $1" >&2; return 1; }
 
@@ -33,30 +39,30 @@ wrk_run() { # url script -> "rps p50ms p99ms"
 
 echo "== starting Concord (single server, fsync on) and etcd (single member)"
 "$BIN" agent -server -bootstrap-expect=1 -data-dir "$work/concord" -node bench -bind 127.0.0.1 \
-  -client 127.0.0.1 -http-port 18500 -dns-port 18600 -server-port 18300 -log-level warn \
+  -client 127.0.0.1 -http-port $CH -dns-port $CD -server-port $CS -log-level warn \
   > "$work/concord.log" 2>&1 & pids+=($!); cpid=$!
-etcd --name bench --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:12379 \
-  --advertise-client-urls http://127.0.0.1:12379 --listen-peer-urls http://127.0.0.1:12380 \
-  --initial-advertise-peer-urls http://127.0.0.1:12380 --initial-cluster bench=http://127.0.0.1:12380 \
+etcd --name bench --data-dir "$work/etcd" --listen-client-urls http://127.0.0.1:$EC \
+  --advertise-client-urls http://127.0.0.1:$EC --listen-peer-urls http://127.0.0.1:$EP \
+  --initial-advertise-peer-urls http://127.0.0.1:$EP --initial-cluster bench=http://127.0.0.1:$EP \
   --log-level error > "$work/etcd.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do [ "$(curl -s 127.0.0.1:18500/v1/status/leader)" != '""' ] && curl -sf 127.0.0.1:18500/v1/status/leader >/dev/null && break; sleep 0.1; done
-wait_http http://127.0.0.1:12379/health
-curl -s -X PUT --data v 127.0.0.1:18500/v1/kv/bench/1 >/dev/null
-curl -s -X POST -d '{"key":"YmVuY2gvMQ==","value":"dg=="}' 127.0.0.1:12379/v3/kv/put >/dev/null
+for _ in $(seq 100); do [ "$(curl -s 127.0.0.1:$CH/v1/status/leader)" != '""' ] && curl -sf 127.0.0.1:$CH/v1/status/leader >/dev/null && break; sleep 0.1; done
+wait_http http://127.0.0.1:$EC/health
+curl -s -X PUT --data v 127.0.0.1:$CH/v1/kv/bench/1 >/dev/null
+curl -s -X POST -d '{"key":"YmVuY2gvMQ==","value":"dg=="}' 127.0.0.1:$EC/v3/kv/put >/dev/null
 
 printf "\n%-28s %12s %10s %10s\n" "load ($CONNS conns, $DURATION)" "req/s" "p50 ms" "p99 ms"
-read -r c_put c_put50 c_put99 c_bad < <(wrk_run http://127.0.0.1:18500 bench/concord_put.lua)
+read -r c_put c_put50 c_put99 c_bad < <(wrk_run http://127.0.0.1:$CH bench/concord_put.lua)
 printf "%-28s %12s %10s %10s\n" "concord PUT" "$c_put" "$c_put50" "$c_put99"
-read -r e_put e_put50 e_put99 e_bad < <(wrk_run http://127.0.0.1:12379 bench/etcd_put.lua)
+read -r e_put e_put50 e_put99 e_bad < <(wrk_run http://127.0.0.1:$EC bench/etcd_put.lua)
 printf "%-28s %12s %10s %10s\n" "etcd put" "$e_put" "$e_put50" "$e_put99"
 echo 'wrk.method = "GET"' > "$work/get.lua"
-read -r c_get c_get50 c_get99 _ < <(wrk_run http://127.0.0.1:18500/v1/kv/bench/1 "$work/get.lua")
+read -r c_get c_get50 c_get99 _ < <(wrk_run http://127.0.0.1:$CH/v1/kv/bench/1 "$work/get.lua")
 printf "%-28s %12s %10s %10s\n" "concord GET (default)" "$c_get" "$c_get50" "$c_get99"
-read -r c_sget c_sget50 c_sget99 _ < <(wrk_run "http://127.0.0.1:18500/v1/kv/bench/1?stale" "$work/get.lua")
+read -r c_sget c_sget50 c_sget99 _ < <(wrk_run "http://127.0.0.1:$CH/v1/kv/bench/1?stale" "$work/get.lua")
 printf "%-28s %12s %10s %10s\n" "concord GET (stale)" "$c_sget" "$c_sget50" "$c_sget99"
-read -r c_cget c_cget50 c_cget99 _ < <(wrk_run "http://127.0.0.1:18500/v1/kv/bench/1?consistent" "$work/get.lua")
+read -r c_cget c_cget50 c_cget99 _ < <(wrk_run "http://127.0.0.1:$CH/v1/kv/bench/1?consistent" "$work/get.lua")
 printf "%-28s %12s %10s %10s\n" "concord GET (consistent)" "$c_cget" "$c_cget50" "$c_cget99"
-read -r e_get e_get50 e_get99 _ < <(wrk_run http://127.0.0.1:12379 bench/etcd_get.lua)
+read -r e_get e_get50 e_get99 _ < <(wrk_run http://127.0.0.1:$EC bench/etcd_get.lua)
 printf "%-28s %12s %10s %10s\n" "etcd range (linearizable)" "$e_get" "$e_get50" "$e_get99"
 [ "$c_bad" = 0 ] || echo "warning: $c_bad non-2xx Concord PUT answers"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
@@ -66,13 +72,13 @@ echo "ratio GET  concord default/etcd linear.: $(ratio "$c_get" "$e_get")   (tar
 echo "ratio GET  concord consistent/etcd:      $(ratio "$c_cget" "$e_get")"
 
 echo
-echo "== $PARKED blocking queries parked on one key, woken by one PUT"
-/usr/bin/python3 bench/parked.py 127.0.0.1 18500 "$cpid" "$PARKED"
-
-echo
 echo "== idle RSS of concord agent -dev"
-"$BIN" agent -dev -node idle -http-port 18501 -dns-port 18601 -server-port 18301 -log-level warn \
+"$BIN" agent -dev -node idle -http-port $IH -dns-port $ID -server-port $IS -log-level warn \
   > "$work/idle.log" 2>&1 & pids+=($!); ipid=$!
-wait_http http://127.0.0.1:18501/v1/status/leader
+wait_http http://127.0.0.1:$IH/v1/status/leader
 sleep 2
 echo "concord agent -dev RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$ipid/status)"
+
+echo
+echo "== $PARKED blocking queries parked on one key of that fresh agent, woken by one PUT"
+/usr/bin/python3 "$root/bench/parked.py" 127.0.0.1 $IH "$ipid" "$PARKED"

@@ -53,8 +53,18 @@ struct api_group {
   struct api_ctx *ctx;
 };
 
+struct api_barrier_op;
+
+/* Consistent reads batched onto Raft barriers (see api_read_consistent). */
+struct api_barrier_batch {
+  struct api_barrier_op *waiting;  /* arrived while a barrier was in flight: ride the next */
+  struct api_barrier_op *inflight; /* ride the barrier in flight */
+  bool running;
+};
+
 struct api_blocking {
   struct map groups; /* key -> struct api_group */
+  struct api_barrier_batch barrier;
   struct api_group *dirty;
   uv_idle_t idle;
   size_t parked;
@@ -302,13 +312,18 @@ static void api_read_now(struct api_ctx *ctx, struct http_request *req, api_read
   api_read_result_free(&res);
 }
 
-/* A ?consistent read waits for a barrier: the leader proves it is still leader and has
- * applied everything committed before the read. */
+/* A ?consistent read waits for a Raft barrier: proof that this server is still leader and has
+ * applied everything committed before the read arrived. Barriers are batched: reads that
+ * arrive while one is in flight wait for the next, which starts when it completes, so a burst
+ * of N consistent reads costs two barriers, not N (one barrier is one log entry and an fsync).
+ * A read never rides a barrier proposed before it arrived: that one may precede a write the
+ * client already saw acknowledged. */
 struct api_barrier_op {
   struct api_ctx *ctx;
-  struct http_request *req;
+  struct http_request *req; /* NULL once the client has gone */
   api_read_fn fn;
   struct api_query_opts opts;
+  struct api_barrier_op *next;
 };
 
 static void api_barrier_cancel(struct http_request *req, void *arg)
@@ -317,16 +332,54 @@ static void api_barrier_cancel(struct http_request *req, void *arg)
   ((struct api_barrier_op *)arg)->req = NULL;
 }
 
+static void api_barrier_start(struct api_ctx *ctx);
+
 static void api_barrier_done(void *arg, int status)
 {
-  struct api_barrier_op *op = arg;
-  if (op->req) {
-    http_request_on_cancel(op->req, NULL, NULL);
-    if (status == 0) api_read_now(op->ctx, op->req, op->fn, &op->opts);
-    else if (!api_require_leader(op->ctx, op->req))
-      http_respond_error(op->req, 500, "consistent read failed: %s", cc_strerror(status));
+  struct api_ctx *ctx = arg;
+  struct api_barrier_batch *batch = &blocking_of(ctx)->barrier;
+  struct api_barrier_op *op = batch->inflight;
+  batch->inflight = NULL;
+  batch->running = false;
+  while (op) {
+    struct api_barrier_op *next = op->next;
+    if (op->req) {
+      http_request_on_cancel(op->req, NULL, NULL);
+      if (status == 0) api_read_now(op->ctx, op->req, op->fn, &op->opts);
+      else if (!api_require_leader(op->ctx, op->req))
+        http_respond_error(op->req, 500, "consistent read failed: %s", cc_strerror(status));
+    }
+    free(op);
+    op = next;
   }
-  free(op);
+  if (batch->waiting) api_barrier_start(ctx);
+}
+
+static void api_barrier_start(struct api_ctx *ctx)
+{
+  struct api_barrier_batch *batch = &blocking_of(ctx)->barrier;
+  batch->inflight = batch->waiting;
+  batch->waiting = NULL;
+  batch->running = true;
+  if (consensus_barrier(ctx->consensus, api_barrier_done, ctx) != 0) {
+    /* Not leader any more: fail this batch the same way a failed barrier would. */
+    api_barrier_done(ctx, CC_ENOTLEADER);
+  }
+}
+
+static void api_read_consistent(struct api_ctx *ctx, struct http_request *req, api_read_fn fn,
+                                const struct api_query_opts *opts)
+{
+  struct api_barrier_batch *batch = &blocking_of(ctx)->barrier;
+  struct api_barrier_op *op = xcalloc(1, sizeof *op);
+  op->ctx = ctx;
+  op->req = req;
+  op->fn = fn;
+  op->opts = *opts;
+  op->next = batch->waiting;
+  batch->waiting = op;
+  http_request_on_cancel(req, api_barrier_cancel, op);
+  if (!batch->running) api_barrier_start(ctx);
 }
 
 void api_read(struct api_ctx *ctx, struct http_request *req, api_read_fn fn)
@@ -343,17 +396,7 @@ void api_read(struct api_ctx *ctx, struct http_request *req, api_read_fn fn)
   }
   if (api_require_leader(ctx, req)) return;
   if (opts.mode == API_CONSISTENCY_CONSISTENT) {
-    struct api_barrier_op *op = xcalloc(1, sizeof *op);
-    op->ctx = ctx;
-    op->req = req;
-    op->fn = fn;
-    op->opts = opts;
-    if (consensus_barrier(ctx->consensus, api_barrier_done, op) != 0) {
-      free(op);
-      http_respond_error(req, 500, "No cluster leader");
-      return;
-    }
-    http_request_on_cancel(req, api_barrier_cancel, op);
+    api_read_consistent(ctx, req, fn, &opts);
     return;
   }
   api_read_now(ctx, req, fn, &opts);
