@@ -1,6 +1,8 @@
 /* cmd_kv_export.c -- `concord kv export`: every pair under a prefix as the JSON that
  * `kv import` (Concord's or Consul's) reads back: [{"key","flags","value"}], values in
  * base64, tab-indented. An empty prefix exports the whole store; nothing found is "[]". */
+#include <string.h>
+
 #include "cli/internal.h"
 
 struct opts {
@@ -9,6 +11,8 @@ struct opts {
 
 static void flags(struct cli__flagset *fs, struct opts *o)
 {
+  /* Zeroed first: the client reads every HTTP option, registered here or not. */
+  memset(o, 0, sizeof(*o));
   cli__flags_init(fs);
   cli__http_client_flags(fs, &o->http);
   cli__http_server_flags(fs, &o->http);

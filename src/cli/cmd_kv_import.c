@@ -16,6 +16,8 @@ struct opts {
 
 static void flags(struct cli__flagset *fs, struct opts *o)
 {
+  /* Zeroed first: the client reads every HTTP option, registered here or not. */
+  memset(o, 0, sizeof(*o));
   cli__flags_init(fs);
   cli__flag_string(fs, "prefix", &o->prefix, "", "Key prefix for imported data");
   cli__http_client_flags(fs, &o->http);

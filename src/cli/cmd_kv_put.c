@@ -20,6 +20,8 @@ struct opts {
 
 static void flags(struct cli__flagset *fs, struct opts *o)
 {
+  /* Zeroed first: the client reads every HTTP option, registered here or not. */
+  memset(o, 0, sizeof(*o));
   cli__flags_init(fs);
   cli__flag_bool(fs, "cas", &o->cas,
                  "Performs a check-and-set: the write happens only if the key's ModifyIndex "

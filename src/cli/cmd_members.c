@@ -26,6 +26,8 @@ struct opts {
 
 static void flags(struct cli__flagset *fs, struct opts *o)
 {
+  /* Zeroed first: the client reads every HTTP option, registered here or not. */
+  memset(o, 0, sizeof(*o));
   cli__flags_init(fs);
   cli__flag_bool(fs, "detailed", &o->detailed,
                  "Shows every tag of each member instead of the usual columns.");

@@ -145,48 +145,6 @@ void cli__go_quote(struct buf *out, const char *s)
   buf_putc(out, '"');
 }
 
-void cli__json_go_string(struct buf *out, const char *s, size_t n)
-{
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *p = (const unsigned char *)s;
-  buf_putc(out, '"');
-  for (size_t i = 0; i < n;) {
-    unsigned char c = p[i];
-    if (c < 0x80) {
-      switch (c) {
-      case '"': buf_puts(out, "\\\""); break;
-      case '\\': buf_puts(out, "\\\\"); break;
-      case '\n': buf_puts(out, "\\n"); break;
-      case '\r': buf_puts(out, "\\r"); break;
-      case '\t': buf_puts(out, "\\t"); break;
-      case '<':
-      case '>':
-      case '&': /* Go's HTML-safe default */
-        buf_printf(out, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-        break;
-      default:
-        if (c < 0x20) buf_printf(out, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
-        else buf_putc(out, (char)c);
-      }
-      i++;
-      continue;
-    }
-    uint32_t r;
-    size_t l = utf8_decode(p + i, n - i, &r);
-    if (!l) {
-      buf_puts(out, "\\ufffd");
-      i++;
-    } else if (r == 0x2028 || r == 0x2029) {
-      buf_printf(out, "\\u%04x", (unsigned)r);
-      i += l;
-    } else {
-      buf_append(out, p + i, l);
-      i += l;
-    }
-  }
-  buf_putc(out, '"');
-}
-
 /* ---- columnize ---- */
 
 /* columnize's runeLen: runes, with Han characters counted twice and ANSI colour sequences

@@ -244,9 +244,6 @@ void cli__escape_path(struct buf *out, const char *s);
 void cli__escape_query(struct buf *out, const char *s);
 /* Go's strconv.Quote for error messages. */
 void cli__go_quote(struct buf *out, const char *s);
-/* A JSON string as Go's encoding/json writes it (HTML characters escaped, invalid UTF-8
- * replaced by U+FFFD), quotes included. */
-void cli__json_go_string(struct buf *out, const char *s, size_t len);
 /* ryanuber/columnize with a 0x1f delimiter and two-space glue: lines are fields joined by
  * 0x1f. Appends the table without its last newline. */
 void cli__columnize(struct buf *out, char **lines, size_t n);

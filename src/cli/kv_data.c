@@ -16,6 +16,7 @@
 #include "cli/internal.h"
 #include "lib/alloc.h"
 #include "lib/b64.h"
+#include "lib/jsonw.h"
 
 /* Marks a string that stands for an integer too big for jansson (see big_ints_quoted). */
 #define BIG_MARK '\x01'
@@ -272,6 +273,14 @@ void cli__kv_pretty(struct buf *out, const struct cli__kvpair *p, bool base64, b
 
 /* ---- Export and import ---- */
 
+/* A JSON string as Go's encoding/json writes it, quotes included. */
+static void go_string(struct buf *out, const char *s)
+{
+  buf_putc(out, '"');
+  jsonw_escape(out, s, strlen(s));
+  buf_putc(out, '"');
+}
+
 void cli__kv_export_json(struct buf *out, const struct cli__kvpair *pairs, size_t n)
 {
   if (n == 0) {
@@ -282,7 +291,7 @@ void cli__kv_export_json(struct buf *out, const struct cli__kvpair *pairs, size_
   for (size_t i = 0; i < n; i++) {
     const struct cli__kvpair *p = &pairs[i];
     buf_puts(out, "\t{\n\t\t\"key\": ");
-    cli__json_go_string(out, p->key, strlen(p->key));
+    go_string(out, p->key);
     buf_printf(out, ",\n\t\t\"flags\": %llu,\n\t\t\"value\": ", (unsigned long long)p->flags);
     char *enc = xmalloc(b64_encoded_len(p->value.len) + 1);
     b64_encode(p->value.data, p->value.len, enc);
@@ -291,11 +300,11 @@ void cli__kv_export_json(struct buf *out, const struct cli__kvpair *pairs, size_
     /* omitempty, as impexp.Entry declares them */
     if (p->ns && p->ns[0]) {
       buf_puts(out, ",\n\t\t\"namespace\": ");
-      cli__json_go_string(out, p->ns, strlen(p->ns));
+      go_string(out, p->ns);
     }
     if (p->partition && p->partition[0]) {
       buf_puts(out, ",\n\t\t\"partition\": ");
-      cli__json_go_string(out, p->partition, strlen(p->partition));
+      go_string(out, p->partition);
     }
     buf_puts(out, i + 1 < n ? "\n\t},\n" : "\n\t}\n");
   }

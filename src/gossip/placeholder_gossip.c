@@ -1,1 +1,0 @@
-/* placeholder until gossip lands */ typedef int concord_placeholder_gossip;
