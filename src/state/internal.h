@@ -30,15 +30,20 @@ struct state__tomb {
   char key[];
 };
 
-/* A list of watches: either one watched key/prefix/table (kept in a map by its key) or the
- * store's pending list of fired watches waiting for their callback. */
+/* A list of watches: the list of one watched key/prefix/table (inside a struct
+ * state__watched) or the store's pending list of fired watches waiting for their callback. */
 struct state__watch_list {
   struct state_watch *head, *tail;
   size_t count;
-  enum state_watch_kind kind;
   bool pending; /* the store's pending list, never freed */
+};
+
+/* A watched key, prefix or table name and its watches; kept in a map by its key. */
+struct state__watched {
+  struct state__watch_list list; /* first: a list that is not pending is one of these */
+  enum state_watch_kind kind;
   size_t key_len;
-  char key[]; /* the watched key, prefix or table name (not for the pending list) */
+  char key[];
 };
 
 /* Distinct lengths of watched prefixes, with how many watched prefixes have each: a write
@@ -49,9 +54,9 @@ struct state__plen {
 };
 
 struct state__watches {
-  struct map keys;     /* key -> struct state__watch_list */
-  struct map prefixes; /* prefix -> struct state__watch_list */
-  struct map tables;   /* table name -> struct state__watch_list */
+  struct map keys;     /* key -> struct state__watched */
+  struct map prefixes; /* prefix -> struct state__watched */
+  struct map tables;   /* table name -> struct state__watched */
   struct state__plen *plens; /* sorted by len */
   size_t nplens, plens_cap;
   struct state__watch_list pending; /* fired, callback not yet run */

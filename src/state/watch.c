@@ -106,23 +106,24 @@ static void list_append(struct state__watch_list *l, struct state_watch *x)
   l->count++;
 }
 
-/* Takes a list out of its map (it is no longer findable) and drops its prefix length. */
-static void list_detach(struct state__watches *w, struct state__watch_list *l)
+/* Takes a watched record out of its map (it is no longer findable) and drops its prefix
+ * length. */
+static void watched_detach(struct state__watches *w, struct state__watched *d)
 {
-  map_del(map_for(w, l->kind), l->key, l->key_len);
-  if (l->kind == STATE_WATCH_KV_PREFIX) plen_del(w, l->key_len);
+  map_del(map_for(w, d->kind), d->key, d->key_len);
+  if (d->kind == STATE_WATCH_KV_PREFIX) plen_del(w, d->key_len);
 }
 
-/* Moves every watch of l to the pending list and frees l, which must be detached. */
-static void list_fire(struct state__watches *w, struct state__watch_list *l)
+/* Moves every watch of d to the pending list and frees d, which must be detached. */
+static void watched_fire(struct state__watches *w, struct state__watched *d)
 {
-  struct state_watch *x = l->head;
+  struct state_watch *x = d->list.head;
   while (x) {
     struct state_watch *next = x->next;
     list_append(&w->pending, x);
     x = next;
   }
-  free(l);
+  free(d);
 }
 
 static void fire_key(struct state__watches *w, enum state_watch_kind kind, const char *key,
@@ -130,10 +131,10 @@ static void fire_key(struct state__watches *w, enum state_watch_kind kind, const
 {
   struct map *m = map_for(w, kind);
   if (!map_count(m)) return;
-  struct state__watch_list *l = map_get(m, key, len);
-  if (!l) return;
-  list_detach(w, l);
-  list_fire(w, l);
+  struct state__watched *d = map_get(m, key, len);
+  if (!d) return;
+  watched_detach(w, d);
+  watched_fire(w, d);
 }
 
 /* ---- public API ---- */
@@ -146,20 +147,20 @@ struct state_watch *state_watch_add(struct state_store *s, enum state_watch_kind
   if (kind != STATE_WATCH_KV_KEY && kind != STATE_WATCH_KV_PREFIX) kind = STATE_WATCH_TABLE;
   if (!key) key_len = 0;
   struct map *m = map_for(w, kind);
-  struct state__watch_list *l = map_get(m, key ? key : "", key_len);
-  if (!l) {
-    l = xcalloc(1, sizeof *l + key_len + 1);
-    l->kind = kind;
-    l->key_len = key_len;
-    if (key_len) memcpy(l->key, key, key_len);
-    map_put(m, l->key, key_len, l);
+  struct state__watched *d = map_get(m, key ? key : "", key_len);
+  if (!d) {
+    d = xcalloc(1, sizeof *d + key_len + 1);
+    d->kind = kind;
+    d->key_len = key_len;
+    if (key_len) memcpy(d->key, key, key_len);
+    map_put(m, d->key, key_len, d);
     if (kind == STATE_WATCH_KV_PREFIX) plen_add(w, key_len);
   }
   struct state_watch *x = xcalloc(1, sizeof *x);
   x->reg = w;
   x->fn = fn;
   x->arg = arg;
-  list_append(l, x);
+  list_append(&d->list, x);
   w->count++;
   return x;
 }
@@ -173,8 +174,9 @@ void state_watch_cancel(struct state_watch *x)
   w->count--;
   free(x);
   if (!l->pending && !l->count) {
-    list_detach(w, l);
-    free(l);
+    struct state__watched *d = (struct state__watched *)l; /* list is its first member */
+    watched_detach(w, d);
+    free(d);
   }
 }
 
@@ -194,12 +196,12 @@ void state__watch_init(struct state__watches *w)
 static void free_map_lists(struct map *m)
 {
   for (struct map_iter it = map_iter_start(m); map_iter_next(&it);) {
-    struct state__watch_list *l = it.entry->value;
-    for (struct state_watch *x = l->head, *next; x; x = next) {
+    struct state__watched *d = it.entry->value;
+    for (struct state_watch *x = d->list.head, *next; x; x = next) {
       next = x->next;
       free(x);
     }
-    free(l);
+    free(d);
   }
   map_free(m);
 }
@@ -238,7 +240,8 @@ static void fire_all(struct state__watches *w, struct map *m)
 {
   /* Every list of the map fires, so the map is emptied wholesale after the walk (lib/map.h
    * declares no way to delete during a walk). */
-  for (struct map_iter it = map_iter_start(m); map_iter_next(&it);) list_fire(w, it.entry->value);
+  for (struct map_iter it = map_iter_start(m); map_iter_next(&it);)
+    watched_fire(w, it.entry->value);
   map_free(m);
   map_init(m);
 }

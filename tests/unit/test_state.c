@@ -714,13 +714,31 @@ static int dump_fn(const struct state_kv *e, void *arg)
   return 0;
 }
 
+/* With CONCORD_SNAPSHOT_CORPUS=<dir>, writes b there as a fuzzer seed (that is how
+ * fuzz/corpus/snapshot/ was made). */
+static void corpus_save(const char *name, const struct buf *b)
+{
+  const char *dir = getenv("CONCORD_SNAPSHOT_CORPUS");
+  if (!dir) return;
+  char path[512];
+  snprintf(path, sizeof path, "%s/seed-%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(b->data, 1, b->len, f), b->len);
+  fclose(f);
+}
+
 static void test_snapshot_roundtrip(void **st)
 {
   (void)st;
   struct state_store *s = state_store_new();
-  populate(s);
   struct buf snap = BUF_INIT, snap2 = BUF_INIT, d1 = BUF_INIT, d2 = BUF_INIT;
   state_store_snapshot(s, &snap);
+  corpus_save("empty", &snap);
+  buf_reset(&snap);
+  populate(s);
+  state_store_snapshot(s, &snap);
+  corpus_save("populated", &snap);
 
   struct state_store *r = state_store_new();
   set_key(r, 100, "stale", "x"); /* replaced by the restore */
