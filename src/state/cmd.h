@@ -33,13 +33,20 @@ struct state_cmd_result {
   bool ok;  /* Consul's true/false answer for KV writes */
 };
 
-/* Encoders: append one command to out. */
+/* Encoders: append one command to out (the caller owns out; op is only read). */
 void state_cmd_encode_kv(struct buf *out, const struct state_kv_op *op);
 void state_cmd_encode_tombstone_reap(struct buf *out, uint64_t upto);
 void state_cmd_encode_noop(struct buf *out);
 
 /* Decodes and applies one command at Raft index `index`. Returns 0 (with *res filled), or
- * CC_ECORRUPT when the bytes are not a valid command (nothing changed). */
+ * CC_ECORRUPT when the bytes are not a valid command (nothing changed; res->err is also
+ * CC_ECORRUPT). A command that decodes but cannot apply (LOCK without a session, an empty
+ * key, an index below one applied before) returns 0 with res->err = CC_EINVAL and changes
+ * nothing, as Consul's FSM hands the state store's error back to the proposer. An ignored
+ * type (128..255) returns 0 with res->err = 0, res->ok = true. Decoding caps: key
+ * STATE_KV_MAX_KEY, value STATE_KV_MAX_VALUE, session STATE_KV_MAX_SESSION (no NUL bytes);
+ * Key and Value may be msgpack str or bin; unknown map fields are skipped. data is only
+ * read. */
 int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, size_t len,
                     struct state_cmd_result *res);
 

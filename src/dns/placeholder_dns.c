@@ -1,1 +1,0 @@
-/* placeholder until dns lands */ typedef int concord_placeholder_dns;
