@@ -34,7 +34,7 @@ void *map_del(struct map *m, const void *key, size_t len);
 static inline size_t map_count(const struct map *m) { return m->count; }
 
 /* Iteration: for (struct map_iter it = map_iter_start(m); map_iter_next(&it);) use it.entry.
- * The map must not change during the walk, except by map_iter_del on the current entry. */
+ * The map must not change during the walk (collect keys first, then delete). */
 struct map_iter {
   struct map *m;
   size_t bucket;
