@@ -20,6 +20,18 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
+#include <malloc.h>
+#if defined(__SANITIZE_ADDRESS__)
+#define HAVE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HAVE_ASAN 1
+#endif
+#endif
+#ifdef HAVE_ASAN
+/* from <sanitizer/allocator_interface.h>, which gcc does not install */
+size_t __sanitizer_get_current_allocated_bytes(void);
+#endif
 
 #include "http/json.h"
 #include "http/parser.h"
@@ -90,7 +102,7 @@ static void test_parse_simple(void **state)
   http_parser_init(&p, MB, MB);
   const char *req = "GET /v1/kv/a%20b%2Fc?recurse&index=42&dc=dc%31 HTTP/1.1\r\n"
                     "Host: localhost\r\nX-Consul-Token:   secret  \r\nX-Empty:\r\n"
-                    "User-Agent: t\r\n\r\n";
+                    "User-Agent: t\r\nX-Last:\r\n\r\n";
   struct feed_result fr;
   feed(&p, req, strlen(req), 0, &fr);
   assert_int_equal(fr.status, 0);
@@ -104,7 +116,8 @@ static void test_parse_simple(void **state)
   assert_string_equal(param(m, "index", 0), "42");
   assert_string_equal(param(m, "dc", 0), "dc1");
   assert_null(param(m, "nope", 0));
-  assert_int_equal(m->nheaders, 4);
+  assert_int_equal(m->nheaders, 5);
+  assert_string_equal(http_msg_header(m, "x-last"), "");
   assert_string_equal(http_msg_header(m, "x-consul-token"), "secret");
   assert_string_equal(http_msg_header(m, "X-EMPTY"), "");
   assert_string_equal(http_msg_header(m, "user-agent"), "t");
@@ -515,6 +528,19 @@ static void h_echo(struct http_request *req, void *arg)
   http_respond_buf(req, 200, "text/plain", &b);
 }
 
+static void h_tags(struct http_request *req, void *arg)
+{
+  const char *tags[2];
+  size_t n = http_query_all(req, "tag", tags, 2);
+  struct buf b = BUF_INIT;
+  buf_printf(&b, "%zu", n);
+  for (size_t i = 0; i < n && i < 2; i++) buf_printf(&b, " [%s]", tags[i]);
+  if (http_query_has(req, "flag")) buf_printf(&b, " flag=[%s]", http_query(req, "flag"));
+  http_set_header(req, "X-Evil", "a\r\nSet-Cookie: x");
+  http_set_header(req, "Content-Length", "999");
+  http_respond_buf(req, 200, "text/plain", &b);
+}
+
 static void answer_delayed(uv_timer_t *t)
 {
   struct http_request *req = T.delayed;
@@ -773,6 +799,22 @@ static bool client_script(void)
   STEP(cl_eof(c));
   cl_close(c);
 
+  /* HTTP/1.0 with keep-alive stays open; repeated parameters; header values sanitized */
+  STEP(cl_connect(c, T.port));
+  STEP(cl_send(c, "GET /v1/tags?tag=a+b&tag=c%2Fd&tag=e&flag HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  STEP(cl_read(c, &r));
+  if (r.status != 200 || strcmp(r.body, "3 [a b] [c/d] flag=[]") != 0 ||
+      !strstr(r.head, "Connection: keep-alive\r\n") || !strstr(r.head, "X-Evil: a  Set-Cookie: x\r\n") ||
+      strstr(r.head, "999")) {
+    note("1.0 keep-alive: %s%s", r.head, r.body);
+    goto out;
+  }
+  STEP(cl_send(c, "GET /v1/tags HTTP/1.0\r\n\r\n"));
+  STEP(cl_read(c, &r));
+  EXPECT(r.status == 200 && strcmp(r.body, "0") == 0);
+  STEP(cl_eof(c));
+  cl_close(c);
+
   /* HTTP/1.0 without keep-alive closes after the answer */
   STEP(cl_connect(c, T.port));
   STEP(cl_send(c, "GET /v1/sync HTTP/1.0\r\n\r\n"));
@@ -851,6 +893,7 @@ static void test_server(void **state)
   http_server_route(T.s, HTTP_M_GET | HTTP_M_PUT | HTTP_M_HEAD, "/v1/kv/", h_echo, NULL);
   http_server_route(T.s, HTTP_M_GET, "/v1/delayed", h_delayed, NULL);
   http_server_route(T.s, HTTP_M_GET, "/v1/park", h_park, NULL);
+  http_server_route(T.s, HTTP_M_GET, "/v1/tags", h_tags, NULL);
   /* a bad address is an error with a sentence */
   assert_true(http_server_listen(T.s, "not-an-ip", 1, err, sizeof err) < 0);
   assert_true(strlen(err) > 0);
@@ -926,6 +969,85 @@ static void test_server_close_cancels(void **state)
   assert_int_equal(uv_loop_close(&T.loop), 0);
 }
 
+/* Memory of parked connections: N clients each park a typical blocking query; the bytes
+ * the process allocated for them, divided by N, must stay within the 2 KB budget. */
+#define NPARK 400
+static size_t allocated_bytes(void)
+{
+#ifdef HAVE_ASAN
+  return __sanitizer_get_current_allocated_bytes();
+#else
+  return mallinfo2().uordblks;
+#endif
+}
+static size_t mem_before, mem_parked;
+static int nparked, ncancelled;
+static struct http_server *mem_server;
+static void mem_cancel(struct http_request *req, void *arg) { ncancelled++; }
+static void mem_check(uv_timer_t *t)
+{
+  if (nparked == NPARK && !mem_parked) {
+    mem_parked = allocated_bytes();
+    atomic_store(&T.parked_now, 1);
+  }
+  if (ncancelled == NPARK) {
+    uv_close((uv_handle_t *)t, NULL);
+    http_server_close(mem_server, on_server_closed, &s1_closed);
+  }
+}
+static void h_mem_park(struct http_request *req, void *arg)
+{
+  http_request_on_cancel(req, mem_cancel, NULL);
+  nparked++;
+}
+static void *client_many(void *arg)
+{
+  static int fds[NPARK];
+  static const char q[] = "GET /v1/health/service/web?index=42&wait=5m HTTP/1.1\r\n"
+                          "Host: 127.0.0.1:8500\r\nUser-Agent: python-requests/2.28.1\r\n"
+                          "Accept-Encoding: gzip, deflate\r\nAccept: */*\r\n"
+                          "Connection: keep-alive\r\n\r\n";
+  for (int i = 0; i < NPARK; i++) {
+    struct client c;
+    if (!cl_connect(&c, T.port)) return NULL;
+    fds[i] = c.fd;
+    if (send(c.fd, q, sizeof q - 1, MSG_NOSIGNAL) != (ssize_t)(sizeof q - 1)) {
+      note("send failed");
+      return NULL;
+    }
+  }
+  wait_for(&T.parked_now, 1);
+  for (int i = 0; i < NPARK; i++) close(fds[i]);
+  return NULL;
+}
+
+static void test_server_parked_memory(void **state)
+{
+  memset(&T, 0, sizeof T);
+  s1_closed = false;
+  assert_int_equal(uv_loop_init(&T.loop), 0);
+  mem_server = http_server_new(&T.loop, NULL);
+  char err[128];
+  assert_int_equal(http_server_listen(mem_server, "127.0.0.1", 0, err, sizeof err), 0);
+  T.port = http_server_port(mem_server);
+  http_server_route(mem_server, HTTP_M_GET, "/v1/health/service/", h_mem_park, NULL);
+  uv_timer_t check;
+  uv_timer_init(&T.loop, &check);
+  uv_timer_start(&check, mem_check, 10, 10);
+  mem_before = allocated_bytes();
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, client_many, NULL), 0);
+  uv_run(&T.loop, UV_RUN_DEFAULT);
+  pthread_join(th, NULL);
+  if (T.failure[0]) fail_msg("%s", T.failure);
+  assert_int_equal(ncancelled, NPARK);
+  size_t per_conn = (mem_parked - mem_before) / NPARK;
+  fprintf(stderr, "parked connection: %zu bytes allocated each\n", per_conn);
+  assert_true(per_conn <= 2048);
+  assert_true(s1_closed);
+  assert_int_equal(uv_loop_close(&T.loop), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -941,6 +1063,7 @@ int main(void)
     cmocka_unit_test(test_json),
     cmocka_unit_test(test_server),
     cmocka_unit_test(test_server_close_cancels),
+    cmocka_unit_test(test_server_parked_memory),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
