@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <signal.h>
 #include <sys/resource.h>
 
 #include "http/json.h"
@@ -926,6 +927,20 @@ static void raise_nofile(void)
   }
 }
 
+/* libuv writes with write(2), so a client that resets the connection while its answer is
+ * being written raises SIGPIPE, whose default action kills the process. Go's runtime ignores
+ * it for sockets too; here it is ignored process-wide unless someone installed a handler. */
+static void ignore_sigpipe(void)
+{
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
 int http_server_listen(struct http_server *s, const char *ip, int port, char *errbuf,
                        size_t errlen)
 {
@@ -937,6 +952,7 @@ int http_server_listen(struct http_server *s, const char *ip, int port, char *er
     return UV_EINVAL;
   }
   raise_nofile();
+  ignore_sigpipe();
   struct listener *l = xcalloc(1, sizeof *l);
   l->s = s;
   uv_tcp_init(s->loop, &l->tcp);

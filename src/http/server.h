@@ -51,7 +51,8 @@ void http_server_config_defaults(struct http_server_config *cfg);
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_server_config *cfg);
 /* Listens on ip:port (IPv4 or IPv6 text). May be called for several addresses. Returns 0 or a
- * negative libuv error code, with a sentence in errbuf. */
+ * negative libuv error code, with a sentence in errbuf. Also raises the soft open-file limit
+ * to the hard one and ignores SIGPIPE (if it has no handler), both process-wide. */
 int http_server_listen(struct http_server *s, const char *ip, int port, char *errbuf,
                        size_t errlen);
 /* Closes listeners and connections (cancelling parked requests); cb runs when all handles
