@@ -19,17 +19,10 @@
  * every server, so skipping it is deterministic: we log it, hand CC_ECORRUPT to the proposer
  * in the result, and return 0.
  *
- * Snapshots are taken synchronously on the loop (FSM version 2). libraft 0.15's uv backend is
- * raft_io version 1, which has no async_work, so the FSM's snapshot_async (version 3) cannot
- * be used; the store's encoder is a single pass over memory, and libraft writes the file (and
- * compresses it with LZ4 when built with it) on the thread pool without blocking appends.
- * With version 2's snapshot_finalize we keep ownership of the encoded bytes and free them
- * ourselves, saving a copy into raft_malloc memory. */
+ * Snapshots are encoded off the loop by a forked child (snapshot.c says why and how). */
 #include <stdlib.h>
 
 #include "consensus/internal.h"
-#include "lib/alloc.h"
-#include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/log.h"
 
@@ -53,36 +46,26 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
   return 0;
 }
 
-/* Encodes the whole store into one buffer that we own; raft holds it until it calls
- * fsm_snapshot_finalize (after the file is written, or on failure). */
+/* Snapshots: see snapshot.c. libraft calls `snapshot` on the loop, `snapshot_async` on its
+ * thread pool, then `snapshot_finalize` on the loop, whatever happened in between (FSM
+ * version 3; with finalize, the buffers stay ours). */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-  struct consensus *c = fsm->data;
-  struct buf b = BUF_INIT;
-  uint64_t t0 = uv_hrtime();
+  *bufs = NULL;
+  *n_bufs = 0;
+  return consensus__snapshot_start(fsm->data);
+}
 
-  state_store_snapshot(c->store, &b);
-  struct raft_buffer *out = xmalloc(sizeof *out);
-  size_t len = 0;
-  out->base = buf_steal(&b, &len);
-  out->len = len;
-  *bufs = out;
-  *n_bufs = 1;
-  log_debug("raft", "snapshot at index %llu: %zu bytes encoded in %.1f ms",
-            (unsigned long long)raft_last_applied(c->r), len, (uv_hrtime() - t0) / 1e6);
-  return 0;
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                              unsigned *n_bufs)
+{
+  return consensus__snapshot_collect(fsm->data, bufs, n_bufs);
 }
 
 static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
                                  unsigned *n_bufs)
 {
-  (void)fsm;
-  if (*bufs != NULL) {
-    for (unsigned i = 0; i < *n_bufs; i++) free((*bufs)[i].base);
-    free(*bufs);
-  }
-  *bufs = NULL;
-  *n_bufs = 0;
+  consensus__snapshot_finish(fsm->data, bufs, n_bufs);
   return 0;
 }
 
@@ -104,11 +87,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 void consensus__fsm_init(struct consensus *c)
 {
-  c->fsm.version = 2;
+  c->fsm.version = 3;
   c->fsm.data = c;
   c->fsm.apply = fsm_apply;
   c->fsm.snapshot = fsm_snapshot;
   c->fsm.restore = fsm_restore;
   c->fsm.snapshot_finalize = fsm_snapshot_finalize;
-  c->fsm.snapshot_async = NULL;
+  c->fsm.snapshot_async = fsm_snapshot_async;
 }

@@ -7,7 +7,10 @@
 #include <raft/uv.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <uv.h>
+
+#include "lib/buf.h"
 
 #include "consensus/consensus.h"
 #include "state/cmd.h"
@@ -24,6 +27,17 @@ struct consensus__applied {
   uint64_t index;
 };
 
+/* A snapshot being taken (snapshot.c): the child encoding the store, or the bytes encoded on
+ * the loop when fork failed. */
+struct consensus__snap {
+  pid_t pid;        /* the encoding child, or -1 */
+  int fd;           /* read end of its pipe, or -1 */
+  struct buf sync;  /* encoded on the loop (fallback) */
+  int status;       /* 0 once collected successfully */
+  uint64_t index;   /* last applied index the snapshot captures */
+  uint64_t started_at, loop_done_at; /* uv_hrtime() */
+};
+
 struct consensus {
   uv_loop_t *loop;
   struct raft *r; /* points at `raft`; lets const accessors call libraft's non-const getters */
@@ -33,6 +47,8 @@ struct consensus {
   struct raft_fsm fsm;
   struct state_store *store; /* borrowed from the caller for the consensus' whole life */
   struct consensus__applied applied;
+  struct consensus__snap snap;
+  bool snapshot_fork;        /* cfg->snapshot_fork */
   uint64_t id;
   char *dir;      /* <data_dir>/raft, owned */
   char *address;  /* owned copy of cfg->address */
@@ -68,6 +84,15 @@ size_t consensus__framed_len(size_t cmd_len);
 void consensus__frame(void *out, const void *cmd, size_t len);
 /* Returns the command's length inside a framed entry, or -1 if the framing is invalid. */
 long consensus__unframe(const void *entry, size_t len);
+
+/* The three steps of a snapshot (snapshot.c): start on the loop at the index to capture
+ * (forks the encoder), collect on a thread-pool thread (fills bufs; we own the memory),
+ * finish on the loop (frees bufs, reaps a child left behind). */
+int consensus__snapshot_start(struct consensus *c);
+int consensus__snapshot_collect(struct consensus *c, struct raft_buffer *bufs[],
+                                unsigned *n_bufs);
+void consensus__snapshot_finish(struct consensus *c, struct raft_buffer *bufs[],
+                                unsigned *n_bufs);
 
 /* Fills c->fsm with the state store's apply/snapshot/restore callbacks (fsm.c). */
 void consensus__fsm_init(struct consensus *c);

@@ -89,6 +89,8 @@ static void node_init(struct node *n, const char *base, int i)
   n->stopped = false;
 }
 
+static bool snapshot_fork; /* cfg.snapshot_fork for the servers the next test starts */
+
 static void node_start(uv_loop_t *loop, struct node *n, unsigned expect, unsigned threshold,
                        unsigned trailing, unsigned election_ms, unsigned heartbeat_ms)
 {
@@ -102,6 +104,7 @@ static void node_start(uv_loop_t *loop, struct node *n, unsigned expect, unsigne
   if (trailing) cfg.snapshot_trailing = trailing;
   if (election_ms) cfg.election_timeout_ms = election_ms;
   if (heartbeat_ms) cfg.heartbeat_timeout_ms = heartbeat_ms;
+  cfg.snapshot_fork = snapshot_fork;
   char err[256] = "";
   n->store = state_store_new();
   n->stopped = false;
@@ -319,6 +322,10 @@ static void test_config_rejects(void **state)
   consensus_config_defaults(&cfg);
   assert_int_equal(cfg.snapshot_threshold, 16384);
   assert_int_equal(cfg.snapshot_trailing, 10240);
+  assert_int_equal(cfg.election_timeout_ms, 500);
+  assert_int_equal(cfg.heartbeat_timeout_ms, 50);
+  assert_int_equal(cfg.bootstrap_expect, 0);
+  assert_false(cfg.snapshot_fork);
   char dir[300];
   snprintf(dir, sizeof dir, "%s/bad", tmpl_base);
   cfg.data_dir = dir;
@@ -426,6 +433,14 @@ static void test_apply_and_replay(void **state)
 static void test_snapshot_and_replay(void **state)
 {
   apply_and_restart(*state, 64, 16);
+}
+
+/* The same with snapshots encoded by a forked child (snapshot.c). */
+static void test_snapshot_fork_and_replay(void **state)
+{
+  snapshot_fork = true;
+  apply_and_restart(*state, 64, 16);
+  snapshot_fork = false;
 }
 
 /* A server that did not bootstrap has no configuration: it is a follower with no leader and
@@ -619,9 +634,13 @@ static void test_three_servers(void **state)
   uv_loop_t *loop = *state;
   struct node nodes[3];
   for (int i = 0; i < 3; i++) node_init(&nodes[i], tmpl_base, i);
-  node_start(loop, &nodes[0], 1, 0, 0, 500, 50);
-  node_start(loop, &nodes[1], 3, 0, 0, 500, 50);
-  node_start(loop, &nodes[2], 0, 0, 0, 500, 50);
+  /* TEST_ELECTION_MS: measure failover with other timeouts (heartbeat 1/10th of it). */
+  unsigned election = getenv("TEST_ELECTION_MS") ? (unsigned)atoi(getenv("TEST_ELECTION_MS"))
+                                                 : 500;
+  unsigned heartbeat = election / 10 ? election / 10 : 1;
+  node_start(loop, &nodes[0], 1, 0, 0, election, heartbeat);
+  node_start(loop, &nodes[1], 3, 0, 0, election, heartbeat);
+  node_start(loop, &nodes[2], 0, 0, 0, election, heartbeat);
   assert_true(run_until(loop, is_leader, &nodes[0], 5000));
 
   for (int i = 1; i < 3; i++) {
@@ -658,7 +677,8 @@ static void test_three_servers(void **state)
   uint64_t t0 = uv_hrtime();
   node_stop(loop, &nodes[0]);
   assert_true(run_until(loop, new_leader, &cl, 8000));
-  log_info("test", "new leader after %.0f ms", (uv_hrtime() - t0) / 1e6);
+  if (getenv("TEST_ELECTION_MS"))
+    fprintf(stderr, "failover: new leader after %.0f ms\n", (uv_hrtime() - t0) / 1e6);
   struct node *leader = consensus_is_leader(nodes[1].c) ? &nodes[1] : &nodes[2];
   struct node *follower = leader == &nodes[1] ? &nodes[2] : &nodes[1];
 
@@ -705,6 +725,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_config_rejects, setup, teardown),
       cmocka_unit_test_setup_teardown(test_apply_and_replay, setup, teardown),
       cmocka_unit_test_setup_teardown(test_snapshot_and_replay, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_snapshot_fork_and_replay, setup, teardown),
       cmocka_unit_test_setup_teardown(test_not_leader, setup, teardown),
       cmocka_unit_test_setup_teardown(test_corrupt_command_skipped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pending_at_shutdown, setup, teardown),
