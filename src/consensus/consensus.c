@@ -181,6 +181,13 @@ void consensus_set_leader_cb(struct consensus *c, consensus_leader_cb cb, void *
 
 /* ---- start and stop ---- */
 
+/* Remembers the log's end after we appended to it as leader. */
+static void note_leader_append(struct consensus *c)
+{
+  uint64_t last = raft_last_index(c->r);
+  if (last > c->leader_appended) c->leader_appended = last;
+}
+
 static void consensus_free(struct consensus *c)
 {
   free(c->dir);
@@ -236,10 +243,14 @@ static void stop_timer_cb(uv_timer_t *t)
 {
   struct consensus *c = t->data;
   struct raft *r = c->r;
-  if (r->last_stored < raft_last_index(r)) {
+  /* Only appends we made as leader are at risk (the follower's append callback does not
+   * truncate), and a follower under load always has some in flight: wait for ours only. */
+  uint64_t target = c->leader_appended < raft_last_index(r) ? c->leader_appended
+                                                            : raft_last_index(r);
+  if (r->last_stored < target) {
     if (uv_now(c->loop) - c->stop_started_at < STOP_DRAIN_MS) return;
     log_warn("raft", "closing with log entries %llu..%llu not yet written",
-             (unsigned long long)r->last_stored + 1, (unsigned long long)raft_last_index(r));
+             (unsigned long long)r->last_stored + 1, (unsigned long long)target);
   }
   uv_timer_stop(&c->poll);
   uv_close((uv_handle_t *)&c->poll, poll_close_cb);
@@ -453,6 +464,7 @@ int consensus_apply(struct consensus *c, const struct buf *cmd, consensus_apply_
     return consensus__error(c, rv);
   }
   c->pending++;
+  note_leader_append(c);
   return 0;
 }
 
@@ -480,6 +492,7 @@ int consensus_barrier(struct consensus *c, consensus_barrier_cb cb, void *arg)
     return consensus__error(c, rv);
   }
   c->pending++;
+  note_leader_append(c);
   return 0;
 }
 
@@ -504,7 +517,10 @@ static void change_cb(struct raft_change *req, int status)
      * caught up. */
     ch->promote_next = false;
     int rv = raft_assign(c->r, &ch->req, ch->id, RAFT_VOTER, change_cb);
-    if (rv == 0) return;
+    if (rv == 0) {
+      note_leader_append(c);
+      return;
+    }
     status = rv;
   }
   c->pending--;
@@ -552,6 +568,7 @@ int consensus_add_voter(struct consensus *c, uint64_t id, const char *address,
   }
   log_info("raft", "adding server %016" PRIx64 " at %s as voter", id, address);
   c->pending++;
+  note_leader_append(c);
   return 0;
 }
 
@@ -574,6 +591,7 @@ int consensus_remove_peer(struct consensus *c, uint64_t id, consensus_change_cb 
   }
   log_info("raft", "removing server %016" PRIx64, id);
   c->pending++;
+  note_leader_append(c);
   return 0;
 }
 

@@ -61,6 +61,7 @@ struct consensus {
   void *leader_arg;
 
   unsigned pending;     /* requests whose callback has not run yet */
+  uint64_t leader_appended; /* highest log index we appended as leader (see stop_timer_cb) */
   bool stopping;        /* consensus_stop() was called (or start failed) */
   bool raft_closed;     /* raft_close() completed and the io/transport memory is freed */
   bool poll_closed;     /* the poll timer's close callback ran (or it never existed) */
