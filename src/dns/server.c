@@ -1,0 +1,709 @@
+/* server.c -- the DNS engine on libuv: UDP and TCP listeners and forwarding to recursors.
+ *
+ * The engine does all the DNS; this file only moves bytes. Memory: one 64 KiB receive buffer
+ * and one 64 KiB reply buffer per server (every reply is built and sent before the next
+ * datagram is read, so they are never shared by two queries), a receive buffer per TCP
+ * connection, and a copy of each query being forwarded. Handles are counted so that
+ * dns_server_close can free the server only after libuv has closed the last one. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dns/server.h"
+#include "lib/alloc.h"
+#include "lib/log.h"
+#include "lib/rand.h"
+
+#define TCP_BUF_MAX (2 * (2 + 65535)) /* a full frame plus the start of the next */
+#define TCP_WRITE_QUEUE_MAX (1u << 20) /* stop reading a client that does not read */
+#define UDP_PENDING_MAX 256            /* replies queued when the socket was full */
+
+struct tcp_conn;
+struct fwd;
+
+struct dns_server {
+  uv_loop_t *loop;
+  struct dns_engine *engine;
+  struct dns_server_config cfg;
+  struct sockaddr_storage recursors[DNS_MAX_RECURSORS];
+  size_t n_recursors;
+  unsigned recursor_timeout_ms;
+  uv_udp_t udp;
+  uv_tcp_t tcp;
+  bool udp_open, tcp_open;
+  int port;
+  unsigned handles; /* open libuv handles that point back here */
+  unsigned udp_pending;
+  bool closing;
+  void (*close_cb)(void *arg);
+  void *close_arg;
+  struct tcp_conn *conns;
+  unsigned n_conns;
+  struct fwd *fwds;
+  unsigned n_fwds;
+  uint8_t rbuf[65536];
+  uint8_t wbuf[DNS_TCP_MAX];
+};
+
+struct tcp_conn {
+  struct dns_server *s;
+  struct tcp_conn *prev, *next;
+  uv_tcp_t h;
+  uv_timer_t idle;
+  int open; /* handles not yet closed (2, then 0) */
+  bool closing, reading;
+  bool in_process; /* inside conn_process: a forward ending now must not re-enter it */
+  struct sockaddr_storage peer;
+  uint8_t *buf; /* received bytes not yet answered */
+  size_t len, cap;
+  struct fwd *fwd; /* a forwarded query in flight: reading waits for it */
+};
+
+struct fwd_sock {
+  uv_udp_t h;
+  struct dns_server *s;
+  struct fwd *f; /* NULL once this attempt is over */
+};
+
+struct fwd {
+  struct dns_server *s;
+  struct fwd *prev, *next;
+  uv_timer_t timer;
+  struct fwd_sock *sock;
+  size_t attempt;
+  uint16_t client_id, up_id;
+  uint8_t *query; /* with up_id in place of the client's ID */
+  size_t qlen;
+  bool tcp, done;
+  struct tcp_conn *conn; /* NULL if the connection went away */
+  struct sockaddr_storage client;
+};
+
+static void handle_gone(struct dns_server *s)
+{
+  if (--s->handles == 0 && s->closing) {
+    void (*cb)(void *) = s->close_cb;
+    void *arg = s->close_arg;
+    free(s);
+    if (cb)
+      cb(arg);
+  }
+}
+
+static void on_server_handle_closed(uv_handle_t *h)
+{
+  handle_gone(h->data);
+}
+
+void dns_server_config_defaults(struct dns_server_config *cfg)
+{
+  cfg->max_tcp_connections = 512;
+  cfg->tcp_idle_timeout_ms = 8000;
+  cfg->max_forwards = 1024;
+}
+
+int dns_parse_recursor(const char *text, struct sockaddr_storage *out)
+{
+  char host[64];
+  int port = 53;
+  size_t n = strlen(text);
+  memset(out, 0, sizeof *out);
+  if (n == 0 || n >= sizeof host)
+    return -1;
+  const char *colon = strrchr(text, ':');
+  if (text[0] == '[') {
+    const char *close = strchr(text, ']');
+    if (!close || (close[1] != '\0' && close[1] != ':'))
+      return -1;
+    snprintf(host, sizeof host, "%.*s", (int)(close - text - 1), text + 1);
+    if (close[1] == ':')
+      port = atoi(close + 2);
+  } else if (colon && strchr(text, ':') == colon) { /* one colon: host:port */
+    snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
+    port = atoi(colon + 1);
+  } else {
+    snprintf(host, sizeof host, "%s", text); /* no port, or a bare IPv6 address */
+  }
+  if (port <= 0 || port > 65535)
+    return -1;
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)out) == 0)
+    return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)out) == 0)
+    return 0;
+  return -1;
+}
+
+struct dns_server *dns_server_new(uv_loop_t *loop, struct dns_engine *engine,
+                                  const struct dns_server_config *cfg, char *errbuf,
+                                  size_t errlen)
+{
+  const struct dns_config *dc = dns_engine_config(engine);
+  struct dns_server *s = xcalloc(1, sizeof *s);
+  s->loop = loop;
+  s->engine = engine;
+  if (cfg)
+    s->cfg = *cfg;
+  else
+    dns_server_config_defaults(&s->cfg);
+  s->port = -1;
+  s->recursor_timeout_ms = dc->recursor_timeout_ms ? dc->recursor_timeout_ms : 2000;
+  for (size_t i = 0; i < dc->n_recursors && i < DNS_MAX_RECURSORS; i++) {
+    if (dns_parse_recursor(dc->recursors[i], &s->recursors[s->n_recursors]) != 0) {
+      snprintf(errbuf, errlen, "Invalid recursor address: \"%s\"", dc->recursors[i]);
+      free(s);
+      return NULL;
+    }
+    s->n_recursors++;
+  }
+  return s;
+}
+
+/* ---- Replies ---- */
+
+struct udp_send {
+  uv_udp_send_t req;
+  struct dns_server *s;
+  uint8_t data[];
+};
+
+static void on_udp_sent(uv_udp_send_t *req, int status)
+{
+  struct udp_send *u = (struct udp_send *)req;
+  (void)status;
+  u->s->udp_pending--;
+  free(u);
+}
+
+static void udp_reply(struct dns_server *s, const struct sockaddr *to, const uint8_t *p,
+                      size_t len)
+{
+  if (!s->udp_open || s->closing)
+    return;
+  uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+  int rc = uv_udp_try_send(&s->udp, &b, 1, to);
+  if (rc >= 0)
+    return;
+  if ((rc != UV_EAGAIN && rc != UV_ENOSYS) || s->udp_pending >= UDP_PENDING_MAX) {
+    log_debug("dns", "dropped a UDP reply: %s", uv_strerror(rc));
+    return;
+  }
+  struct udp_send *u = xmalloc(sizeof *u + len);
+  u->s = s;
+  memcpy(u->data, p, len);
+  b = uv_buf_init((char *)u->data, (unsigned)len);
+  if (uv_udp_send(&u->req, &s->udp, &b, 1, to, on_udp_sent) != 0) {
+    free(u);
+    return;
+  }
+  s->udp_pending++;
+}
+
+struct tcp_write {
+  uv_write_t req;
+  struct tcp_conn *c;
+  uint8_t data[];
+};
+
+static void conn_close(struct tcp_conn *c);
+static void conn_process(struct tcp_conn *c);
+
+static void on_tcp_written(uv_write_t *req, int status)
+{
+  struct tcp_write *w = (struct tcp_write *)req;
+  struct tcp_conn *c = w->c;
+  free(w);
+  if (status < 0) {
+    conn_close(c);
+    return;
+  }
+  if (!c->closing && !c->reading && !c->fwd)
+    conn_process(c); /* the client caught up: read again */
+}
+
+static void tcp_reply(struct tcp_conn *c, const uint8_t *p, size_t len)
+{
+  if (c->closing)
+    return;
+  struct tcp_write *w = xmalloc(sizeof *w + 2 + len);
+  w->c = c;
+  w->data[0] = (uint8_t)(len >> 8);
+  w->data[1] = (uint8_t)len;
+  memcpy(w->data + 2, p, len);
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(2 + len));
+  if (uv_write(&w->req, (uv_stream_t *)&c->h, &b, 1, on_tcp_written) != 0) {
+    free(w);
+    conn_close(c);
+  }
+}
+
+/* ---- Forwarding ---- */
+
+static void fwd_attempt(struct fwd *f);
+
+static void on_fwd_timer_closed(uv_handle_t *h)
+{
+  struct fwd *f = h->data;
+  struct dns_server *s = f->s;
+  free(f->query);
+  free(f);
+  handle_gone(s);
+}
+
+static void on_fwd_sock_closed(uv_handle_t *h)
+{
+  struct fwd_sock *fs = h->data;
+  struct dns_server *s = fs->s;
+  free(fs);
+  handle_gone(s);
+}
+
+static void fwd_drop_sock(struct fwd *f)
+{
+  if (!f->sock)
+    return;
+  f->sock->f = NULL;
+  uv_close((uv_handle_t *)&f->sock->h, on_fwd_sock_closed);
+  f->sock = NULL;
+}
+
+/* Ends a forward: relays the reply (or SERVFAIL when reply is NULL) unless the server is
+ * closing or the TCP client left, and frees everything once libuv is done with it. */
+static void fwd_finish(struct fwd *f, uint8_t *reply, size_t len)
+{
+  struct dns_server *s = f->s;
+  if (f->done)
+    return;
+  f->done = true;
+  fwd_drop_sock(f);
+  uv_timer_stop(&f->timer);
+  if (!reply) {
+    f->query[0] = (uint8_t)(f->client_id >> 8);
+    f->query[1] = (uint8_t)f->client_id;
+    len = dns_engine_error_reply(s->engine, f->query, f->qlen, 2 /* SERVFAIL */, s->wbuf,
+                                 sizeof s->wbuf);
+    reply = s->wbuf;
+  } else {
+    reply[0] = (uint8_t)(f->client_id >> 8);
+    reply[1] = (uint8_t)f->client_id;
+  }
+  if (len > 0 && !s->closing) {
+    if (!f->tcp)
+      udp_reply(s, (struct sockaddr *)&f->client, reply, len);
+    else if (f->conn)
+      tcp_reply(f->conn, reply, len);
+  }
+  struct tcp_conn *c = f->conn;
+  if (c)
+    c->fwd = NULL;
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    s->fwds = f->next;
+  if (f->next)
+    f->next->prev = f->prev;
+  s->n_fwds--;
+  uv_close((uv_handle_t *)&f->timer, on_fwd_timer_closed);
+  if (c && !c->closing && !s->closing && !c->in_process)
+    conn_process(c); /* answer what the client sent meanwhile */
+}
+
+static void on_fwd_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct fwd_sock *fs = h->data;
+  (void)suggested;
+  if (!fs->f) {
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
+  *buf = uv_buf_init((char *)fs->f->s->rbuf, sizeof fs->f->s->rbuf);
+}
+
+static bool same_addr(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+  if (a->sa_family != b->ss_family)
+    return false;
+  if (a->sa_family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+  return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+}
+
+static void on_fwd_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+                        const struct sockaddr *from, unsigned flags)
+{
+  struct fwd_sock *fs = h->data;
+  struct fwd *f = fs->f;
+  if (!f || nread < 12 || !from || (flags & UV_UDP_PARTIAL))
+    return;
+  uint8_t *p = (uint8_t *)buf->base;
+  /* Only the recursor's own answer to our ID counts (anything else may be spoofed). */
+  if (!same_addr(from, &f->s->recursors[f->attempt]) || (p[0] << 8 | p[1]) != f->up_id ||
+      !(p[2] & 0x80))
+    return;
+  int rcode = p[3] & 0x0F;
+  if (rcode != 0 && rcode != 3) { /* as Consul: only NOERROR and NXDOMAIN are answers */
+    log_debug("dns", "recursor %zu answered rcode %d, trying the next", f->attempt, rcode);
+    f->attempt++;
+    fwd_attempt(f);
+    return;
+  }
+  fwd_finish(f, p, (size_t)nread);
+}
+
+static void on_fwd_timeout(uv_timer_t *t)
+{
+  struct fwd *f = t->data;
+  log_debug("dns", "recursor %zu timed out", f->attempt);
+  f->attempt++;
+  fwd_attempt(f);
+}
+
+/* Sends the query to recursor f->attempt from a fresh socket, or ends with SERVFAIL when
+ * every recursor has been tried. */
+static void fwd_attempt(struct fwd *f)
+{
+  struct dns_server *s = f->s;
+  fwd_drop_sock(f);
+  for (; f->attempt < s->n_recursors; f->attempt++) {
+    const struct sockaddr_storage *to = &s->recursors[f->attempt];
+    struct fwd_sock *fs = xcalloc(1, sizeof *fs);
+    fs->f = f;
+    fs->s = s;
+    if (uv_udp_init_ex(s->loop, &fs->h, to->ss_family) != 0) {
+      free(fs);
+      continue;
+    }
+    fs->h.data = fs;
+    s->handles++;
+    f->sock = fs;
+    uv_buf_t b = uv_buf_init((char *)f->query, (unsigned)f->qlen);
+    if (uv_udp_recv_start(&fs->h, on_fwd_alloc, on_fwd_recv) != 0 ||
+        uv_udp_try_send(&fs->h, &b, 1, (const struct sockaddr *)to) < 0) {
+      fwd_drop_sock(f);
+      continue;
+    }
+    uv_timer_start(&f->timer, on_fwd_timeout, s->recursor_timeout_ms, 0);
+    return;
+  }
+  log_debug("dns", "all recursors failed");
+  fwd_finish(f, NULL, 0);
+}
+
+/* Forwards query (copied) for a UDP client at `client`, or for TCP connection c. */
+static void fwd_start(struct dns_server *s, const uint8_t *query, size_t qlen,
+                      const struct sockaddr *client, struct tcp_conn *c)
+{
+  if (s->n_fwds >= s->cfg.max_forwards) {
+    size_t len = dns_engine_error_reply(s->engine, query, qlen, 2, s->wbuf, sizeof s->wbuf);
+    if (len && c)
+      tcp_reply(c, s->wbuf, len);
+    else if (len)
+      udp_reply(s, client, s->wbuf, len);
+    return;
+  }
+  struct fwd *f = xcalloc(1, sizeof *f);
+  f->s = s;
+  f->query = xmemdup(query, qlen);
+  f->qlen = qlen;
+  f->client_id = (uint16_t)(query[0] << 8 | query[1]);
+  f->up_id = (uint16_t)rand_u64();
+  f->query[0] = (uint8_t)(f->up_id >> 8);
+  f->query[1] = (uint8_t)f->up_id;
+  f->tcp = c != NULL;
+  f->conn = c;
+  if (c)
+    c->fwd = f;
+  else
+    memcpy(&f->client, client,
+           client->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+  uv_timer_init(s->loop, &f->timer);
+  f->timer.data = f;
+  s->handles++;
+  f->next = s->fwds;
+  if (s->fwds)
+    s->fwds->prev = f;
+  s->fwds = f;
+  s->n_fwds++;
+  fwd_attempt(f);
+}
+
+/* ---- UDP ---- */
+
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct dns_server *s = h->data;
+  (void)suggested;
+  *buf = uv_buf_init((char *)s->rbuf, sizeof s->rbuf);
+}
+
+static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+                        const struct sockaddr *from, unsigned flags)
+{
+  struct dns_server *s = h->data;
+  if (nread <= 0 || !from || (flags & UV_UDP_PARTIAL) || s->closing)
+    return;
+  struct dns_request req = {.tcp = false, .max_size = DNS_UDP_MAX, .client = from};
+  size_t len = 0;
+  switch (dns_engine_answer(s->engine, (const uint8_t *)buf->base, (size_t)nread, &req, s->wbuf,
+                            &len)) {
+  case DNS_REPLY:
+    udp_reply(s, from, s->wbuf, len);
+    break;
+  case DNS_FORWARD:
+    fwd_start(s, (const uint8_t *)buf->base, (size_t)nread, from, NULL);
+    break;
+  case DNS_DROP:
+    break;
+  }
+}
+
+/* ---- TCP ---- */
+
+static void on_conn_handle_closed(uv_handle_t *h)
+{
+  struct tcp_conn *c = h->data;
+  struct dns_server *s = c->s;
+  if (--c->open == 0) {
+    free(c->buf);
+    free(c);
+  }
+  handle_gone(s);
+}
+
+static void conn_close(struct tcp_conn *c)
+{
+  if (c->closing)
+    return;
+  c->closing = true;
+  struct dns_server *s = c->s;
+  if (c->fwd)
+    c->fwd->conn = NULL;
+  c->fwd = NULL;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    s->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  s->n_conns--;
+  uv_close((uv_handle_t *)&c->h, on_conn_handle_closed);
+  uv_close((uv_handle_t *)&c->idle, on_conn_handle_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+  conn_close(t->data);
+}
+
+static void on_conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct tcp_conn *c = h->data;
+  (void)suggested;
+  if (c->cap - c->len < 4096 && c->cap < TCP_BUF_MAX) {
+    c->cap = c->cap ? c->cap * 2 : 4096;
+    if (c->cap > TCP_BUF_MAX)
+      c->cap = TCP_BUF_MAX;
+    c->buf = xrealloc(c->buf, c->cap);
+  }
+  *buf = uv_buf_init((char *)c->buf + c->len, (unsigned)(c->cap - c->len));
+}
+
+static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+  struct tcp_conn *c = st->data;
+  (void)buf;
+  if (nread < 0) { /* EOF, reset, or ENOBUFS (a client sending more than it reads) */
+    conn_close(c);
+    return;
+  }
+  c->len += (size_t)nread;
+  if (nread > 0)
+    uv_timer_start(&c->idle, on_idle, c->s->cfg.tcp_idle_timeout_ms, 0);
+  conn_process(c);
+}
+
+/* Answers every complete frame received, in order, stopping at a forward (which resumes
+ * this when it ends); reads more only when nothing is pending. */
+static void conn_process(struct tcp_conn *c)
+{
+  struct dns_server *s = c->s;
+  size_t off = 0;
+  c->in_process = true;
+  while (!c->closing && !c->fwd && c->len - off >= 2 &&
+         uv_stream_get_write_queue_size((uv_stream_t *)&c->h) < TCP_WRITE_QUEUE_MAX) {
+    size_t flen = (size_t)c->buf[off] << 8 | c->buf[off + 1];
+    if (c->len - off < 2 + flen)
+      break;
+    const uint8_t *q = c->buf + off + 2;
+    off += 2 + flen;
+    struct dns_request req = {.tcp = true, .max_size = DNS_TCP_MAX,
+                              .client = (struct sockaddr *)&c->peer};
+    size_t len = 0;
+    switch (dns_engine_answer(s->engine, q, flen, &req, s->wbuf, &len)) {
+    case DNS_REPLY:
+      tcp_reply(c, s->wbuf, len);
+      break;
+    case DNS_FORWARD:
+      fwd_start(s, q, flen, NULL, c);
+      break;
+    case DNS_DROP:
+      break;
+    }
+  }
+  c->in_process = false;
+  if (c->closing)
+    return;
+  if (off > 0) {
+    memmove(c->buf, c->buf + off, c->len - off);
+    c->len -= off;
+  }
+  bool want = !c->fwd && c->len < TCP_BUF_MAX &&
+              uv_stream_get_write_queue_size((uv_stream_t *)&c->h) < TCP_WRITE_QUEUE_MAX;
+  if (want && !c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->h, on_conn_alloc, on_conn_read) != 0) {
+      conn_close(c);
+      return;
+    }
+    c->reading = true;
+  } else if (!want && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->h);
+    c->reading = false;
+  }
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+  struct dns_server *s = server->data;
+  if (status < 0 || s->closing)
+    return;
+  struct tcp_conn *c = xcalloc(1, sizeof *c);
+  c->s = s;
+  uv_tcp_init(s->loop, &c->h);
+  uv_timer_init(s->loop, &c->idle);
+  c->h.data = c->idle.data = c;
+  c->open = 2;
+  s->handles += 2;
+  c->next = s->conns;
+  if (s->conns)
+    s->conns->prev = c;
+  s->conns = c;
+  s->n_conns++;
+  if (uv_accept(server, (uv_stream_t *)&c->h) != 0 || s->n_conns > s->cfg.max_tcp_connections) {
+    conn_close(c);
+    return;
+  }
+  int plen = sizeof c->peer;
+  uv_tcp_getpeername(&c->h, (struct sockaddr *)&c->peer, &plen);
+  uv_timer_start(&c->idle, on_idle, s->cfg.tcp_idle_timeout_ms, 0);
+  conn_process(c);
+}
+
+/* ---- Listening ---- */
+
+/* A port free for both UDP and TCP on addr right now (binding port 0 for each would give
+ * two different ports). */
+static int free_port(const struct sockaddr *addr, socklen_t alen)
+{
+  for (int tries = 0; tries < 50; tries++) {
+    struct sockaddr_storage a;
+    memcpy(&a, addr, alen);
+    int u = socket(addr->sa_family, SOCK_DGRAM, 0), t = -1, port = -1;
+    if (u < 0)
+      return -1;
+    socklen_t l = alen;
+    if (bind(u, (struct sockaddr *)&a, alen) == 0 && getsockname(u, (struct sockaddr *)&a, &l) == 0) {
+      t = socket(addr->sa_family, SOCK_STREAM, 0);
+      if (t >= 0 && bind(t, (struct sockaddr *)&a, alen) == 0)
+        port = ntohs(addr->sa_family == AF_INET ? ((struct sockaddr_in *)&a)->sin_port
+                                                : ((struct sockaddr_in6 *)&a)->sin6_port);
+    }
+    close(u);
+    if (t >= 0)
+      close(t);
+    if (port > 0)
+      return port;
+  }
+  return -1;
+}
+
+int dns_server_listen(struct dns_server *s, const char *ip, int port, char *errbuf, size_t errlen)
+{
+  struct sockaddr_storage addr;
+  socklen_t alen;
+  int rc;
+  if (s->udp_open || s->tcp_open) {
+    snprintf(errbuf, errlen, "DNS server already listening");
+    return UV_EINVAL;
+  }
+  if (uv_ip4_addr(ip, 0, (struct sockaddr_in *)&addr) == 0) {
+    alen = sizeof(struct sockaddr_in);
+  } else if (uv_ip6_addr(ip, 0, (struct sockaddr_in6 *)&addr) == 0) {
+    alen = sizeof(struct sockaddr_in6);
+  } else {
+    snprintf(errbuf, errlen, "invalid DNS bind address \"%s\"", ip);
+    return UV_EINVAL;
+  }
+  if (port == 0 && (port = free_port((struct sockaddr *)&addr, alen)) < 0) {
+    snprintf(errbuf, errlen, "no free port for DNS on %s", ip);
+    return UV_EADDRINUSE;
+  }
+  if (addr.ss_family == AF_INET)
+    ((struct sockaddr_in *)&addr)->sin_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
+
+  uv_udp_init(s->loop, &s->udp);
+  s->udp.data = s;
+  s->handles++;
+  s->udp_open = true;
+  if ((rc = uv_udp_bind(&s->udp, (struct sockaddr *)&addr, 0)) != 0 ||
+      (rc = uv_udp_recv_start(&s->udp, on_udp_alloc, on_udp_recv)) != 0) {
+    snprintf(errbuf, errlen, "Error starting DNS server on %s:%d (udp): %s", ip, port,
+             uv_strerror(rc));
+    return rc;
+  }
+  uv_tcp_init(s->loop, &s->tcp);
+  s->tcp.data = s;
+  s->handles++;
+  s->tcp_open = true;
+  if ((rc = uv_tcp_bind(&s->tcp, (struct sockaddr *)&addr, 0)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)&s->tcp, 128, on_connection)) != 0) {
+    snprintf(errbuf, errlen, "Error starting DNS server on %s:%d (tcp): %s", ip, port,
+             uv_strerror(rc));
+    return rc;
+  }
+  s->port = port;
+  log_info("dns", "listening on %s:%d (udp, tcp)", ip, port);
+  return 0;
+}
+
+int dns_server_port(const struct dns_server *s)
+{
+  return s->port;
+}
+
+void dns_server_close(struct dns_server *s, void (*cb)(void *arg), void *arg)
+{
+  s->closing = true;
+  s->close_cb = cb;
+  s->close_arg = arg;
+  while (s->fwds)
+    fwd_finish(s->fwds, NULL, 0); /* nothing is sent while closing */
+  while (s->conns)
+    conn_close(s->conns);
+  if (s->udp_open)
+    uv_close((uv_handle_t *)&s->udp, on_server_handle_closed);
+  if (s->tcp_open)
+    uv_close((uv_handle_t *)&s->tcp, on_server_handle_closed);
+  s->udp_open = s->tcp_open = false;
+  if (s->handles == 0) {
+    free(s);
+    if (cb)
+      cb(arg);
+  }
+}

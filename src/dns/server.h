@@ -1,0 +1,49 @@
+/* server.h -- the DNS engine on a libuv loop: UDP and TCP listeners on one port (Consul's
+ * 8600), and forwarding of names outside the domain to the configured recursors.
+ *
+ * UDP: one datagram in, one out; a reply the socket cannot take right away is dropped (the
+ * client retries, as it would after a lost packet). TCP (RFC 7766): 2-byte length framing,
+ * several queries per connection answered in order, an idle timeout and a connection limit.
+ * Forwarding: the query goes to each recursor in turn over UDP with a fresh socket and a
+ * random ID, each with recursor_timeout; the first answer that is not SERVFAIL/REFUSED/...
+ * (NOERROR or NXDOMAIN, as Consul) is relayed, else the client gets SERVFAIL.
+ *
+ * Everything runs on the loop given to dns_server_new; nothing here is thread-safe. */
+#ifndef CONCORD_DNS_SERVER_H
+#define CONCORD_DNS_SERVER_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "dns/dns.h"
+
+struct dns_server_config {
+  unsigned max_tcp_connections; /* more are closed at once */
+  unsigned tcp_idle_timeout_ms; /* a connection with no query for this long is closed */
+  unsigned max_forwards;        /* queries being forwarded at once; more get SERVFAIL */
+};
+/* 512 connections, miekg/dns's 8 s idle timeout (what Consul runs), 1024 forwards. */
+void dns_server_config_defaults(struct dns_server_config *cfg);
+
+struct dns_server;
+
+/* The engine is borrowed and must outlive the server. Reads the recursors from the engine's
+ * config; returns NULL with a sentence in errbuf if one is not an address. */
+struct dns_server *dns_server_new(uv_loop_t *loop, struct dns_engine *engine,
+                                  const struct dns_server_config *cfg, char *errbuf,
+                                  size_t errlen);
+/* Listens on ip:port for UDP and TCP. Port 0 picks a port free for both. Returns 0 or a
+ * negative libuv error code, with a sentence in errbuf. May be called once per server. */
+int dns_server_listen(struct dns_server *s, const char *ip, int port, char *errbuf,
+                      size_t errlen);
+/* The port listened on, or -1. */
+int dns_server_port(const struct dns_server *s);
+/* Closes everything (listeners, connections, forwards in flight); cb runs when all handles
+ * are closed and the server is freed. */
+void dns_server_close(struct dns_server *s, void (*cb)(void *arg), void *arg);
+
+/* Parses a recursor as Consul's recursorAddr does: "ip", "ip:port", "[v6]:port" or a bare
+ * IPv6 address; the port defaults to 53. Returns 0 or -1. */
+int dns_parse_recursor(const char *text, struct sockaddr_storage *out);
+
+#endif
