@@ -177,6 +177,8 @@ void consensus_set_leader_cb(struct consensus *c, consensus_leader_cb cb, void *
 {
   c->leader_cb = cb;
   c->leader_arg = arg;
+  /* A single server is leader before consensus_start returns: tell the new callback. */
+  if (cb != NULL && !c->stopping && c->last_state == RAFT_LEADER) cb(arg, true);
 }
 
 /* ---- start and stop ---- */

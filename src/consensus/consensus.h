@@ -84,7 +84,8 @@ int consensus_barrier(struct consensus *c, consensus_barrier_cb cb, void *arg);
 
 bool consensus_is_leader(const struct consensus *c);
 /* Called on the loop when this server gains (true) or loses (false) leadership; seen by a
- * 50 ms poll, as libraft 0.15 has no state-change callback. NULL cb clears it. */
+ * 50 ms poll, as libraft 0.15 has no state-change callback. If the server is already leader,
+ * cb(arg, true) runs before this returns. NULL cb clears it. Not called during stop. */
 typedef void (*consensus_leader_cb)(void *arg, bool leader);
 void consensus_set_leader_cb(struct consensus *c, consensus_leader_cb cb, void *arg);
 

@@ -130,6 +130,12 @@ static void node_stop(uv_loop_t *loop, struct node *n)
   n->store = NULL;
 }
 
+static void count_leader_cb(void *arg, bool leader)
+{
+  int *n = arg;
+  *n += leader ? 1 : -100;
+}
+
 static bool is_leader(void *arg) { return consensus_is_leader(((struct node *)arg)->c); }
 static bool has_snapshot(void *arg)
 {
@@ -387,6 +393,9 @@ static void apply_and_restart(uv_loop_t *loop, unsigned threshold, unsigned trai
   node_init(&n, tmpl_base, 0);
   node_start(loop, &n, 1, threshold, trailing, 0, 0);
   assert_true(run_until(loop, is_leader, &n, 5000));
+  int became_leader = 0;
+  consensus_set_leader_cb(n.c, count_leader_cb, &became_leader);
+  assert_int_equal(became_leader, 1);
   assert_string_equal(consensus_state_name(n.c), "Leader");
   assert_string_equal(consensus_leader_address(n.c), n.address);
   assert_int_equal(consensus_last_contact_ms(n.c), 0);
@@ -636,6 +645,7 @@ static void change_cb(void *arg, int status)
   r->status = status;
   r->calls++;
 }
+static bool leader_called(void *arg) { return *(int *)arg != 0; }
 static bool change_done(void *arg) { return ((struct change_res *)arg)->calls > 0; }
 
 struct cluster {
@@ -707,6 +717,11 @@ static void test_three_servers(void **state)
   assert_string_equal(consensus_state_name(nodes[2].c), "Follower");
   assert_true(consensus_last_contact_ms(nodes[1].c) < 1000);
 
+  int leader_calls[3] = {0, 0, 0};
+  for (int i = 1; i < 3; i++)
+    consensus_set_leader_cb(nodes[i].c, count_leader_cb, &leader_calls[i]);
+  assert_int_equal(leader_calls[1] + leader_calls[2], 0);
+
   /* Fail over: stop the leader. */
   uint64_t t0 = uv_hrtime();
   node_stop(loop, &nodes[0]);
@@ -715,6 +730,10 @@ static void test_three_servers(void **state)
     fprintf(stderr, "failover: new leader after %.0f ms\n", (uv_hrtime() - t0) / 1e6);
   struct node *leader = consensus_is_leader(nodes[1].c) ? &nodes[1] : &nodes[2];
   struct node *follower = leader == &nodes[1] ? &nodes[2] : &nodes[1];
+  /* The poll (every 50 ms) tells the new leader's callback. */
+  int *calls = &leader_calls[leader == &nodes[1] ? 1 : 2];
+  assert_true(run_until(loop, leader_called, calls, 1000));
+  assert_int_equal(*calls, 1);
 
   struct buf b = BUF_INIT;
   encode_set(&b, "after", "failover");
