@@ -35,7 +35,7 @@ struct config {
   unsigned http_max_conns;     /* limits.http_max_conns_per_client (we apply it per agent) */
   unsigned raft_snapshot_threshold; /* 16384 */
   unsigned raft_trailing_logs;      /* 10240 */
-  unsigned raft_multiplier;         /* performance.raft_multiplier, 1..10, default 5 */
+  unsigned raft_multiplier;         /* performance.raft_multiplier, 1..10, default 1 (Consul: 5) */
   bool ui;
   json_t *node_meta;  /* object of string -> string */
   char **config_sources; /* the -config-file/-config-dir arguments; NULL-terminated */
