@@ -223,16 +223,34 @@ static void on_tcp_written(uv_write_t *req, int status)
     conn_process(c); /* the client caught up: read again */
 }
 
+/* Sends one framed reply: straight from the caller's buffer when the socket takes it all
+ * (no allocation), else whatever is left is copied and queued. */
 static void tcp_reply(struct tcp_conn *c, const uint8_t *p, size_t len)
 {
   if (c->closing)
     return;
-  struct tcp_write *w = xmalloc(sizeof *w + 2 + len);
+  uint8_t hdr[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+  size_t done = 0;
+  if (uv_stream_get_write_queue_size((uv_stream_t *)&c->h) == 0) {
+    uv_buf_t bufs[2] = {uv_buf_init((char *)hdr, 2), uv_buf_init((char *)p, (unsigned)len)};
+    int n = uv_try_write((uv_stream_t *)&c->h, bufs, 2);
+    if (n > 0)
+      done = (size_t)n;
+    else if (n != UV_EAGAIN) {
+      conn_close(c);
+      return;
+    }
+  }
+  if (done == 2 + len)
+    return;
+  size_t rest = 2 + len - done;
+  struct tcp_write *w = xmalloc(sizeof *w + rest);
   w->c = c;
-  w->data[0] = (uint8_t)(len >> 8);
-  w->data[1] = (uint8_t)len;
-  memcpy(w->data + 2, p, len);
-  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)(2 + len));
+  size_t k = 0;
+  for (; done < 2; done++)
+    w->data[k++] = hdr[done];
+  memcpy(w->data + k, p + (done - 2), rest - k);
+  uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)rest);
   if (uv_write(&w->req, (uv_stream_t *)&c->h, &b, 1, on_tcp_written) != 0) {
     free(w);
     conn_close(c);
