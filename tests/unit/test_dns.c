@@ -26,7 +26,10 @@ static const char *catalog_json =
     "  {\"Node\": \"dual\", \"Address\": \"10.0.0.4\","
     "   \"TaggedAddresses\": {\"lan_ipv6\": \"2001:db8::4\"}},"
     "  {\"Node\": \"ext\", \"Address\": \"host.example.com\"},"
-    "  {\"Node\": \"far\", \"Address\": \"10.1.0.1\", \"Datacenter\": \"dc2\"}],"
+    "  {\"Node\": \"far\", \"Address\": \"10.1.0.1\", \"Datacenter\": \"dc2\","
+    "   \"TaggedAddresses\": {\"wan\": \"198.51.100.1\"}},"
+    "  {\"Node\": \"far2\", \"Address\": \"10.1.0.2\", \"Datacenter\": \"dc2\","
+    "   \"TaggedAddresses\": {\"wan\": \"198.51.100.2\"}}],"
     " \"Services\": ["
     "  {\"Node\": \"node1\", \"Service\": \"web\", \"Port\": 80, \"Tags\": [\"primary\", \"v1\"]},"
     "  {\"Node\": \"node2\", \"Service\": \"web\", \"Port\": 80, \"Tags\": [\"v1\"],"
@@ -40,7 +43,10 @@ static const char *catalog_json =
     "  {\"Node\": \"dual\", \"Service\": \"ds\", \"Port\": 7},"
     "  {\"Node\": \"node1\", \"Service\": \"consul\", \"Port\": 8300},"
     "  {\"Node\": \"node2\", \"Service\": \"consul\", \"Port\": 8300},"
-    "  {\"Node\": \"far\", \"Service\": \"web\", \"Datacenter\": \"dc2\", \"Port\": 80}],"
+    "  {\"Node\": \"far\", \"Service\": \"web\", \"Datacenter\": \"dc2\", \"Port\": 80},"
+    "  {\"Node\": \"far2\", \"Service\": \"api\", \"Datacenter\": \"dc2\", \"Port\": 80,"
+    "   \"Address\": \"10.1.0.20\","
+    "   \"TaggedAddresses\": {\"wan\": {\"Address\": \"198.51.100.20\", \"Port\": 8080}}}],"
     " \"Queries\": [{\"Name\": \"myq\", \"Service\": \"web\", \"TTL\": \"30s\"}]}";
 
 struct fx {
@@ -548,6 +554,39 @@ static void test_domains_and_ttls(void **state)
   assert_int_equal(dns_config_service_ttl(&c, "x"), 0);
 }
 
+static void wan(struct dns_config *c) { c->translate_wan_addrs = true; }
+
+static void test_translate_wan(void **state)
+{
+  (void)state;
+  struct fx *f = fx_new(wan);
+  /* Another datacenter: the WAN addresses (node and service) and the service's WAN port. */
+  ldns_pkt *p = askq(f, "web.service.dc2.consul", LDNS_RR_TYPE_SRV);
+  assert_true(has(p, 0, "SRV\t1 1 80 c6336401.addr.dc2.consul."));
+  assert_true(has(p, 2, "c6336401.addr.dc2.consul.\t0\tIN\tA\t198.51.100.1"));
+  ldns_pkt_free(p);
+  p = askq(f, "api.service.dc2.consul", LDNS_RR_TYPE_SRV);
+  assert_true(has(p, 0, "SRV\t1 1 8080 c6336414.addr.dc2.consul."));
+  ldns_pkt_free(p);
+  p = askq(f, "far.node.dc2.consul", LDNS_RR_TYPE_A);
+  assert_true(has(p, 0, "A\t198.51.100.1"));
+  ldns_pkt_free(p);
+  /* The local datacenter is never translated. */
+  p = askq(f, "web.service.consul", LDNS_RR_TYPE_SRV);
+  assert_true(has(p, 0, "SRV\t1 1 80 node1.node.dc1.consul."));
+  ldns_pkt_free(p);
+  fx_free(f);
+  /* Off (the default): LAN addresses everywhere. */
+  f = fx_new(NULL);
+  p = askq(f, "api.service.dc2.consul", LDNS_RR_TYPE_SRV);
+  assert_true(has(p, 0, "SRV\t1 1 80 0a010014.addr.dc2.consul."));
+  ldns_pkt_free(p);
+  p = askq(f, "web.service.dc2.consul", LDNS_RR_TYPE_SRV);
+  assert_true(has(p, 0, "SRV\t1 1 80 far.node.dc2.consul."));
+  ldns_pkt_free(p);
+  fx_free(f);
+}
+
 static void only_passing(struct dns_config *c) { c->only_passing = true; }
 
 static void test_only_passing(void **state)
@@ -890,6 +929,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_soa_ns, setup, teardown),
       cmocka_unit_test(test_domains_and_ttls),
       cmocka_unit_test(test_only_passing),
+      cmocka_unit_test(test_translate_wan),
       cmocka_unit_test_setup_teardown(test_udp_answer_limit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncation, setup, teardown),
       cmocka_unit_test(test_a_record_limit),
