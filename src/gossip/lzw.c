@@ -23,13 +23,36 @@
 #define LZW_TABLE (4u << 12) /* open-addressing hash of (prefix code, byte) -> code */
 #define LZW_TABLE_MASK (LZW_TABLE - 1)
 
+/* The dictionary index, reused across calls: a slot is live only if its epoch is the current
+ * one, so starting over (a new call, or a clear code) costs one increment instead of wiping
+ * 96 KiB. Output depends only on the dictionary's contents, not on this layout. */
+struct lzw_table {
+  uint32_t slot[LZW_TABLE]; /* key << 12 | code */
+  uint32_t epoch[LZW_TABLE];
+  uint32_t cur;
+};
+
+static _Thread_local struct lzw_table *tls_table;
+
+static struct lzw_table *table_get(void) {
+  if (!tls_table) tls_table = xcalloc(1, sizeof *tls_table);
+  return tls_table;
+}
+
+static void table_clear(struct lzw_table *t) {
+  if (++t->cur == 0) { /* wrapped: old epochs could look current again */
+    memset(t->epoch, 0, sizeof t->epoch);
+    t->cur = 1;
+  }
+}
+
 struct lzw_w {
   struct buf *out;
   uint32_t bits;
   unsigned nbits;
   unsigned width;
   uint32_t hi, overflow;
-  uint32_t *table; /* 0 = empty, else key << 12 | code */
+  struct lzw_table *table;
 };
 
 static void put_code(struct lzw_w *w, uint32_t c) {
@@ -54,7 +77,7 @@ static int inc_hi(struct lzw_w *w) {
     w->width = LZW_LIT + 1;
     w->hi = LZW_CLEAR + 1;
     w->overflow = LZW_CLEAR << 1;
-    memset(w->table, 0, LZW_TABLE * sizeof *w->table);
+    table_clear(w->table);
     return 1;
   }
   return 0;
@@ -69,16 +92,17 @@ void lzw_encode(const void *in, size_t len, struct buf *out) {
     if (w.nbits) buf_putc(out, (char)(uint8_t)w.bits);
     return;
   }
-  w.table = xcalloc(LZW_TABLE, sizeof *w.table);
+  struct lzw_table *tb = w.table = table_get();
+  table_clear(tb);
   uint32_t code = p[0];
   for (size_t i = 1; i < len; i++) {
     uint32_t lit = p[i];
     uint32_t key = code << 8 | lit;
     uint32_t h = (key >> 12 ^ key) & LZW_TABLE_MASK;
     bool found = false;
-    for (uint32_t t = w.table[h]; t; h = (h + 1) & LZW_TABLE_MASK, t = w.table[h]) {
-      if (key == t >> 12) {
-        code = t & LZW_MAX_CODE;
+    for (; tb->epoch[h] == tb->cur; h = (h + 1) & LZW_TABLE_MASK) {
+      if (key == tb->slot[h] >> 12) {
+        code = tb->slot[h] & LZW_MAX_CODE;
         found = true;
         break;
       }
@@ -87,22 +111,28 @@ void lzw_encode(const void *in, size_t len, struct buf *out) {
     put_code(&w, code);
     code = lit;
     if (inc_hi(&w)) continue;
-    /* h is the first empty slot after the probe chain. */
-    w.table[h] = key << 12 | w.hi;
+    /* h is the first free slot after the probe chain. */
+    tb->slot[h] = key << 12 | w.hi;
+    tb->epoch[h] = tb->cur;
   }
   put_code(&w, code);
   inc_hi(&w);
   put_code(&w, LZW_EOF);
   if (w.nbits) buf_putc(out, (char)(uint8_t)w.bits);
-  free(w.table);
+}
+
+void lzw_release(void) {
+  free(tls_table);
+  tls_table = NULL;
 }
 
 int lzw_decode(const void *in, size_t len, size_t max, struct buf *out) {
   const uint8_t *p = in, *end = p + len;
-  /* Zeroed so a hostile code can only ever walk defined-or-zero entries; every defined entry
-   * points at a lower code, so each chain ends. */
-  uint16_t prefix[1 << LZW_MAX_WIDTH] = {0};
-  uint8_t suffix[1 << LZW_MAX_WIDTH] = {0};
+  /* Not zeroed: a code is accepted only if it is below hi (every entry from 258 to hi - 1 was
+   * defined since the last clear) or equal to hi with a previous code (defined right here), so
+   * no undefined entry is ever read; and every entry points at a lower code, so chains end. */
+  uint16_t prefix[1 << LZW_MAX_WIDTH];
+  uint8_t suffix[1 << LZW_MAX_WIDTH];
   uint8_t stack[2 << LZW_MAX_WIDTH];
   uint32_t bits = 0;
   unsigned nbits = 0, width = LZW_LIT + 1;

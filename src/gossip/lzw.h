@@ -12,6 +12,8 @@
 
 /* Appends the compressed form of in[0..len) to out. */
 void lzw_encode(const void *in, size_t len, struct buf *out);
+/* The encoder keeps a 128 KiB dictionary per thread between calls; this frees it. */
+void lzw_release(void);
 /* Appends the decompressed bytes to out. Returns 0, CC_EINVAL on a corrupt or unterminated
  * stream (Go reports io.ErrUnexpectedEOF for a missing end code), or CC_ETOOBIG once the
  * output would pass max bytes (a few hundred input bytes can expand enormously). */

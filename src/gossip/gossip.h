@@ -1,0 +1,137 @@
+/* gossip.h -- Concord's LAN/WAN membership: SWIM + Lifeguard gossip wire-compatible with
+ * hashicorp/memberlist, and serf's layer above it (tags, Lamport clocks, join/leave intents,
+ * user events), so real serf and Consul agents can share a pool with Concord.
+ *
+ * One struct gossip is one pool member on one libuv loop. All calls are made on the loop's
+ * thread; callbacks run on it too. Design and wire notes: docs/gossip.md. */
+#ifndef CONCORD_GOSSIP_GOSSIP_H
+#define CONCORD_GOSSIP_GOSSIP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* serf's MemberStatus numbers, which Consul's /v1/agent/members "Status" reports as is. */
+enum gossip_status {
+  GOSSIP_STATUS_NONE = 0,
+  GOSSIP_STATUS_ALIVE = 1,
+  GOSSIP_STATUS_LEAVING = 2,
+  GOSSIP_STATUS_LEFT = 3,
+  GOSSIP_STATUS_FAILED = 4,
+};
+
+/* serf's member events. */
+enum gossip_event {
+  GOSSIP_EVENT_JOIN,
+  GOSSIP_EVENT_LEAVE,  /* left gracefully (or force-left) */
+  GOSSIP_EVENT_FAILED,
+  GOSSIP_EVENT_UPDATE, /* tags changed */
+  GOSSIP_EVENT_REAP,   /* forgotten: reaped after reconnect/tombstone timeout, or pruned */
+};
+
+struct gossip_tag {
+  char *key;
+  char *value;
+};
+
+/* A member as serf reports it (Consul's AgentMember). In callbacks the struct is lent for the
+ * call; from gossip_members the caller owns it (gossip_members_free). */
+struct gossip_member {
+  char *name;
+  char addr[46]; /* textual IP */
+  uint16_t port;
+  struct gossip_tag *tags; /* sorted by key */
+  size_t ntags;
+  enum gossip_status status;
+  uint8_t protocol_min, protocol_max, protocol_cur;
+  uint8_t delegate_min, delegate_max, delegate_cur;
+};
+
+struct gossip_user_event {
+  uint64_t ltime;
+  const char *name;
+  const uint8_t *payload; /* lent for the call; may be NULL with len 0 */
+  size_t payload_len;
+  bool coalesce;
+};
+
+/* Timings of memberlist's profiles; all milliseconds. */
+struct gossip_timing {
+  uint32_t probe_interval, probe_timeout, gossip_interval, push_pull_interval;
+  uint32_t gossip_to_the_dead, tcp_timeout;
+  uint32_t indirect_checks, gossip_nodes, retransmit_mult, suspicion_mult;
+  uint32_t suspicion_max_timeout_mult, awareness_max_multiplier;
+  uint32_t udp_buffer_size;
+};
+
+/* memberlist DefaultLANConfig: probe 1 s / timeout 500 ms, 3 indirect checks, gossip every
+ * 200 ms to 3 members, push-pull every 30 s, retransmit x4, suspicion x4 (max x6). */
+void gossip_timing_lan(struct gossip_timing *t);
+/* DefaultWANConfig: probe 5 s / 3 s, gossip 500 ms to 4, suspicion x6, push-pull 60 s. */
+void gossip_timing_wan(struct gossip_timing *t);
+
+struct gossip_config {
+  const char *node_name;
+  const char *bind_addr; /* an IP literal; 0.0.0.0 needs advertise_addr */
+  uint16_t bind_port;
+  const char *advertise_addr; /* NULL: bind_addr */
+  uint16_t advertise_port;    /* 0: bind_port */
+  const struct gossip_tag *tags;
+  size_t ntags;
+  struct gossip_timing timing;
+  /* serf's timers (ms). Consul's defaults: reconnect_timeout 72 h on the LAN. */
+  uint64_t reconnect_timeout, tombstone_timeout, reap_interval, reconnect_interval;
+  uint64_t recent_intent_timeout, broadcast_timeout, leave_propagate_delay;
+  /* Largest user event, name + payload, before and after encoding (serf UserEventSizeLimit,
+   * 512 in Consul); never above 9 KiB. */
+  size_t user_event_size_limit;
+  /* serf delegate protocol we speak: Consul speaks 4 (its protocolVersionMap), range 2..5. */
+  uint8_t protocol_version;
+  bool disable_compression;
+
+  void (*on_member)(void *ctx, enum gossip_event ev, const struct gossip_member *m);
+  void (*on_user_event)(void *ctx, const struct gossip_user_event *ev);
+  void *cb_ctx;
+};
+
+/* LAN timing, serf/Consul defaults, no tags, no callbacks. */
+void gossip_config_default(struct gossip_config *c);
+
+struct gossip;
+
+/* Binds UDP and TCP on bind_addr:bind_port and starts gossiping alone. Copies cfg. Returns 0
+ * and *out, or a negative CC_E* with a sentence in errbuf. */
+int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip **out,
+                 char *errbuf, size_t errlen);
+/* Stops at once (no leave message: use gossip_leave first to leave gracefully), closes the
+ * sockets and frees g once they are closed; done (may be NULL) then runs. */
+void gossip_stop(struct gossip *g, void (*done)(void *arg), void *arg);
+
+/* Joins through each "ip[:port]" (default port: our bind port); cb (may be NULL) gets how many
+ * answered. Returns 0 (cb will run) or a negative CC_E* (it will not), like libuv. */
+int gossip_join(struct gossip *g, const char *const *addrs, size_t n,
+                void (*cb)(void *arg, int nsuccess, int err), void *arg);
+/* Graceful leave: broadcasts the intent, then our death as "left"; cb once it has spread or
+ * timed out (broadcast_timeout each step), after leave_propagate_delay. */
+int gossip_leave(struct gossip *g, void (*cb)(void *arg, int err), void *arg);
+/* Marks a failed member as left (Consul's force-leave); prune also forgets it at once. */
+int gossip_force_leave(struct gossip *g, const char *node, bool prune);
+/* Replaces our tags and re-announces them. CC_ETOOBIG if they encode past 512 bytes. */
+int gossip_set_tags(struct gossip *g, const struct gossip_tag *tags, size_t n);
+/* Fires a user event (delivered locally too, as serf does). CC_ETOOBIG past the limit. */
+int gossip_user_event(struct gossip *g, const char *name, const void *payload, size_t len,
+                      bool coalesce);
+
+/* Snapshot of every known member (any status); the caller frees it. */
+int gossip_members(struct gossip *g, struct gossip_member **out, size_t *n);
+void gossip_members_free(struct gossip_member *m, size_t n);
+/* Our own member entry, copied into *out (free with gossip_member_free). */
+int gossip_local_member(struct gossip *g, struct gossip_member *out);
+void gossip_member_free(struct gossip_member *m);
+/* The value of tag key on m, or NULL. */
+const char *gossip_member_tag(const struct gossip_member *m, const char *key);
+/* Lifeguard's health score (0 is healthy); for /v1/agent/self Stats. */
+int gossip_health_score(struct gossip *g);
+
+#endif

@@ -1,0 +1,44 @@
+/* serf.h -- serf's layer over memberlist (hashicorp/serf serf/serf.go, delegate.go): member
+ * status with Lamport-clocked join/leave intents, tags in node meta, user events, queries
+ * (answered, not yet originated), reaping and reconnecting. Runs on any io (io.h); gossip.c
+ * puts it on libuv, the simulation on io_fake.c. Internal to the module. */
+#ifndef CONCORD_GOSSIP_SERF_H
+#define CONCORD_GOSSIP_SERF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gossip/gossip.h"
+#include "gossip/io.h"
+
+struct serf;
+struct ml;
+
+/* Copies cfg. The advertise address must be resolved (an IP) by the caller. NULL and a
+ * sentence in errbuf on a bad config (oversized tags, bad limits). */
+struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr *advertise,
+                      struct gossip_io *io, char *errbuf, size_t errlen);
+void serf_start(struct serf *s);
+/* Frees everything at once (no leave); pending callbacks never run. */
+void serf_free(struct serf *s);
+
+int serf_join(struct serf *s, const char *const *addrs, size_t n, uint16_t default_port,
+              void (*cb)(void *arg, int nsuccess, int err), void *arg);
+int serf_leave(struct serf *s, void (*cb)(void *arg, int err), void *arg);
+int serf_force_leave(struct serf *s, const char *node, bool prune);
+int serf_set_tags(struct serf *s, const struct gossip_tag *tags, size_t n);
+int serf_user_event(struct serf *s, const char *name, const void *payload, size_t len,
+                    bool coalesce);
+int serf_members(struct serf *s, struct gossip_member **out, size_t *n);
+int serf_local_member(struct serf *s, struct gossip_member *out);
+/* A member's status, GOSSIP_STATUS_NONE if unknown (cheap; for tests and the simulation). */
+enum gossip_status serf_member_status(struct serf *s, const char *name);
+size_t serf_num_members(struct serf *s);
+struct ml *serf_ml(struct serf *s);
+int serf_health_score(struct serf *s);
+
+/* Encodes tags as serf node meta; CC_ETOOBIG past memberlist's 512 bytes. */
+int serf__encode_tags(const struct gossip_tag *tags, size_t n, void *buf_out);
+
+#endif
