@@ -7,6 +7,8 @@
  *                                         "Session"?}}                    (structs.KVSRequest)
  *   STATE_CMD_TOMBSTONE_REAP  {"Datacenter"?, "Op": "reap"?, "ReapIndex"}  (TombstoneRequest)
  *   STATE_CMD_NOOP            {}
+ *   STATE_CMD_REGISTER        structs.RegisterRequest   (shape in catalog_mp.c)
+ *   STATE_CMD_DEREGISTER      structs.DeregisterRequest (shape in catalog_mp.c)
  * Decoding is strict about what it reads (types, caps, a known Op, exactly one map with no
  * trailing bytes) and skips fields it does not know, so a newer writer can add fields. The
  * bytes pass the bounded pre-check (mp.c) before msgpack-c unpacks them. A KV command that
@@ -83,6 +85,22 @@ void state_cmd_encode_noop(struct buf *out)
   msgpack_pack_map(&pk, 0);
 }
 
+void state_cmd_encode_register(struct buf *out, const struct state_register *req)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_REGISTER);
+  state__mp_packer_init(&pk, out);
+  state__mp_pack_register(&pk, req);
+}
+
+void state_cmd_encode_deregister(struct buf *out, const struct state_deregister *req)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_DEREGISTER);
+  state__mp_packer_init(&pk, out);
+  state__mp_pack_deregister(&pk, req);
+}
+
 /* ---- decoding ---- */
 
 struct decoded {
@@ -90,6 +108,9 @@ struct decoded {
   struct state_kv_op op;
   char session[STATE_KV_MAX_SESSION + 1]; /* op.session points here */
   uint64_t upto;
+  struct state__arena arena; /* reg and dereg point here; freed with the unpacked document */
+  struct state_register reg;
+  struct state_deregister dereg;
 };
 
 static bool str_is(const msgpack_object *o, const char *s)
@@ -158,8 +179,7 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
   if (!data || !len) return CC_ECORRUPT;
   uint8_t type = *(const uint8_t *)data;
   if (type >= 128) return 0; /* IgnoreUnknownTypeFlag: a newer server's command */
-  if (type != STATE_CMD_KV && type != STATE_CMD_TOMBSTONE_REAP && type != STATE_CMD_NOOP)
-    return CC_ECORRUPT;
+  if (type < STATE_CMD_KV || type > STATE_CMD_DEREGISTER) return CC_ECORRUPT;
   const char *body = (const char *)data + 1;
   if (state__mp_check(body, len - 1)) return CC_ECORRUPT;
   msgpack_unpacked_destroy(up);
@@ -168,6 +188,10 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
   switch (type) {
   case STATE_CMD_KV: rc = decode_kv(&up->data, d); break;
   case STATE_CMD_TOMBSTONE_REAP: rc = decode_reap(&up->data, d); break;
+  case STATE_CMD_REGISTER: rc = state__mp_decode_register(&up->data, &d->arena, &d->reg); break;
+  case STATE_CMD_DEREGISTER:
+    rc = state__mp_decode_deregister(&up->data, &d->arena, &d->dereg);
+    break;
   default: rc = up->data.type == MSGPACK_OBJECT_MAP ? 0 : CC_ECORRUPT; break;
   }
   if (!rc) d->type = type;
@@ -180,6 +204,7 @@ int state_cmd_validate(const void *data, size_t len)
   msgpack_unpacked up;
   int rc = decode(data, len, &d, &up);
   msgpack_unpacked_destroy(&up);
+  state__arena_free(&d.arena);
   return rc;
 }
 
@@ -193,6 +218,7 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
   int rc = decode(data, len, &d, &up);
   if (rc) {
     msgpack_unpacked_destroy(&up);
+    state__arena_free(&d.arena);
     res->err = CC_ECORRUPT;
     res->ok = false;
     return CC_ECORRUPT;
@@ -215,9 +241,22 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
       s->applied = index;
     }
     break;
+  case STATE_CMD_REGISTER:
+  case STATE_CMD_DEREGISTER: {
+    char msg[256];
+    int crc = d.type == STATE_CMD_REGISTER
+                  ? state_catalog_register(s, index, &d.reg, msg, sizeof msg)
+                  : state_catalog_deregister(s, index, &d.dereg, msg, sizeof msg);
+    /* Malformed requests are the proposer's error (EINVAL); refusals that depend on the
+     * store's contents answer ok = false (see state_cmd_result). */
+    res->err = crc == CC_EINVAL ? CC_EINVAL : 0;
+    res->ok = crc == 0;
+    break;
+  }
   default: /* ignored type */
     break;
   }
   msgpack_unpacked_destroy(&up);
+  state__arena_free(&d.arena);
   return 0;
 }

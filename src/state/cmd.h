@@ -25,18 +25,27 @@ enum state_cmd_type {
   STATE_CMD_KV = 1,             /* one state_kv_op */
   STATE_CMD_TOMBSTONE_REAP = 2, /* reap tombstones up to an index */
   STATE_CMD_NOOP = 3,           /* no change; used by the leader to establish its index */
+  STATE_CMD_REGISTER = 4,       /* catalog register (structs.RegisterRequest) */
+  STATE_CMD_DEREGISTER = 5,     /* catalog deregister (structs.DeregisterRequest) */
 };
 
-/* What applying a command produced, handed back to the request that proposed it. */
+/* What applying a command produced, handed back to the request that proposed it.
+ * A catalog register that the store refuses for a reason the proposer could not see when it
+ * proposed (the check's service was deleted meanwhile, a node name taken meanwhile) applies
+ * as err 0 with ok false; err is CC_EINVAL only for a malformed request. */
 struct state_cmd_result {
   int err;  /* 0 or a CC_E* code */
-  bool ok;  /* Consul's true/false answer for KV writes */
+  bool ok;  /* Consul's true/false answer for KV writes; false for a refused register */
 };
 
 /* Encoders: append one command to out (the caller owns out; op is only read). */
 void state_cmd_encode_kv(struct buf *out, const struct state_kv_op *op);
 void state_cmd_encode_tombstone_reap(struct buf *out, uint64_t upto);
 void state_cmd_encode_noop(struct buf *out);
+/* Catalog commands (state/catalog.h); the request is only read. The agent and the leader
+ * call these to register nodes, services and checks (e.g. the leader's serfHealth). */
+void state_cmd_encode_register(struct buf *out, const struct state_register *req);
+void state_cmd_encode_deregister(struct buf *out, const struct state_deregister *req);
 
 /* Decodes and applies one command at Raft index `index`. Returns 0 (with *res filled), or
  * CC_ECORRUPT when the bytes are not a valid command (nothing changed; res->err is also
@@ -45,8 +54,9 @@ void state_cmd_encode_noop(struct buf *out);
  * nothing, as Consul's FSM hands the state store's error back to the proposer. An ignored
  * type (128..255) returns 0 with res->err = 0, res->ok = true. Decoding caps: key
  * STATE_KV_MAX_KEY, value STATE_KV_MAX_VALUE, session STATE_KV_MAX_SESSION (no NUL bytes);
- * Key and Value may be msgpack str or bin; unknown map fields are skipped. data is only
- * read. */
+ * Key and Value may be msgpack str or bin; unknown map fields are skipped. Catalog commands
+ * are capped by STATE_CAT_MAX_* (state/catalog.h) and may not carry NUL bytes in strings.
+ * data is only read. */
 int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, size_t len,
                     struct state_cmd_result *res);
 

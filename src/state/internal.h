@@ -11,6 +11,7 @@
 
 #include "lib/buf.h"
 #include "lib/map.h"
+#include "state/catalog.h"
 #include "state/store.h"
 #include "state/tree.h"
 #include "state/watch.h"
@@ -73,6 +74,7 @@ struct state_store {
   uint64_t tomb_index; /* table index "tombstones" */
   uint64_t applied;    /* highest Raft index handed to any write, changed or not */
   struct state__watches w;
+  struct state__catalog *cat; /* nodes, services, checks (catalog.c) */
 };
 
 /* ---- store.c helpers shared with snapshot.c ---- */
@@ -96,6 +98,82 @@ void state__watch_table_changed(struct state__watches *w, const char *table);
 void state__watch_all_changed(struct state__watches *w);
 /* Calls and frees the pending watches; run once a write is complete. */
 void state__watch_flush(struct state__watches *w);
+
+/* ---- catalog.c, for store.c, snapshot.c and catalog_mp.c ---- */
+
+struct state__catalog;
+struct state__catalog *state__catalog_new(void);
+void state__catalog_free(struct state__catalog *c);
+/* The highest of the catalog's table and extinction indexes. */
+uint64_t state__catalog_max_index(const struct state__catalog *c);
+/* Answers state_table_index for catalog names ("nodes", "service.<name>", ...); false when
+ * the name is not one of them. */
+bool state__catalog_table_index(const struct state__catalog *c, const char *table, uint64_t *out);
+
+struct state__catalog_indexes {
+  uint64_t nodes, services, checks, svc_extinction, node_extinction;
+};
+void state__catalog_indexes(const struct state__catalog *c, struct state__catalog_indexes *ix);
+
+/* Snapshot writing: visits every node (with its "node.<name>" index), then every service,
+ * then every check, each in key order. */
+struct state__catalog_walker {
+  void *arg;
+  void (*node)(void *arg, const struct state_node *n, uint64_t node_index);
+  void (*service)(void *arg, const struct state_service *svc);
+  void (*check)(void *arg, const struct state_check *c);
+};
+void state__catalog_walk(const struct state__catalog *c, const struct state__catalog_walker *w);
+size_t state__catalog_group_count(const struct state__catalog *c);
+void state__catalog_counts(const struct state__catalog *c, size_t *nodes, size_t *services,
+                           size_t *checks);
+/* Every service name (lowercased) with its "service.<name>" index. */
+void state__catalog_groups(const struct state__catalog *c,
+                           void (*fn)(void *arg, const char *lname, uint64_t index), void *arg);
+
+/* Snapshot restore into a catalog built aside (no watches): rows keep their stored indexes.
+ * Services need their node, checks their node and service. CC_ECORRUPT for a duplicate or
+ * dangling row. */
+int state__catalog_restore_node(struct state__catalog *c, const struct state_register *req,
+                                uint64_t create, uint64_t modify, uint64_t node_index);
+int state__catalog_restore_service(struct state__catalog *c, const char *node,
+                                   const struct state_register_service *s, uint64_t create,
+                                   uint64_t modify);
+int state__catalog_restore_check(struct state__catalog *c, const struct state_register_check *ck,
+                                 uint64_t create, uint64_t modify);
+int state__catalog_restore_indexes(struct state__catalog *c,
+                                   const struct state__catalog_indexes *ix);
+int state__catalog_restore_service_index(struct state__catalog *c, const char *name,
+                                         uint64_t index);
+
+/* ---- catalog_mp.c: catalog rows and requests as msgpack ---- */
+
+/* A bump allocator for decoded requests: everything a decode points at lives here until
+ * state__arena_free. */
+struct state__arena {
+  struct state__arena_block *head;
+};
+void *state__arena_alloc(struct state__arena *a, size_t size);
+void state__arena_free(struct state__arena *a);
+
+void state__mp_pack_register(msgpack_packer *pk, const struct state_register *req);
+void state__mp_pack_deregister(msgpack_packer *pk, const struct state_deregister *req);
+/* Decode into *out, pointing into the arena (NUL-terminated copies). 0 or CC_ECORRUPT. */
+int state__mp_decode_register(const msgpack_object *o, struct state__arena *a,
+                              struct state_register *out);
+int state__mp_decode_deregister(const msgpack_object *o, struct state__arena *a,
+                                struct state_deregister *out);
+
+/* The catalog part of a snapshot: packs the map entries "Nodes", "Services", "Checks" and
+ * "ServiceIndexes" (4 key/value pairs) into the enclosing map. */
+#define STATE__CATALOG_SNAPSHOT_KEYS 4
+void state__catalog_snapshot(const struct state__catalog *c, msgpack_packer *pk);
+/* Rebuilds a catalog from those entries (any may be NULL: empty). Returns 0 and *out, or
+ * CC_ECORRUPT. */
+int state__catalog_restore(const msgpack_object *nodes, const msgpack_object *services,
+                           const msgpack_object *checks, const msgpack_object *svc_indexes,
+                           const struct state__catalog_indexes *ix, uint64_t max_index,
+                           struct state__catalog **out);
 
 /* ---- msgpack helpers (mp.c) ---- */
 

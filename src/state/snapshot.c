@@ -1,4 +1,5 @@
-/* snapshot.c -- the whole state store as one msgpack document, and back (format in store.h).
+/* snapshot.c -- the whole state store as one msgpack document, and back (format in store.h;
+ * the catalog's part is written and read by catalog_mp.c).
  *
  * Raft snapshots hold this document; a restore happens on a follower that fell behind and
  * on every start, from bytes on disk or sent by the leader. So restore trusts nothing: the
@@ -12,7 +13,9 @@
 #include "lib/err.h"
 #include "state/internal.h"
 
-#define SNAPSHOT_VERSION 1
+/* Version 2 added the catalog (Nodes, Services, Checks, ServiceIndexes and its table
+ * indexes); version 1 documents (KV only) still restore, with an empty catalog. */
+#define SNAPSHOT_VERSION 2
 
 /* ---- writing ---- */
 
@@ -40,17 +43,29 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
 {
   msgpack_packer pk;
   state__mp_packer_init(&pk, out);
-  msgpack_pack_map(&pk, 5);
+  msgpack_pack_map(&pk, 5 + STATE__CATALOG_SNAPSHOT_KEYS);
   state__mp_pack_cstr(&pk, "Version");
   msgpack_pack_uint64(&pk, SNAPSHOT_VERSION);
   state__mp_pack_cstr(&pk, "Index");
   msgpack_pack_uint64(&pk, s->applied);
+  struct state__catalog_indexes ix;
+  state__catalog_indexes(s->cat, &ix);
   state__mp_pack_cstr(&pk, "Tables");
-  msgpack_pack_map(&pk, 2);
+  msgpack_pack_map(&pk, 7);
   state__mp_pack_cstr(&pk, "kvs");
   msgpack_pack_uint64(&pk, s->kvs_index);
   state__mp_pack_cstr(&pk, "tombstones");
   msgpack_pack_uint64(&pk, s->tomb_index);
+  state__mp_pack_cstr(&pk, "nodes");
+  msgpack_pack_uint64(&pk, ix.nodes);
+  state__mp_pack_cstr(&pk, "services");
+  msgpack_pack_uint64(&pk, ix.services);
+  state__mp_pack_cstr(&pk, "checks");
+  msgpack_pack_uint64(&pk, ix.checks);
+  state__mp_pack_cstr(&pk, "service_last_extinction");
+  msgpack_pack_uint64(&pk, ix.svc_extinction);
+  state__mp_pack_cstr(&pk, "node_last_extinction");
+  msgpack_pack_uint64(&pk, ix.node_extinction);
 
   struct state__titer it;
   state__mp_pack_cstr(&pk, "KVs");
@@ -69,6 +84,7 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
     state__mp_pack_cstr(&pk, "Index");
     msgpack_pack_uint64(&pk, ((struct state__tomb *)n)->index);
   }
+  state__catalog_snapshot(s->cat, &pk);
 }
 
 /* ---- reading ---- */
@@ -78,6 +94,7 @@ struct restore {
   struct state__tnode *kvs, *tombs;
   size_t kv_count, tomb_count;
   uint64_t kvs_index, tomb_index, applied;
+  struct state__catalog *cat;
 };
 
 static int get_uint(const msgpack_object *o, uint64_t *out)
@@ -149,18 +166,37 @@ static int restore_tomb(struct restore *r, const msgpack_object *o, const char *
 
 static int restore_doc(struct restore *r, const msgpack_object *root)
 {
-  struct state__mp_field f[] = {{"Version", NULL}, {"Index", NULL}, {"Tables", NULL},
-                                {"KVs", NULL},     {"Tombstones", NULL}};
+  struct state__mp_field f[] = {{"Version", NULL}, {"Index", NULL},    {"Tables", NULL},
+                                {"KVs", NULL},     {"Tombstones", NULL}, {"Nodes", NULL},
+                                {"Services", NULL}, {"Checks", NULL},  {"ServiceIndexes", NULL}};
   if (state__mp_fields(root, f, sizeof f / sizeof f[0])) return CC_ECORRUPT;
   uint64_t version;
-  if (get_uint(f[0].val, &version) || version != SNAPSHOT_VERSION) return CC_ECORRUPT;
+  if (get_uint(f[0].val, &version) || version < 1 || version > SNAPSHOT_VERSION)
+    return CC_ECORRUPT;
   if (get_uint(f[1].val, &r->applied)) return CC_ECORRUPT;
 
-  struct state__mp_field t[] = {{"kvs", NULL}, {"tombstones", NULL}};
-  if (!f[2].val || state__mp_fields(f[2].val, t, 2)) return CC_ECORRUPT;
+  struct state__mp_field t[] = {{"kvs", NULL},      {"tombstones", NULL},
+                                {"nodes", NULL},    {"services", NULL},
+                                {"checks", NULL},   {"service_last_extinction", NULL},
+                                {"node_last_extinction", NULL}};
+  if (!f[2].val || state__mp_fields(f[2].val, t, 7)) return CC_ECORRUPT;
   if (get_uint(t[0].val, &r->kvs_index) || get_uint(t[1].val, &r->tomb_index))
     return CC_ECORRUPT;
   if (r->kvs_index > r->applied || r->tomb_index > r->applied) return CC_ECORRUPT;
+  struct state__catalog_indexes ix = {0};
+  if (version >= 2) {
+    if (get_uint(t[2].val, &ix.nodes) || get_uint(t[3].val, &ix.services) ||
+        get_uint(t[4].val, &ix.checks) || get_uint(t[5].val, &ix.svc_extinction) ||
+        get_uint(t[6].val, &ix.node_extinction))
+      return CC_ECORRUPT;
+    if (ix.nodes > r->applied || ix.services > r->applied || ix.checks > r->applied ||
+        ix.svc_extinction > r->applied || ix.node_extinction > r->applied)
+      return CC_ECORRUPT;
+  } else if (f[5].val || f[6].val || f[7].val || f[8].val) {
+    return CC_ECORRUPT; /* a version 1 document has no catalog */
+  }
+  if (state__catalog_restore(f[5].val, f[6].val, f[7].val, f[8].val, &ix, r->applied, &r->cat))
+    return CC_ECORRUPT;
 
   const msgpack_object *kvs = f[3].val, *tombs = f[4].val;
   if (!kvs || kvs->type != MSGPACK_OBJECT_ARRAY) return CC_ECORRUPT;
@@ -188,11 +224,14 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
   if (rc) {
     state__kv_free_all(r.kvs);
     state__tomb_free_all(r.tombs);
+    state__catalog_free(r.cat);
     return CC_ECORRUPT;
   }
 
   state__kv_free_all(s->kvs);
   state__tomb_free_all(s->tombs);
+  state__catalog_free(s->cat);
+  s->cat = r.cat;
   s->kvs = r.kvs;
   s->tombs = r.tombs;
   s->kv_count = r.kv_count;

@@ -96,6 +96,7 @@ struct state_store *state_store_new(void)
 {
   struct state_store *s = xcalloc(1, sizeof *s);
   state__watch_init(&s->w);
+  s->cat = state__catalog_new();
   return s;
 }
 
@@ -104,6 +105,7 @@ void state_store_free(struct state_store *s)
   if (!s) return;
   state__kv_free_all(s->kvs);
   state__tomb_free_all(s->tombs);
+  state__catalog_free(s->cat);
   state__watch_free(&s->w);
   free(s);
 }
@@ -113,13 +115,19 @@ static uint64_t kvs_max_index(const struct state_store *s)
   return s->kvs_index > s->tomb_index ? s->kvs_index : s->tomb_index;
 }
 
-uint64_t state_store_index(const struct state_store *s) { return kvs_max_index(s); }
+uint64_t state_store_index(const struct state_store *s)
+{
+  uint64_t kv = kvs_max_index(s), cat = state__catalog_max_index(s->cat);
+  return kv > cat ? kv : cat;
+}
 
 uint64_t state_table_index(const struct state_store *s, const char *table)
 {
   if (!table) return 0;
   if (strcmp(table, "kvs") == 0) return kvs_max_index(s);
   if (strcmp(table, "tombstones") == 0) return s->tomb_index;
+  uint64_t idx;
+  if (state__catalog_table_index(s->cat, table, &idx)) return idx;
   return 0;
 }
 

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "lib/buf.h"
+#include "state/catalog.h"
 
 struct state_store;
 
@@ -57,7 +58,9 @@ void state_store_free(struct state_store *s);
 
 /* The highest Raft index that changed any table (0 for an empty store). */
 uint64_t state_store_index(const struct state_store *s);
-/* Table names for state_table_index and STATE_WATCH_TABLE: "kvs", "tombstones", ...
+/* Table names for state_table_index and STATE_WATCH_TABLE: "kvs", "tombstones", and the
+ * catalog's "nodes", "services", "checks", "service.<name>", "node.<name>",
+ * "service_last_extinction", "node_last_extinction" (state/catalog.h).
  * "kvs" answers max(kvs, tombstones) (Consul's kvsMaxIndex); an unknown table answers 0. */
 uint64_t state_table_index(const struct state_store *s, const char *table);
 
@@ -129,11 +132,15 @@ int state_tombstone_reap(struct state_store *s, uint64_t index, uint64_t upto);
 /* ---- Snapshots ---- */
 
 /* Appends the whole store to out as one self-describing msgpack document:
- *   {"Version": 1, "Index": <highest index applied>,
- *    "Tables": {"kvs": n, "tombstones": n},
+ *   {"Version": 2, "Index": <highest index applied>,
+ *    "Tables": {"kvs", "tombstones", "nodes", "services", "checks",
+ *               "service_last_extinction", "node_last_extinction": n},
  *    "KVs": [{"Key", "Value"(bin), "Flags", "CreateIndex", "ModifyIndex", "LockIndex",
  *             "Session"(str or nil)}...],             (in key order)
- *    "Tombstones": [{"Key", "Index"}...]}               (in key order) */
+ *    "Tombstones": [{"Key", "Index"}...],               (in key order)
+ *    "Nodes": [...], "Services": [...], "Checks": [...],  (rows as in state/catalog_mp.c)
+ *    "ServiceIndexes": {"<service name>": n}}
+ * Version 1 documents (no catalog) still restore. */
 void state_store_snapshot(const struct state_store *s, struct buf *out);
 /* Replaces the store's contents with a snapshot's. Everything is checked before anything
  * is replaced: types, caps, keys unique and in order, CreateIndex <= ModifyIndex <= the
