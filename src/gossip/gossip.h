@@ -104,8 +104,9 @@ struct gossip;
  * and *out, or a negative CC_E* with a sentence in errbuf. */
 int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip **out,
                  char *errbuf, size_t errlen);
-/* Stops at once (no leave message: use gossip_leave first to leave gracefully), closes the
- * sockets and frees g once they are closed; done (may be NULL) then runs. */
+/* Stops at once (no leave message: use gossip_leave first to leave gracefully). Pending join
+ * and leave callbacks run inside this call with CC_ECANCELED; no other callback runs after it.
+ * The sockets close on the loop, then done (may be NULL) runs; g is invalid on return. */
 void gossip_stop(struct gossip *g, void (*done)(void *arg), void *arg);
 
 /* Joins through each "ip[:port]" (default port: our bind port); cb (may be NULL) gets how many
