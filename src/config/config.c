@@ -19,12 +19,17 @@
 
 #include "lib/alloc.h"
 #include "lib/buf.h"
+#include "lib/duration.h"
 #include "lib/log.h"
 #include "lib/rand.h"
 
 #define CONFIG_MAX_FILE_BYTES (16u << 20) /* a config file larger than this is a mistake */
 
-enum config_kind { CK_STR, CK_BOOL, CK_UINT, CK_PORT, CK_U64, CK_LIST, CK_META };
+/* CK_ARRAY: a JSON array of strings, or a repeatable flag that appends (recursors).
+ * CK_DURATION: a Go duration string, stored as int64 nanoseconds.
+ * CK_DURMAP: a JSON object of name -> Go duration (dns_config.service_ttl), kept as json_t. */
+enum config_kind { CK_STR, CK_BOOL, CK_UINT, CK_PORT, CK_U64, CK_LIST, CK_META, CK_ARRAY,
+                   CK_DURATION, CK_DURMAP };
 
 struct config_setting {
   const char *flag;     /* command-line name without the dash, or NULL */
@@ -63,6 +68,21 @@ static const struct config_setting config_settings[] = {
     {NULL, "raft_trailing_logs", CK_UINT, OFF(raft_trailing_logs), 0, 1u << 30, NULL},
     {NULL, "performance.raft_multiplier", CK_UINT, OFF(raft_multiplier), 1, 10, NULL},
     {"ui", "ui", CK_BOOL, OFF(ui), 0, 0, "Serve the web UI at /ui/."},
+    {"recursor", "recursors", CK_ARRAY, OFF(recursors), 0, 0, "Upstream DNS server for names outside the domain (repeatable)."},
+    {NULL, "dns_config.node_ttl", CK_DURATION, OFF(dns_node_ttl_ns), 0, 0, NULL},
+    {NULL, "dns_config.service_ttl", CK_DURMAP, OFF(dns_service_ttl), 0, 0, NULL},
+    {NULL, "dns_config.only_passing", CK_BOOL, OFF(dns_only_passing), 0, 0, NULL},
+    {NULL, "dns_config.enable_truncate", CK_BOOL, OFF(dns_enable_truncate), 0, 0, NULL},
+    {NULL, "dns_config.udp_answer_limit", CK_UINT, OFF(dns_udp_answer_limit), 1, 1000, NULL},
+    {NULL, "dns_config.a_record_limit", CK_UINT, OFF(dns_a_record_limit), 0, 100000, NULL},
+    {NULL, "dns_config.allow_stale", CK_BOOL, OFF(dns_allow_stale), 0, 0, NULL},
+    {NULL, "dns_config.max_stale", CK_DURATION, OFF(dns_max_stale_ns), 0, 0, NULL},
+    {NULL, "dns_config.recursor_timeout", CK_DURATION, OFF(dns_recursor_timeout_ns), 0, 0, NULL},
+    {NULL, "dns_config.enable_additional_node_meta_txt", CK_BOOL, OFF(dns_node_meta_txt), 0, 0, NULL},
+    {NULL, "dns_config.soa.refresh", CK_UINT, OFF(dns_soa_refresh), 0, 0, NULL},
+    {NULL, "dns_config.soa.retry", CK_UINT, OFF(dns_soa_retry), 0, 0, NULL},
+    {NULL, "dns_config.soa.expire", CK_UINT, OFF(dns_soa_expire), 0, 0, NULL},
+    {NULL, "dns_config.soa.min_ttl", CK_UINT, OFF(dns_soa_min_ttl), 0, 0, NULL},
     {NULL, "ui_config.enabled", CK_BOOL, OFF(ui), 0, 0, NULL},
     {"node-meta", "node_meta", CK_META, OFF(node_meta), 0, 0, "Node metadata key:value (repeatable)."},
 };
@@ -71,10 +91,10 @@ static const struct config_setting config_settings[] = {
 static const char *const config_consul_only_keys[] = {
     "acl", "addresses", "advertise_addr", "advertise_addr_wan", "auto_encrypt", "autopilot",
     "ca_file", "cert_file", "check_update_interval", "checks", "check", "connect",
-    "disable_remote_exec", "disable_update_check", "dns_config", "enable_local_script_checks",
+    "disable_remote_exec", "disable_update_check", "enable_local_script_checks",
     "enable_script_checks", "enable_syslog", "encrypt", "encrypt_verify_incoming",
     "encrypt_verify_outgoing", "http_config", "key_file", "leave_on_terminate", "log_file",
-    "log_json", "primary_datacenter", "recursors", "reconnect_timeout", "retry_interval",
+    "log_json", "primary_datacenter", "reconnect_timeout", "retry_interval",
     "retry_join", "retry_join_wan", "rejoin_after_leave", "service", "services",
     "skip_leave_on_interrupt", "start_join", "telemetry", "tls", "translate_wan_addrs",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "watches", "limits",
@@ -189,6 +209,25 @@ static int config_set_text(struct config *cfg, const struct config_setting *s, c
       if (s->kind == CK_UINT) *(unsigned *)(base + s->offset) = (unsigned)n;
       else *(uint64_t *)(base + s->offset) = n;
       return 0;
+    case CK_ARRAY: {
+      char ***slot = (char ***)(base + s->offset);
+      size_t count = 0;
+      while (*slot && (*slot)[count]) count++;
+      *slot = xrealloc(*slot, (count + 2) * sizeof **slot);
+      (*slot)[count] = xstrdup(v);
+      (*slot)[count + 1] = NULL;
+      return 0;
+    }
+    case CK_DURATION:
+      if (duration_parse(v, strlen(v), (int64_t *)(base + s->offset)) != 0 ||
+          *(int64_t *)(base + s->offset) < 0) {
+        config_err(errbuf, errlen, "%s: invalid duration \"%s\" for %s", source, v, s->flag);
+        return -1;
+      }
+      return 0;
+    case CK_DURMAP:
+      config_err(errbuf, errlen, "%s: %s can only be set in a config file", source, s->flag);
+      return -1;
     case CK_META: {
       const char *colon = strchr(v, ':');
       if (!colon || colon == v) {
@@ -236,6 +275,47 @@ static int config_set_json(struct config *cfg, const struct config_setting *s, j
       if (n < 0 || (uint64_t)n < s->min || (s->max && (uint64_t)n > s->max)) goto bad_range;
       if (s->kind == CK_UINT) *(unsigned *)(base + s->offset) = (unsigned)n;
       else *(uint64_t *)(base + s->offset) = (uint64_t)n;
+      return 0;
+    }
+    case CK_ARRAY: {
+      if (!json_is_array(v)) goto bad_type;
+      char ***slot = (char ***)(base + s->offset);
+      config_list_free(*slot);
+      *slot = xcalloc(json_array_size(v) + 1, sizeof **slot);
+      size_t i;
+      json_t *item;
+      json_array_foreach(v, i, item) {
+        if (!json_is_string(item)) goto bad_type;
+        (*slot)[i] = xstrdup(json_string_value(item));
+      }
+      return 0;
+    }
+    case CK_DURATION: {
+      if (!json_is_string(v)) goto bad_type;
+      int64_t ns;
+      if (duration_parse(json_string_value(v), json_string_length(v), &ns) != 0 || ns < 0) {
+        config_err(errbuf, errlen, "%s: %s: invalid duration \"%s\"", source, path,
+                   json_string_value(v));
+        return -1;
+      }
+      *(int64_t *)(base + s->offset) = ns;
+      return 0;
+    }
+    case CK_DURMAP: {
+      if (!json_is_object(v)) goto bad_type;
+      const char *k;
+      json_t *mv;
+      json_object_foreach(v, k, mv) {
+        int64_t ns;
+        if (!json_is_string(mv) ||
+            duration_parse(json_string_value(mv), json_string_length(mv), &ns) != 0 || ns < 0) {
+          config_err(errbuf, errlen, "%s: %s[\"%s\"] must be a duration such as \"10s\"", source,
+                     path, k);
+          return -1;
+        }
+      }
+      json_decref(cfg->dns_service_ttl);
+      cfg->dns_service_ttl = json_deep_copy(v);
       return 0;
     }
     case CK_META: {
@@ -291,7 +371,9 @@ static int config_apply_object(struct config *cfg, json_t *obj, const char *pref
       char sub[260];
       snprintf(sub, sizeof sub, "%s.", path);
       if (config_apply_object(cfg, v, sub, source, errbuf, errlen) != 0) return -1;
-    } else if (config_is_consul_only(prefix[0] ? prefix : k) || config_is_consul_only(k)) {
+    } else if (prefix[0] || config_is_consul_only(k)) {
+      /* Top-level keys Consul has, and any key inside a section we know (ports.grpc,
+       * dns_config.prefer_namespace, ...): Consul has it, Concord does not act on it yet. */
       log_warn("agent.config", "%s: %s is not supported by Concord yet and is ignored", source,
                path);
     } else {
@@ -415,6 +497,17 @@ static void config_defaults(struct config *cfg)
   /* Consul defaults to 5 (tuned for t2.micro); ours is 1 so failover stays under 2 s. */
   cfg->raft_multiplier = 1;
   cfg->node_meta = json_object();
+  cfg->recursors = xcalloc(1, sizeof(char *));
+  cfg->dns_service_ttl = json_object();
+  cfg->dns_udp_answer_limit = 3;
+  cfg->dns_node_meta_txt = true;
+  cfg->dns_allow_stale = true;
+  cfg->dns_max_stale_ns = 10LL * 365 * 24 * 3600 * 1000000000LL; /* Consul: 87600h */
+  cfg->dns_recursor_timeout_ns = 2000000000LL;
+  cfg->dns_soa_refresh = 3600;
+  cfg->dns_soa_retry = 600;
+  cfg->dns_soa_expire = 86400;
+  cfg->dns_soa_min_ttl = 0;
   cfg->config_sources = xcalloc(1, sizeof(char *));
 }
 
@@ -430,6 +523,8 @@ void config_free(struct config *cfg)
   free(cfg->alt_domain);
   free(cfg->log_level);
   json_decref(cfg->node_meta);
+  config_list_free(cfg->recursors);
+  json_decref(cfg->dns_service_ttl);
   config_list_free(cfg->config_sources);
   config_list_free(cfg->argv);
   memset(cfg, 0, sizeof *cfg);

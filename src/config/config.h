@@ -38,6 +38,19 @@ struct config {
   unsigned raft_multiplier;         /* performance.raft_multiplier, 1..10, default 1 (Consul: 5) */
   bool ui;
   json_t *node_meta;  /* object of string -> string */
+  char **recursors;   /* upstream DNS servers, NULL-terminated */
+  /* dns_config.* (Consul's names and defaults) */
+  int64_t dns_node_ttl_ns;
+  json_t *dns_service_ttl; /* object of service name ("*" and "prefix*" allowed) -> duration */
+  bool dns_only_passing;
+  bool dns_enable_truncate;
+  unsigned dns_udp_answer_limit;
+  unsigned dns_a_record_limit;
+  bool dns_allow_stale;
+  int64_t dns_max_stale_ns;
+  int64_t dns_recursor_timeout_ns;
+  bool dns_node_meta_txt;
+  unsigned dns_soa_refresh, dns_soa_retry, dns_soa_expire, dns_soa_min_ttl;
   char **config_sources; /* the -config-file/-config-dir arguments; NULL-terminated */
   int argc;              /* a copy of the command line, so reload applies the same precedence */
   char **argv;

@@ -159,6 +159,50 @@ static void test_files_and_precedence(void **state)
   rmdir(dir);
 }
 
+static void test_dns_settings(void **state)
+{
+  (void)state;
+  char path[] = "/tmp/concord-dnscfg-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  write_file(path, "{\"recursors\": [\"127.0.0.9\", \"127.0.0.10:5353\"], \"ports\": {\"grpc\": 8502},"
+                   " \"dns_config\": {\"node_ttl\": \"10s\", \"only_passing\": true,"
+                   " \"udp_answer_limit\": 5, \"service_ttl\": {\"*\": \"5s\", \"web\": \"1m\"},"
+                   " \"soa\": {\"min_ttl\": 30}, \"prefer_namespace\": true}}");
+  struct config c;
+  char err[512];
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path, "-recursor", "127.0.0.11"), 0);
+  assert_string_equal(c.recursors[0], "127.0.0.9");
+  assert_string_equal(c.recursors[1], "127.0.0.10:5353");
+  assert_string_equal(c.recursors[2], "127.0.0.11");
+  assert_null(c.recursors[3]);
+  assert_int_equal(c.dns_node_ttl_ns, 10000000000LL);
+  assert_true(c.dns_only_passing);
+  assert_int_equal(c.dns_udp_answer_limit, 5);
+  assert_int_equal(c.dns_soa_min_ttl, 30);
+  assert_string_equal(json_string_value(json_object_get(c.dns_service_ttl, "web")), "1m");
+  config_free(&c);
+  /* Defaults as Consul's. */
+  assert_int_equal(LOAD(&c, err, "agent", "-dev"), 0);
+  assert_int_equal(c.dns_udp_answer_limit, 3);
+  assert_int_equal(c.dns_node_ttl_ns, 0);
+  assert_null(c.recursors[0]);
+  config_free(&c);
+  write_file(path, "{\"dns_config\": {\"node_ttl\": \"soon\"}}");
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path), -1);
+  assert_non_null(strstr(err, "dns_config.node_ttl"));
+  config_free(&c);
+  write_file(path, "{\"dns_config\": {\"service_ttl\": {\"web\": 5}}}");
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path), -1);
+  config_free(&c);
+  write_file(path, "{\"recursors\": \"127.0.0.1\"}");
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path), -1);
+  assert_non_null(strstr(err, "recursors has the wrong type"));
+  config_free(&c);
+  unlink(path);
+}
+
 int main(void)
 {
   log_set_level(LOG_ERROR); /* the "not supported yet" warnings are expected here */
@@ -167,6 +211,7 @@ int main(void)
       cmocka_unit_test(test_flag_forms),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_files_and_precedence),
+      cmocka_unit_test(test_dns_settings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
