@@ -560,6 +560,20 @@ static void test_check_type(void **st)
 
 /* ---- commands ---- */
 
+/* With CONCORD_CMD_CORPUS=dir, each command the tests encode is also written there as a
+ * seed for fuzz/fuzz_cmd.c (fuzz/corpus/cmd/). */
+static void seed(const struct buf *b, const char *name)
+{
+  const char *dir = getenv("CONCORD_CMD_CORPUS");
+  if (!dir) return;
+  char path[512];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  if (!f) return;
+  fwrite(b->data, 1, b->len, f);
+  fclose(f);
+}
+
 static void apply_ok(struct state_store *s, uint64_t idx, const struct buf *b)
 {
   struct state_cmd_result res;
@@ -593,6 +607,7 @@ static void test_commands(void **st)
   struct buf b = BUF_INIT;
   state_cmd_encode_register(&b, &r);
   assert_int_equal(state_cmd_validate(b.data, b.len), 0);
+  seed(&b, "catalog-register-full");
   apply_ok(s, 5, &b);
   const struct state_service *v = state_service_get(s, "n1", "web1");
   assert_non_null(v);
@@ -612,6 +627,7 @@ static void test_commands(void **st)
   r2.n_checks = 1;
   buf_reset(&b);
   state_cmd_encode_register(&b, &r2);
+  seed(&b, "catalog-register-check");
   struct state_cmd_result res;
   assert_int_equal(state_cmd_apply(s, 6, b.data, b.len, &res), 0);
   assert_int_equal(res.err, 0);
@@ -626,7 +642,12 @@ static void test_commands(void **st)
   struct state_deregister d = {"n1", "web1", NULL};
   buf_reset(&b);
   state_cmd_encode_deregister(&b, &d);
+  seed(&b, "catalog-deregister-service");
   apply_ok(s, 8, &b);
+  d = (struct state_deregister){"n1", NULL, NULL};
+  buf_reset(&b);
+  state_cmd_encode_deregister(&b, &d);
+  seed(&b, "catalog-deregister-node");
   assert_null(state_service_get(s, "n1", "web1"));
   assert_null(state_check_get(s, "n1", "c1"));
 
