@@ -19,14 +19,21 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "agent/dns_catalog.h"
 #include "api/api.h"
 #include "config/config.h"
 #include "consensus/consensus.h"
+#include "dns/dns.h"
+#include "dns/server.h"
 #include "http/server.h"
 #include "lib/alloc.h"
 #include "lib/buf.h"
+#include "lib/duration.h"
+#include "lib/err.h"
 #include "lib/log.h"
 #include "lib/rand.h"
+#include "state/catalog.h"
+#include "state/cmd.h"
 #include "state/store.h"
 #include "version.h"
 
@@ -40,6 +47,9 @@ struct agent {
   struct consensus *consensus;
   struct http_server *http;
   struct api_ctx api;
+  struct dns_catalog dns_catalog;
+  struct dns_engine *dns_engine;
+  struct dns_server *dns;
   uv_signal_t sig_int, sig_term, sig_hup;
   bool stopping;
   int exit_code;
@@ -167,15 +177,28 @@ static void agent_consensus_stopped(void *arg)
   log_info("agent", "shutdown complete");
 }
 
+static void agent_dns_closed(void *arg)
+{
+  struct agent *a = arg;
+  a->dns = NULL;
+  if (a->dns_engine) dns_engine_free(a->dns_engine);
+  a->dns_engine = NULL;
+  if (a->consensus) {
+    consensus_set_leader_cb(a->consensus, NULL, NULL);
+    consensus_stop(a->consensus, agent_consensus_stopped, a);
+  }
+}
+
 static void agent_http_closed(void *arg)
 {
   struct agent *a = arg;
+  if (a->http) api_shutdown(&a->api);
   a->http = NULL;
-  api_shutdown(&a->api);
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
-  if (a->consensus) consensus_stop(a->consensus, agent_consensus_stopped, a);
+  if (a->dns) dns_server_close(a->dns, agent_dns_closed, a);
+  else agent_dns_closed(a);
 }
 
 static void agent_stop(struct agent *a)
@@ -282,6 +305,127 @@ static int agent_start_http(struct agent *a)
   return 0;
 }
 
+/* The DNS interface, answered from this server's store (stale, as Consul's DNS is by
+ * default: dns_config.allow_stale). */
+static int agent_start_dns(struct agent *a)
+{
+  if (a->cfg.port_dns < 0) return 0;
+  const struct config *c = &a->cfg;
+  struct dns_config dc;
+  dns_config_defaults(&dc);
+  snprintf(dc.domain, sizeof dc.domain, "%s", c->domain);
+  if (c->alt_domain) snprintf(dc.alt_domain, sizeof dc.alt_domain, "%s", c->alt_domain);
+  dc.node_ttl = (uint32_t)(c->dns_node_ttl_ns / 1000000000LL);
+  const char *svc;
+  json_t *ttl;
+  json_object_foreach(c->dns_service_ttl, svc, ttl) {
+    if (dc.n_service_ttl >= DNS_MAX_SERVICE_TTLS) break;
+    int64_t ns = 0;
+    duration_parse(json_string_value(ttl), json_string_length(ttl), &ns); /* validated by config */
+    snprintf(dc.service_ttl[dc.n_service_ttl].name, sizeof dc.service_ttl[0].name, "%s", svc);
+    dc.service_ttl[dc.n_service_ttl++].ttl = (uint32_t)(ns / 1000000000LL);
+  }
+  dc.only_passing = c->dns_only_passing;
+  dc.enable_truncate = c->dns_enable_truncate;
+  dc.node_meta_txt = c->dns_node_meta_txt;
+  dc.udp_answer_limit = c->dns_udp_answer_limit;
+  dc.a_record_limit = c->dns_a_record_limit;
+  dc.soa_refresh = c->dns_soa_refresh;
+  dc.soa_retry = c->dns_soa_retry;
+  dc.soa_expire = c->dns_soa_expire;
+  dc.soa_minttl = c->dns_soa_min_ttl;
+  dc.recursor_timeout_ms = (unsigned)(c->dns_recursor_timeout_ns / 1000000LL);
+  for (char **r = c->recursors; *r && dc.n_recursors < DNS_MAX_RECURSORS; r++)
+    snprintf(dc.recursors[dc.n_recursors++], sizeof dc.recursors[0], "%s", *r);
+  a->dns_catalog = (struct dns_catalog){a->store, c->datacenter};
+  struct dns_backend backend;
+  dns_catalog_backend(&a->dns_catalog, &backend);
+  char err[256] = "";
+  a->dns_engine = dns_engine_new(&dc, &backend, err, sizeof err);
+  if (!a->dns_engine) {
+    log_error("agent", "bad DNS configuration: %s", err);
+    return -1;
+  }
+  struct dns_server_config sc;
+  dns_server_config_defaults(&sc);
+  a->dns = dns_server_new(&a->loop, a->dns_engine, &sc, err, sizeof err);
+  if (!a->dns) {
+    log_error("agent", "cannot start DNS: %s", err);
+    return -1;
+  }
+  for (char **p = c->client_addrs; *p; p++) {
+    if (dns_server_listen(a->dns, *p, c->port_dns, err, sizeof err) != 0) {
+      log_error("agent", "cannot listen for DNS on %s:%d: %s", *p, c->port_dns, err);
+      return -1;
+    }
+    log_info("agent", "DNS listening on %s:%d (udp/tcp)", *p, c->port_dns);
+  }
+  return 0;
+}
+
+static int agent_pair_cmp(const void *x, const void *y)
+{
+  return strcmp(((const struct state_pair *)x)->key, ((const struct state_pair *)y)->key);
+}
+
+static void agent_registered(void *arg, int status, const struct state_cmd_result *res,
+                             uint64_t index)
+{
+  (void)arg;
+  (void)index;
+  if (status != 0 || res->err != 0)
+    log_warn("agent", "could not register this node in the catalog: %s",
+             cc_strerror(status ? status : res->err));
+}
+
+/* On becoming leader, put this server's own node in the catalog with its serfHealth check,
+ * as Consul's leader reconciles its members (leader.go reconcileMember). Gossip makes the
+ * check follow the member's real state; until then it is passing while the agent runs. */
+static void agent_leader_changed(void *arg, bool leader)
+{
+  struct agent *a = arg;
+  if (!leader || a->stopping) return;
+  const struct config *c = &a->cfg;
+  struct state_pair tagged[4] = {{"lan", a->advertise}, {"lan_ipv4", a->advertise},
+                                 {"wan", a->advertise}, {"wan_ipv4", a->advertise}};
+  size_t nmeta = json_object_size(c->node_meta);
+  struct state_pair *meta = xcalloc(nmeta + 1, sizeof *meta);
+  const char *k;
+  json_t *v;
+  size_t i = 0;
+  json_object_foreach(c->node_meta, k, v) meta[i++] = (struct state_pair){k, json_string_value(v)};
+  qsort(meta, nmeta, sizeof *meta, agent_pair_cmp); /* the store keeps maps sorted, as Go prints them */
+  struct state_register_check check = {
+      .check_id = "serfHealth",
+      .name = "Serf Health Status",
+      .status = "passing",
+      .output = "Agent alive and reachable",
+  };
+  /* Servers also run the "consul" service on the server port (Consul's reconcileMember). */
+  struct state_register_service consul_svc = {
+      .id = "consul",
+      .name = "consul",
+      .port = c->port_server,
+  };
+  struct state_register reg = {
+      .service = c->server ? &consul_svc : NULL,
+      .id = a->node_id,
+      .node = c->node_name,
+      .address = a->advertise,
+      .datacenter = c->datacenter,
+      .tagged_addresses = {tagged, 4, false},
+      .node_meta = {meta, nmeta, false},
+      .checks = &check,
+      .n_checks = 1,
+  };
+  struct buf cmd = BUF_INIT;
+  state_cmd_encode_register(&cmd, &reg);
+  int rv = consensus_apply(a->consensus, &cmd, agent_registered, a);
+  if (rv != 0) log_warn("agent", "could not register this node in the catalog: %s", cc_strerror(rv));
+  buf_free(&cmd);
+  free(meta);
+}
+
 int agent_main(int argc, char **argv)
 {
   struct agent *a = xcalloc(1, sizeof *a);
@@ -334,6 +478,8 @@ int agent_main(int argc, char **argv)
                       "yet: reads and writes will fail with \"No known Consul servers\"");
   }
   if (started && agent_start_http(a) != 0) started = false;
+  if (started && agent_start_dns(a) != 0) started = false;
+  if (started && a->consensus) consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
   if (!started) {
     a->stopping = false;
     agent_stop(a);

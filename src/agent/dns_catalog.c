@@ -1,0 +1,186 @@
+/* dns_catalog.c -- the DNS backend over the state store's catalog (see dns_catalog.h).
+ *
+ * The service lookup is the DNS hot path: the store keeps each service's instances in an
+ * array, and dns_perm walks it in random order, so a query costs what its answered instances
+ * cost (plus skipped unhealthy ones), not the size of the service. */
+#include "agent/dns_catalog.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "lib/err.h"
+#include "state/catalog.h"
+
+#define DNS_CATALOG_MAX_META 64
+
+static bool dns_catalog_dc_ok(const struct dns_catalog *c, const char *dc)
+{
+  return !dc || !*dc || strcasecmp(dc, c->datacenter) == 0;
+}
+
+static const char *dns_catalog_pair(const struct state_map *m, const char *key)
+{
+  for (size_t i = 0; i < m->n; i++)
+    if (strcmp(m->items[i].key, key) == 0) return m->items[i].value;
+  return NULL;
+}
+
+/* Fills a dns_node from a catalog node; meta entries go into the caller's array. */
+static void dns_catalog_node(const struct dns_catalog *c, const struct state_node *n,
+                             struct dns_node *out, struct dns_kv *meta)
+{
+  memset(out, 0, sizeof *out);
+  out->name = n->name;
+  out->datacenter = n->datacenter && *n->datacenter ? n->datacenter : c->datacenter;
+  out->address = n->address;
+  out->lan_ipv4 = dns_catalog_pair(&n->tagged_addresses, "lan_ipv4");
+  out->lan_ipv6 = dns_catalog_pair(&n->tagged_addresses, "lan_ipv6");
+  out->wan = dns_catalog_pair(&n->tagged_addresses, "wan");
+  out->wan_ipv4 = dns_catalog_pair(&n->tagged_addresses, "wan_ipv4");
+  out->wan_ipv6 = dns_catalog_pair(&n->tagged_addresses, "wan_ipv6");
+  size_t nm = n->meta.n < DNS_CATALOG_MAX_META ? n->meta.n : DNS_CATALOG_MAX_META;
+  for (size_t i = 0; i < nm; i++) {
+    meta[i].key = n->meta.items[i].key;
+    meta[i].value = n->meta.items[i].value;
+  }
+  out->meta = meta;
+  out->n_meta = nm;
+}
+
+static int dns_catalog_datacenter(void *ctx, char *out, size_t outlen)
+{
+  struct dns_catalog *c = ctx;
+  snprintf(out, outlen, "%s", c->datacenter);
+  return 0;
+}
+
+static int dns_catalog_lookup_node(void *ctx, const char *dc, const char *name,
+                                   void (*fn)(void *arg, const struct dns_node *node), void *arg)
+{
+  struct dns_catalog *c = ctx;
+  if (!c->store) return CC_EIO;
+  if (!dns_catalog_dc_ok(c, dc)) return CC_ENOTFOUND;
+  const struct state_node *n = state_node_get(c->store, name);
+  if (!n) return CC_ENOTFOUND;
+  struct dns_node node;
+  struct dns_kv meta[DNS_CATALOG_MAX_META];
+  dns_catalog_node(c, n, &node, meta);
+  fn(arg, &node);
+  return 0;
+}
+
+static struct dns_service_addr dns_catalog_svc_addr(const struct state_service *svc,
+                                                    const char *key)
+{
+  for (size_t i = 0; i < svc->n_tagged; i++) {
+    if (strcmp(svc->tagged_addresses[i].key, key) == 0)
+      return (struct dns_service_addr){svc->tagged_addresses[i].address,
+                                        (uint16_t)svc->tagged_addresses[i].port};
+  }
+  return (struct dns_service_addr){NULL, 0};
+}
+
+static bool dns_catalog_has_tag(const struct state_service *svc, const char *tag)
+{
+  for (size_t i = 0; i < svc->n_tags; i++)
+    if (strcasecmp(svc->tags[i], tag) == 0) return true;
+  return false;
+}
+
+static int dns_catalog_service(void *ctx, const struct dns_service_query *q,
+                               struct dns_sink *sink)
+{
+  struct dns_catalog *c = ctx;
+  if (!c->store) return CC_EIO;
+  if (!dns_catalog_dc_ok(c, q->datacenter)) return CC_ENOTFOUND;
+  const struct state_service *const *arr;
+  size_t n = state_service_instances(c->store, q->service, &arr);
+  struct dns_perm perm;
+  uint64_t i;
+  for (dns_perm_init(&perm, n); dns_perm_next(&perm, &i);) {
+    const struct state_service *svc = arr[i];
+    if (q->tag && !dns_catalog_has_tag(svc, q->tag)) continue;
+    enum state_health h = state_instance_health(svc);
+    if (h == STATE_HEALTH_CRITICAL || (q->only_passing && h != STATE_HEALTH_PASSING)) continue;
+    struct dns_instance inst;
+    struct dns_kv meta[DNS_CATALOG_MAX_META];
+    dns_catalog_node(c, svc->node, &inst.node, meta);
+    inst.address = svc->address ? svc->address : "";
+    inst.port = (uint16_t)svc->port;
+    inst.lan_ipv4 = dns_catalog_svc_addr(svc, "lan_ipv4");
+    inst.lan_ipv6 = dns_catalog_svc_addr(svc, "lan_ipv6");
+    inst.wan = dns_catalog_svc_addr(svc, "wan");
+    inst.wan_ipv4 = dns_catalog_svc_addr(svc, "wan_ipv4");
+    inst.wan_ipv6 = dns_catalog_svc_addr(svc, "wan_ipv6");
+    inst.health = h == STATE_HEALTH_PASSING ? DNS_HEALTH_PASSING : DNS_HEALTH_WARNING;
+    inst.weight_passing = (int)svc->weight_passing;
+    inst.weight_warning = (int)svc->weight_warning;
+    if (!sink->emit(sink, &inst)) break;
+  }
+  return 0;
+}
+
+/* Reverse lookups scan the nodes, then the services: PTR queries are rare next to forward
+ * ones; an address index in the store is the fix if they ever matter. */
+struct dns_catalog_rev {
+  const uint8_t *ip;
+  size_t iplen;
+  struct dns_reverse_result *out;
+  bool found;
+};
+
+static bool dns_catalog_ip_eq(const char *text, const uint8_t *ip, size_t iplen)
+{
+  uint8_t buf[16];
+  if (!text || !*text) return false;
+  if (iplen == 4) return inet_pton(AF_INET, text, buf) == 1 && memcmp(buf, ip, 4) == 0;
+  return inet_pton(AF_INET6, text, buf) == 1 && memcmp(buf, ip, 16) == 0;
+}
+
+static int dns_catalog_rev_node(const struct state_node *n, void *arg)
+{
+  struct dns_catalog_rev *r = arg;
+  if (!dns_catalog_ip_eq(n->address, r->ip, r->iplen)) return 0;
+  r->out->is_service = false;
+  snprintf(r->out->name, sizeof r->out->name, "%s", n->name);
+  snprintf(r->out->datacenter, sizeof r->out->datacenter, "%s", n->datacenter);
+  r->found = true;
+  return 1;
+}
+
+static int dns_catalog_rev_service(const struct state_service *svc, void *arg)
+{
+  struct dns_catalog_rev *r = arg;
+  if (!dns_catalog_ip_eq(svc->address, r->ip, r->iplen)) return 0;
+  r->out->is_service = true;
+  snprintf(r->out->name, sizeof r->out->name, "%s", svc->name);
+  snprintf(r->out->datacenter, sizeof r->out->datacenter, "%s", svc->node->datacenter);
+  r->found = true;
+  return 1;
+}
+
+static int dns_catalog_reverse(void *ctx, const char *dc, const uint8_t *ip, size_t iplen,
+                               struct dns_reverse_result *out)
+{
+  struct dns_catalog *c = ctx;
+  if (!c->store) return CC_EIO;
+  if (!dns_catalog_dc_ok(c, dc)) return CC_ENOTFOUND;
+  struct dns_catalog_rev r = {ip, iplen, out, false};
+  state_node_list(c->store, dns_catalog_rev_node, &r);
+  if (!r.found) state_service_list(c->store, dns_catalog_rev_service, &r);
+  if (r.found && !out->datacenter[0]) snprintf(out->datacenter, sizeof out->datacenter, "%s", c->datacenter);
+  return r.found ? 0 : CC_ENOTFOUND;
+}
+
+void dns_catalog_backend(struct dns_catalog *ctx, struct dns_backend *out)
+{
+  memset(out, 0, sizeof *out);
+  out->ctx = ctx;
+  out->datacenter = dns_catalog_datacenter;
+  out->node = dns_catalog_lookup_node;
+  out->service = dns_catalog_service;
+  out->prepared_query = NULL; /* prepared queries are not built yet: NXDOMAIN */
+  out->reverse = dns_catalog_reverse;
+}

@@ -1,0 +1,19 @@
+/* dns_catalog.h -- the DNS engine's backend over the server's state store: nodes, service
+ * instances with their health, and reverse lookups, read from the local store (DNS reads are
+ * stale by default in Consul too: dns_config.allow_stale). */
+#ifndef CONCORD_AGENT_DNS_CATALOG_H
+#define CONCORD_AGENT_DNS_CATALOG_H
+
+#include "dns/dns.h"
+
+struct state_store;
+
+/* Fills a backend whose context is `ctx` (borrowed; must outlive the engine). With a NULL
+ * store (a client agent, until RPC to servers exists) every lookup fails with SERVFAIL. */
+struct dns_catalog {
+  struct state_store *store;
+  const char *datacenter;
+};
+void dns_catalog_backend(struct dns_catalog *ctx, struct dns_backend *out);
+
+#endif
