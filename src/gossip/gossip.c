@@ -18,6 +18,8 @@ struct gossip {
   struct io_uv *io;
   struct serf *serf;
   uint16_t port;
+  void (*done)(void *arg);
+  void *done_arg;
 };
 
 int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip **out,
@@ -63,10 +65,24 @@ int gossip_start(uv_loop_t *loop, const struct gossip_config *cfg, struct gossip
   return 0;
 }
 
-void gossip_stop(struct gossip *g, void (*done)(void *arg), void *arg) {
+/* The io's handles are closed: nothing can reach the protocol any more, free it. */
+static void stopped(void *arg) {
+  struct gossip *g = arg;
+  void (*done)(void *) = g->done;
+  void *done_arg = g->done_arg;
   serf_free(g->serf);
-  io_uv_close(g->io, done, arg);
   free(g);
+  if (done) done(done_arg);
+}
+
+/* Stopping may be asked from inside one of our own callbacks (a leave callback that stops, a
+ * member callback that decides to quit): everything below us on the stack still uses the
+ * protocol's memory, so it is only shut down here and freed from the io's close callbacks. */
+void gossip_stop(struct gossip *g, void (*done)(void *arg), void *arg) {
+  g->done = done;
+  g->done_arg = arg;
+  serf_shutdown(g->serf);
+  io_uv_close(g->io, stopped, g);
 }
 
 int gossip_join(struct gossip *g, const char *const *addrs, size_t n,

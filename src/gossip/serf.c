@@ -906,7 +906,7 @@ static void leave_step(struct serf *s, int err);
 
 static void leave_intent_sent(void *arg) {
   struct serf *s = arg;
-  if (s->leave_phase == 1) leave_step(s, 0);
+  if (s->leave_phase == 1 && s->state != SERF_SHUTDOWN) leave_step(s, 0);
 }
 
 static void ml_left(void *arg, int err) {
@@ -1162,9 +1162,10 @@ void serf_start(struct serf *s) {
   ml_start(&s->ml);
 }
 
-void serf_free(struct serf *s) {
-  if (!s) return;
+void serf_shutdown(struct serf *s) {
+  if (s->state == SERF_SHUTDOWN) return;
   s->state = SERF_SHUTDOWN;
+  s->leave_phase = 0;
   if (s->leave_cb) {
     void (*cb)(void *, int) = s->leave_cb;
     s->leave_cb = NULL;
@@ -1173,7 +1174,13 @@ void serf_free(struct serf *s) {
   ml_cancel(&s->ml, &s->reap_timer);
   ml_cancel(&s->ml, &s->reconnect_timer);
   ml_cancel(&s->ml, &s->leave_timer);
-  ml_free(&s->ml); /* pending joins complete with CC_ECANCELED */
+  ml_shutdown(&s->ml); /* pending joins complete with CC_ECANCELED */
+}
+
+void serf_free(struct serf *s) {
+  if (!s) return;
+  serf_shutdown(s);
+  ml_free(&s->ml);
   for (struct map_iter it = map_iter_start(&s->members); map_iter_next(&it);)
     member_free(it.entry->value);
   map_free(&s->members);

@@ -20,7 +20,11 @@ struct ml;
 struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr *advertise,
                       struct gossip_io *io, char *errbuf, size_t errlen);
 void serf_start(struct serf *s);
-/* Frees everything at once (no leave); pending callbacks never run. */
+/* Stops at once (no leave): pending join and leave callbacks run inside this call with
+ * CC_ECANCELED, nothing else runs after it. The last call that touches the io; safe from
+ * inside any callback. Memory stays until serf_free. */
+void serf_shutdown(struct serf *s);
+/* serf_shutdown if needed, then frees everything. Not from inside a callback of s. */
 void serf_free(struct serf *s);
 
 int serf_join(struct serf *s, const char *const *addrs, size_t n, uint16_t default_port,

@@ -1116,12 +1116,19 @@ void ml_update_node(struct ml *m) {
   rearm_wake(m);
 }
 
-void ml_free(struct ml *m) {
+void ml_shutdown(struct ml *m) {
+  if (m->shutdown) return;
   m->shutdown = true;
   m->leave_cb = NULL;
   if (m->probe) probe_free(m, m->probe);
   m->probe = NULL;
-  ml__streams_free(m);
+  ml__streams_free(m); /* closes streams; pending joins complete with CC_ECANCELED */
+  m->io->ops->wake_at(m->io, UINT64_MAX);
+}
+
+void ml_free(struct ml *m) {
+  ml_shutdown(m);
+  /* From here on the io may already be gone: memory only. */
   for (struct map_iter it = map_iter_start(&m->acks); map_iter_next(&it);) {
     struct ml_ack *a = it.entry->value;
     ml_cancel(m, &a->timer);
@@ -1140,7 +1147,6 @@ void ml_free(struct ml *m) {
   buf_free(&m->scratch_compound);
   buf_free(&m->scratch_z);
   buf_free(&m->scratch_crc);
-  m->io->ops->wake_at(m->io, UINT64_MAX);
   lzw_release();
 }
 

@@ -115,8 +115,11 @@ void ml_init(struct ml *m, const struct ml_config *cfg, struct gossip_io *io,
              const struct ml_delegate *d);
 /* Announces ourselves alive and starts the probe, gossip and push-pull timers. */
 void ml_start(struct ml *m);
-/* Stops everything and frees memory. Pending joins complete with CC_ECANCELED (their
- * callbacks run inside this call); a pending leave's callback does not run. */
+/* Stops everything: no timer, packet or stream is handled after it, open streams are closed,
+ * pending joins complete with CC_ECANCELED (inside this call); a pending leave's callback does
+ * not run. The last call that touches the io. Safe from inside any callback. */
+void ml_shutdown(struct ml *m);
+/* ml_shutdown if not done yet, then frees memory (without touching the io). */
 void ml_free(struct ml *m);
 
 /* Push-pull with each address (join=true); cb when all have answered or failed. addrs may
