@@ -7,6 +7,8 @@ void api_register(struct api_ctx *ctx)
   api_kv_register(ctx);
   api_status_register(ctx);
   api_agent_register(ctx);
+  api_catalog_register(ctx);
+  api_health_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)

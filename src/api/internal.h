@@ -94,5 +94,7 @@ size_t api_blocking_parked(struct api_ctx *ctx);
 void api_kv_register(struct api_ctx *ctx);
 void api_status_register(struct api_ctx *ctx);
 void api_agent_register(struct api_ctx *ctx);
+void api_catalog_register(struct api_ctx *ctx);
+void api_health_register(struct api_ctx *ctx);
 
 #endif

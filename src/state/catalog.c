@@ -1541,3 +1541,15 @@ enum state_health state_instance_health(const struct state_service *svc)
   }
   return worst;
 }
+
+bool state_node_meta_match(const struct state_node *n, const struct state_pair *filters,
+                           size_t n_filters)
+{
+  for (size_t i = 0; i < n_filters; i++) {
+    const struct state_pair key = {filters[i].key, NULL};
+    const struct state_pair *hit =
+        n->meta.n ? bsearch(&key, n->meta.items, n->meta.n, sizeof key, pair_cmp) : NULL;
+    if (!hit || strcmp(hit->value, nz(filters[i].value)) != 0) return false;
+  }
+  return true;
+}

@@ -252,6 +252,11 @@ enum state_health {
 /* The worst status among state_instance_checks(svc); passing when it has none. O(checks). */
 enum state_health state_instance_health(const struct state_service *svc);
 
+/* structs.SatisfiesMetaFilters: true when the node's Meta has every key with exactly the
+ * filter's value (?node-meta=key:value). */
+bool state_node_meta_match(const struct state_node *n, const struct state_pair *filters,
+                           size_t n_filters);
+
 /* ---- Consul's JSON shapes (agent/structs, field order as Go prints them) ---- */
 
 /* New references the caller owns. Maps are inserted sorted (Go sorts map keys). These trees
