@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "agent/dns_catalog.h"
+#include "agent/tombstone_gc.h"
 #include "api/api.h"
 #include "config/config.h"
 #include "consensus/consensus.h"
@@ -51,6 +52,8 @@ struct agent {
   struct dns_engine *dns_engine;
   struct dns_server *dns;
   uv_signal_t sig_int, sig_term, sig_hup;
+  uv_timer_t leader_timer; /* leader duties: tombstone reaping */
+  struct tombstone_gc tombstone_gc;
   bool stopping;
   int exit_code;
 };
@@ -197,6 +200,7 @@ static void agent_http_closed(void *arg)
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
+  uv_close((uv_handle_t *)&a->leader_timer, NULL);
   if (a->dns) dns_server_close(a->dns, agent_dns_closed, a);
   else agent_dns_closed(a);
 }
@@ -363,6 +367,36 @@ static int agent_start_dns(struct agent *a)
   return 0;
 }
 
+static void agent_reaped(void *arg, int status, const struct state_cmd_result *res,
+                         uint64_t index)
+{
+  (void)arg;
+  (void)res;
+  if (status == 0) log_debug("agent", "reaped tombstones at index %llu", (unsigned long long)index);
+}
+
+/* Leader duties on a timer. Tombstones: a deleted key's tombstone keeps prefix indexes from
+ * going backwards for blocking queries; after 15 minutes none can still need it and the
+ * leader reaps it through Raft (Consul's TombstoneTTL). */
+static void agent_leader_tick(uv_timer_t *t)
+{
+  struct agent *a = t->data;
+  if (!a->consensus || a->stopping) return;
+  if (!consensus_is_leader(a->consensus)) {
+    tombstone_gc_reset(&a->tombstone_gc);
+    return;
+  }
+  uint64_t now = uv_now(&a->loop);
+  tombstone_gc_hint(&a->tombstone_gc, now, state_table_index(a->store, "tombstones"));
+  uint64_t upto = tombstone_gc_expired(&a->tombstone_gc, now);
+  if (upto == 0 || state_tombstone_count(a->store) == 0) return;
+  struct buf cmd = BUF_INIT;
+  state_cmd_encode_tombstone_reap(&cmd, upto);
+  if (consensus_apply(a->consensus, &cmd, agent_reaped, a) != 0)
+    log_debug("agent", "tombstone reap not proposed (not leader)");
+  buf_free(&cmd);
+}
+
 static int agent_pair_cmp(const void *x, const void *y)
 {
   return strcmp(((const struct state_pair *)x)->key, ((const struct state_pair *)y)->key);
@@ -469,6 +503,9 @@ int agent_main(int argc, char **argv)
   uv_signal_start(&a->sig_int, agent_on_signal, SIGINT);
   uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
   uv_signal_start(&a->sig_hup, agent_on_signal, SIGHUP);
+  uv_timer_init(&a->loop, &a->leader_timer);
+  a->leader_timer.data = a;
+  tombstone_gc_init(&a->tombstone_gc, TOMBSTONE_GC_TTL_MS, TOMBSTONE_GC_GRANULARITY_MS);
 
   bool started = true;
   if (a->cfg.server) {
@@ -479,7 +516,10 @@ int agent_main(int argc, char **argv)
   }
   if (started && agent_start_http(a) != 0) started = false;
   if (started && agent_start_dns(a) != 0) started = false;
-  if (started && a->consensus) consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
+  if (started && a->consensus) {
+    consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
+    uv_timer_start(&a->leader_timer, agent_leader_tick, 5000, 5000);
+  }
   if (!started) {
     a->stopping = false;
     agent_stop(a);
