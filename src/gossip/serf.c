@@ -1080,6 +1080,39 @@ int serf_health_score(struct serf *s) { return s->ml.awareness; }
 
 /* ---- lifecycle ---- */
 
+/* Zero means "the default" for every timer and size (a zero reap interval would spin). */
+static void fill_defaults(struct gossip_config *c) {
+  struct gossip_config d;
+  gossip_config_default(&d);
+#define DEF(f) if (!c->f) c->f = d.f
+  DEF(timing.probe_interval);
+  DEF(timing.probe_timeout);
+  DEF(timing.gossip_interval);
+  DEF(timing.gossip_to_the_dead);
+  DEF(timing.tcp_timeout);
+  DEF(timing.indirect_checks);
+  DEF(timing.gossip_nodes);
+  DEF(timing.retransmit_mult);
+  DEF(timing.suspicion_mult);
+  DEF(timing.suspicion_max_timeout_mult);
+  DEF(timing.awareness_max_multiplier);
+  DEF(timing.udp_buffer_size);
+  DEF(reconnect_timeout);
+  DEF(tombstone_timeout);
+  DEF(reap_interval);
+  DEF(reconnect_interval);
+  DEF(recent_intent_timeout);
+  DEF(broadcast_timeout);
+  DEF(leave_propagate_delay);
+  DEF(user_event_size_limit);
+  DEF(protocol_version);
+#undef DEF
+  /* push_pull_interval 0 is memberlist's "no periodic push-pull"; keep it. A packet budget
+   * below the largest single message would stall dissemination. */
+  if (c->timing.udp_buffer_size < 576) c->timing.udp_buffer_size = 576;
+  if (c->timing.udp_buffer_size > 65000) c->timing.udp_buffer_size = 65000;
+}
+
 struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr *advertise,
                       struct gossip_io *io, char *errbuf, size_t errlen) {
   if (!cfg->node_name || !*cfg->node_name || strlen(cfg->node_name) > PROTO_NAME_MAX) {
@@ -1097,13 +1130,17 @@ struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr 
     return NULL;
   }
   struct serf *s = xcalloc(1, sizeof *s);
+  const struct gossip_tag *tags = cfg->tags;
+  size_t ntags = cfg->ntags;
   s->cfg = *cfg;
+  fill_defaults(&s->cfg);
+  cfg = &s->cfg; /* from here on, our copy (with defaults) */
   s->node_name = xstrdup(cfg->node_name);
   s->cfg.node_name = s->node_name;
-  s->cfg.bind_addr = s->cfg.advertise_addr = NULL;
+  s->cfg.bind_addr = s->cfg.advertise_addr = NULL; /* borrowed strings we do not keep */
   s->cfg.tags = NULL;
   s->cfg.ntags = 0;
-  if (tags_set(s, cfg->tags, cfg->ntags)) {
+  if (tags_set(s, tags, ntags)) {
     snprintf(errbuf, errlen, "encoded length of tags exceeds limit of %d bytes", PROTO_META_MAX);
     free(s->node_name);
     free(s);
