@@ -120,7 +120,8 @@ int gossip_leave(struct gossip *g, void (*cb)(void *arg, int err), void *arg);
 int gossip_force_leave(struct gossip *g, const char *node, bool prune);
 /* Replaces our tags and re-announces them. CC_ETOOBIG if they encode past 512 bytes. */
 int gossip_set_tags(struct gossip *g, const struct gossip_tag *tags, size_t n);
-/* Fires a user event (delivered locally too, as serf does). CC_ETOOBIG past the limit. */
+/* Fires a user event. It is delivered to our own on_user_event too (as serf does), from the
+ * loop after this call returns. CC_ETOOBIG past the size limit. */
 int gossip_user_event(struct gossip *g, const char *name, const void *payload, size_t len,
                       bool coalesce);
 

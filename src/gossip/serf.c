@@ -76,6 +76,15 @@ struct event_slot {
   size_t n;
 };
 
+struct local_event {
+  struct local_event *next;
+  uint64_t ltime;
+  char *name;
+  uint8_t *payload;
+  size_t len;
+  bool cc;
+};
+
 struct query_slot {
   bool used;
   uint64_t ltime;
@@ -105,7 +114,9 @@ struct serf {
   uint64_t event_min_time, query_min_time;
   int joins_in_flight; /* while > 0, merged join state does not replay old events (Consul) */
   enum serf_state state;
-  struct gtimer reap_timer, reconnect_timer, leave_timer;
+  struct gtimer reap_timer, reconnect_timer, leave_timer, local_event_timer;
+  /* Our own events, delivered to the application from the loop, not inside the API call. */
+  struct local_event *local_events, **local_tail;
   void (*leave_cb)(void *arg, int err);
   void *leave_arg;
   int leave_phase, leave_err;
@@ -458,8 +469,38 @@ static void slot_clear(struct event_slot *sl) {
   sl->n = 0;
 }
 
+static void deliver_local_events(struct gtimer *t) {
+  struct serf *s = container_of(t, struct serf, local_event_timer);
+  while (s->local_events && s->state != SERF_SHUTDOWN) {
+    struct local_event *e = s->local_events;
+    s->local_events = e->next;
+    if (!s->local_events) s->local_tail = &s->local_events;
+    if (s->cfg.on_user_event) {
+      struct gossip_user_event ev = {.ltime = e->ltime, .name = e->name, .payload = e->payload,
+                                     .payload_len = e->len, .coalesce = e->cc};
+      s->cfg.on_user_event(s->cfg.cb_ctx, &ev);
+    }
+    free(e->name);
+    free(e->payload);
+    free(e);
+  }
+}
+
+static void local_events_free(struct serf *s) {
+  while (s->local_events) {
+    struct local_event *e = s->local_events;
+    s->local_events = e->next;
+    free(e->name);
+    free(e->payload);
+    free(e);
+  }
+  s->local_tail = &s->local_events;
+}
+
+/* Records an event and tells the application: at once for events from the network, through
+ * the loop (local_event_timer) for our own. */
 static bool handle_user_event(struct serf *s, uint64_t ltime, struct proto_bytes name,
-                              struct proto_bytes payload, bool cc) {
+                              struct proto_bytes payload, bool cc, bool local) {
   witness(&s->event_clock, ltime);
   if (ltime < s->event_min_time) return false;
   uint64_t cur = s->event_clock;
@@ -488,7 +529,17 @@ static bool handle_user_event(struct serf *s, uint64_t ltime, struct proto_bytes
   e->name = xstrndup((const char *)name.p, name.len);
   e->payload = payload.len ? xmemdup(payload.p, payload.len) : NULL;
   e->len = payload.len;
-  if (s->cfg.on_user_event) {
+  if (local) {
+    struct local_event *le = xcalloc(1, sizeof *le);
+    le->ltime = ltime;
+    le->name = xstrdup(e->name);
+    le->payload = e->len ? xmemdup(e->payload, e->len) : NULL;
+    le->len = e->len;
+    le->cc = cc;
+    *s->local_tail = le;
+    s->local_tail = &le->next;
+    ml_arm(&s->ml, &s->local_event_timer, now_ms(s));
+  } else if (s->cfg.on_user_event) {
     struct gossip_user_event ev = {.ltime = ltime, .name = e->name, .payload = e->payload,
                                    .payload_len = e->len, .coalesce = cc};
     s->cfg.on_user_event(s->cfg.cb_ctx, &ev);
@@ -511,10 +562,10 @@ int serf_user_event(struct serf *s, const char *name, const void *payload, size_
     return CC_ETOOBIG;
   }
   s->event_clock++;
-  handle_user_event(s, msg.ltime, msg.name, msg.payload, coalesce);
+  handle_user_event(s, msg.ltime, msg.name, msg.payload, coalesce, true);
   queue_serf(s, &s->event_bcasts, &raw, NULL, NULL);
   buf_free(&raw);
-  ml_run_timers(&s->ml); /* re-arm the io wake-up if needed */
+  ml_rearm(&s->ml);
   return 0;
 }
 
@@ -659,7 +710,7 @@ static void notify_msg(void *ctx, const uint8_t *buf, size_t len) {
   case SERF_MSG_USER_EVENT: {
     struct serf_user_event_msg m;
     if (serf_decode_user_event(p, plen, &m)) break;
-    rebroadcast = handle_user_event(s, m.ltime, m.name, m.payload, m.cc);
+    rebroadcast = handle_user_event(s, m.ltime, m.name, m.payload, m.cc, false);
     q = &s->event_bcasts;
     break;
   }
@@ -766,7 +817,7 @@ static void merge_remote_state(void *ctx, const uint8_t *p, size_t len, bool joi
   if (join && s->joins_in_flight > 0 && pp.event_ltime > s->event_min_time)
     s->event_min_time = pp.event_ltime;
   for (size_t i = 0; i < pp.nevents; i++)
-    handle_user_event(s, pp.events[i].ltime, pp.events[i].name, pp.events[i].payload, false);
+    handle_user_event(s, pp.events[i].ltime, pp.events[i].name, pp.events[i].payload, false, false);
   map_free(&status);
   map_free(&leftset);
   serf_push_pull_free(&pp);
@@ -898,7 +949,7 @@ int serf_join(struct serf *s, const char *const *addrs, size_t n, uint16_t defau
     s->joins_in_flight--;
     free(jr);
   }
-  ml_run_timers(&s->ml);
+  ml_rearm(&s->ml);
   return rc;
 }
 
@@ -969,7 +1020,7 @@ int serf_leave(struct serf *s, void (*cb)(void *arg, int err), void *arg) {
   } else {
     ml_arm(&s->ml, &s->leave_timer, now_ms(s)); /* nothing to wait for */
   }
-  ml_run_timers(&s->ml);
+  ml_rearm(&s->ml);
   return 0;
 }
 
@@ -984,7 +1035,7 @@ int serf_force_leave(struct serf *s, const char *node, bool prune) {
     queue_serf(s, &s->bcasts, &b, NULL, NULL);
     buf_free(&b);
   }
-  ml_run_timers(&s->ml);
+  ml_rearm(&s->ml);
   return 0;
 }
 
@@ -1189,6 +1240,8 @@ struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr 
   gtimer_init(&s->reap_timer, reap_tick);
   gtimer_init(&s->reconnect_timer, reconnect_tick);
   gtimer_init(&s->leave_timer, leave_tick);
+  gtimer_init(&s->local_event_timer, deliver_local_events);
+  s->local_tail = &s->local_events;
   return s;
 }
 
@@ -1211,6 +1264,7 @@ void serf_shutdown(struct serf *s) {
   ml_cancel(&s->ml, &s->reap_timer);
   ml_cancel(&s->ml, &s->reconnect_timer);
   ml_cancel(&s->ml, &s->leave_timer);
+  ml_cancel(&s->ml, &s->local_event_timer);
   ml_shutdown(&s->ml); /* pending joins complete with CC_ECANCELED */
 }
 
@@ -1230,6 +1284,7 @@ void serf_free(struct serf *s) {
   bcast_reset(&s->query_bcasts);
   for (size_t i = 0; i < EVENT_BUFFER; i++) slot_clear(&s->events[i]);
   for (size_t i = 0; i < QUERY_BUFFER; i++) free(s->queries[i].ids);
+  local_events_free(s);
   tags_free(s);
   free(s->node_name);
   free(s);

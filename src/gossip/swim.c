@@ -115,6 +115,8 @@ static void rearm_wake(struct ml *m) {
   m->io->ops->wake_at(m->io, gtimers_next(&m->timers));
 }
 
+void ml_rearm(struct ml *m) { rearm_wake(m); }
+
 void ml_arm(struct ml *m, struct gtimer *t, uint64_t due) { gtimers_arm(&m->timers, t, due); }
 void ml_cancel(struct ml *m, struct gtimer *t) { gtimers_cancel(&m->timers, t); }
 

@@ -143,6 +143,9 @@ uint64_t ml_now(struct ml *m);
 uint64_t ml_rand(struct ml *m, uint64_t n);
 /* Runs any due timers and re-arms the io's wake-up; the io sink calls this. */
 void ml_run_timers(struct ml *m);
+/* Re-arms the io's wake-up after timers changed outside an io event (API calls): due timers
+ * then run from the loop, never inside the caller's call. */
+void ml_rearm(struct ml *m);
 void ml_arm(struct ml *m, struct gtimer *t, uint64_t due);
 void ml_cancel(struct ml *m, struct gtimer *t);
 
