@@ -710,8 +710,150 @@ static int parse_bool(const char *s, bool *out)
   return -1;
 }
 
-/* Go's RE2 syntax mapped onto POSIX ERE for the common cases: \d \D become classes, and a
- * leading (?i) becomes REG_ICASE. */
+/* Go's RE2 syntax mapped onto POSIX ERE, with RE2's limits. glibc's regcomp expands
+ * counted repetitions and stacks quantifiers, so hostile patterns ("a+++++...", "(a{999}){999}")
+ * would take gigabytes; RE2 refuses exactly those, so they are refused here with RE2's
+ * messages: a quantifier on a quantifier is a nested repetition (a lazy "?" after one is
+ * dropped: it does not change whether a match exists), repeat counts are at most 1000 and
+ * their product across nested groups too, backreferences do not exist. \d \D become classes,
+ * \n \t \r \f \v literal characters, and a leading (?i) becomes REG_ICASE. */
+#define RE_MAX_LEN 1024
+#define RE_MAX_REPEAT 1000
+
+static int re_translate(const char *src, struct buf *out, char *msg, size_t msglen)
+{
+  size_t n = strlen(src);
+  if (n > RE_MAX_LEN) return snprintf(msg, msglen, "expression too large"), -1;
+  /* Per open group: the largest repeat product inside it. */
+  unsigned long group_max[FILTER_MAX_DEPTH + 1];
+  int depth = 0;
+  group_max[0] = 1;
+  unsigned long last_atom = 1; /* repeat product of the atom a quantifier would apply to */
+  bool after_quant = false, can_quant = false, in_class = false;
+  for (size_t i = 0; i < n; i++) {
+    char c = src[i];
+    if (in_class) {
+      if (c == '\\' && i + 1 < n) {
+        char e = src[++i];
+        if (e == 'd') buf_puts(out, "0-9");
+        else if (e == 'n') buf_putc(out, '\n');
+        else if (e == 't') buf_putc(out, '\t');
+        else if (e == ']' || e == '\\' || e == '-' || e == '^') {
+          /* POSIX has no escapes inside brackets: keep the character literal. */
+          if (e == ']') buf_puts(out, "]"); else buf_putc(out, e);
+        } else buf_putc(out, e);
+        continue;
+      }
+      if (c == ']') in_class = false;
+      buf_putc(out, c);
+      continue;
+    }
+    bool quant = c == '*' || c == '+' || c == '?' || c == '{';
+    if (quant) {
+      if (c == '?' && after_quant) continue; /* lazy: same match/no-match answer */
+      if (after_quant || !can_quant) {
+        snprintf(msg, msglen, "invalid nested repetition operator: `%.2s`", src + (i ? i - 1 : i));
+        return -1;
+      }
+      unsigned long count = c == '?' ? 1 : 2;
+      if (c == '{') {
+        size_t j = i + 1;
+        unsigned long lo = 0, hi = 0;
+        bool digits = false;
+        while (j < n && src[j] >= '0' && src[j] <= '9') lo = lo * 10 + (unsigned long)(src[j++] - '0'), digits = true;
+        hi = lo;
+        if (j < n && src[j] == ',') {
+          j++;
+          hi = 0;
+          while (j < n && src[j] >= '0' && src[j] <= '9') hi = hi * 10 + (unsigned long)(src[j++] - '0');
+          if (!hi) hi = lo;
+        }
+        if (!digits || j >= n || src[j] != '}') {
+          buf_puts(out, "\\{"); /* RE2 takes a malformed {...} literally */
+          can_quant = true;
+          after_quant = false;
+          last_atom = 1;
+          continue;
+        }
+        if (lo > RE_MAX_REPEAT || hi > RE_MAX_REPEAT || hi < lo) {
+          snprintf(msg, msglen, "invalid repeat count: `%.*s`", (int)(j - i + 1), src + i);
+          return -1;
+        }
+        count = hi ? hi : 1;
+        buf_append(out, src + i, j - i + 1);
+        i = j;
+      } else {
+        buf_putc(out, c);
+      }
+      unsigned long product = last_atom * count;
+      if (product > RE_MAX_REPEAT) return snprintf(msg, msglen, "expression too large"), -1;
+      if (product > group_max[depth]) group_max[depth] = product;
+      after_quant = true;
+      continue;
+    }
+    after_quant = false;
+    last_atom = 1;
+    can_quant = true;
+    switch (c) {
+    case '(':
+      if (depth >= FILTER_MAX_DEPTH) return snprintf(msg, msglen, "expression too large"), -1;
+      group_max[++depth] = 1;
+      can_quant = false;
+      buf_putc(out, c);
+      if (i + 2 < n && src[i + 1] == '?' && src[i + 2] == ':') i += 2; /* (?:...) */
+      break;
+    case ')':
+      if (depth == 0) return snprintf(msg, msglen, "unexpected )"), -1;
+      last_atom = group_max[depth--];
+      if (last_atom > group_max[depth]) group_max[depth] = last_atom;
+      buf_putc(out, c);
+      break;
+    case '|':
+    case '^':
+      can_quant = false;
+      buf_putc(out, c);
+      break;
+    case '[':
+      in_class = true;
+      buf_putc(out, c);
+      if (i + 1 < n && src[i + 1] == '^') buf_putc(out, src[++i]);
+      if (i + 1 < n && src[i + 1] == ']') buf_putc(out, src[++i]);
+      break;
+    case '\\': {
+      if (i + 1 >= n) return snprintf(msg, msglen, "trailing backslash at end of expression"), -1;
+      char e = src[++i];
+      switch (e) {
+      case 'd': buf_puts(out, "[0-9]"); break;
+      case 'D': buf_puts(out, "[^0-9]"); break;
+      case 'n': buf_putc(out, '\n'); break;
+      case 't': buf_putc(out, '\t'); break;
+      case 'r': buf_putc(out, '\r'); break;
+      case 'f': buf_putc(out, '\f'); break;
+      case 'v': buf_putc(out, '\v'); break;
+      case 'w': case 'W': case 's': case 'S': case 'b': case 'B':
+        buf_putc(out, '\\');
+        buf_putc(out, e);
+        if (e == 'b' || e == 'B') can_quant = false;
+        break;
+      default:
+        if ((e >= 'a' && e <= 'z') || (e >= 'A' && e <= 'Z') || (e >= '0' && e <= '9')) {
+          snprintf(msg, msglen, "invalid escape sequence: `\\%c`", e);
+          return -1;
+        }
+        buf_putc(out, '\\');
+        buf_putc(out, e);
+      }
+      break;
+    }
+    default:
+      buf_putc(out, c);
+    }
+  }
+  if (in_class) return snprintf(msg, msglen, "missing closing ]"), -1;
+  if (depth) return snprintf(msg, msglen, "missing closing )"), -1;
+  return 0;
+}
+
 static int compile_regex(const char *src, regex_t *re, char *msg, size_t msglen)
 {
   int flags = REG_EXTENDED | REG_NOSUB;
@@ -720,22 +862,9 @@ static int compile_regex(const char *src, regex_t *re, char *msg, size_t msglen)
     src += 4;
   }
   struct buf b = BUF_INIT;
-  bool in_class = false;
-  for (const char *s = src; *s; s++) {
-    if (*s == '\\' && (s[1] == 'd' || s[1] == 'D')) {
-      if (in_class) buf_puts(&b, s[1] == 'd' ? "0-9" : "^0-9");
-      else buf_puts(&b, s[1] == 'd' ? "[0-9]" : "[^0-9]");
-      s++;
-      continue;
-    }
-    if (*s == '\\' && s[1]) {
-      buf_putc(&b, *s++);
-      buf_putc(&b, *s);
-      continue;
-    }
-    if (*s == '[') in_class = true;
-    else if (*s == ']') in_class = false;
-    buf_putc(&b, *s);
+  if (re_translate(src, &b, msg, msglen)) {
+    buf_free(&b);
+    return -1;
   }
   int rc = regcomp(re, b.data ? b.data : "", flags);
   buf_free(&b);

@@ -153,6 +153,16 @@ static void test_errors(void **st)
   assert_int_equal(run("Service.Port matches x", t, row, err, sizeof err), -1);
   assert_int_equal(run("Node.Node matches \"(\"", t, row, err, sizeof err), -1);
   assert_non_null(strstr(err, "Failed to compile regular expression"));
+  /* RE2's limits keep glibc's regcomp from exploding (found by fuzz_filter). */
+  assert_int_equal(run("Node.Node matches \"a++++++++++++++++\"", t, row, err, sizeof err), -1);
+  assert_non_null(strstr(err, "invalid nested repetition operator"));
+  assert_int_equal(run("Node.Node matches \"(a{100}){100}\"", t, row, err, sizeof err), -1);
+  assert_non_null(strstr(err, "expression too large"));
+  assert_int_equal(run("Node.Node matches \"a{1001}\"", t, row, err, sizeof err), -1);
+  assert_int_equal(run("Node.Node matches \"(a)\\\\1\"", t, row, err, sizeof err), -1);
+  assert_non_null(strstr(err, "invalid escape sequence"));
+  assert_int_equal(run("Node.Node matches \"^no+?de-[0-9]{1,3}$\"", t, row, err, sizeof err), 1);
+  assert_int_equal(run("Node.Node matches \"(?:node)-1\"", t, row, err, sizeof err), 1);
   assert_int_equal(run("Service.Service ==", t, row, err, sizeof err), -1);
   assert_int_equal(run("Service.Service == web and", t, row, err, sizeof err), -1);
   assert_int_equal(run("(Service.Service == web", t, row, err, sizeof err), -1);
