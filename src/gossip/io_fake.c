@@ -39,6 +39,7 @@ struct fnode {
   struct gossip_addr addr;
   int group;
   bool dead;
+  uint64_t starve_period, starve_run;
   uint64_t wake_gen;
   uint64_t rng;
 };
@@ -282,6 +283,12 @@ void fakenet_set_group(struct fakenet *n, struct gossip_io *io, int group) {
   node_of(io)->group = group;
 }
 
+void fakenet_set_starved(struct fakenet *n, struct gossip_io *io, uint64_t period_ms, uint64_t run_ms) {
+  (void)n;
+  node_of(io)->starve_period = period_ms;
+  node_of(io)->starve_run = run_ms;
+}
+
 void fakenet_kill(struct fakenet *n, struct gossip_io *io) {
   (void)n;
   node_of(io)->dead = true;
@@ -323,6 +330,13 @@ void fakenet_run_until(struct fakenet *n, uint64_t t) {
   while (n->n && n->heap[0]->due <= t) {
     struct fevent *e = pop(n);
     n->now = e->due;
+    struct fnode *to = e->to;
+    if (to->starve_period && n->now % to->starve_period >= to->starve_run) {
+      /* Descheduled: the event waits for the member's next time slice, in order. */
+      e->due = n->now - n->now % to->starve_period + to->starve_period;
+      push(n, e);
+      continue;
+    }
     n->st.events++;
     dispatch(n, e);
     free(e->data);

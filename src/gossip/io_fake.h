@@ -28,6 +28,9 @@ void fakenet_set_loss(struct fakenet *n, double udp_loss);
 void fakenet_set_delay(struct fakenet *n, uint64_t min_ms, uint64_t max_ms);
 /* Members in different groups cannot reach each other (group 0 is everyone's default). */
 void fakenet_set_group(struct fakenet *n, struct gossip_io *io, int group);
+/* Starves a member of CPU: it runs only during the first run_ms of every period_ms; packets,
+ * stream events and its own timers wait for the next run (0 period: never starved). */
+void fakenet_set_starved(struct fakenet *n, struct gossip_io *io, uint64_t period_ms, uint64_t run_ms);
 /* Crashes a member: nothing reaches it and nothing it sends leaves. */
 void fakenet_kill(struct fakenet *n, struct gossip_io *io);
 

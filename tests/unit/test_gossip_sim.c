@@ -333,12 +333,50 @@ static void test_partition_heals(void **state) {
   sim_free(s);
 }
 
+/* Lifeguard's point: a member starved of CPU must not get anyone declared dead, itself
+ * included. Here it runs only the first 100 ms of every 2 s, so a ping reaching it in the
+ * other 1.9 s is answered late: direct probes of it fail, the relays' probes fail too (and the
+ * relays nack, so its accusers' health is not blamed), the TCP fallback misses the 1 s probe
+ * deadline, and it gets suspected by many independent probers, which shrinks the suspicion
+ * timeout to its 6.8 s minimum (4 * log10(50)). It hears each suspicion at its next time
+ * slice, at most 1.9 s later, and refutes with a higher incarnation, well inside that minimum.
+ * Its own probes, sent at the start of a slice, are answered within it. 50 members, 2 minutes:
+ * the starved member must have refuted (the scenario bites) and nobody may fail. */
+static void test_starved_member_no_false_failures(void **state) {
+  (void)state;
+  sim_compress = false;
+  const size_t N = 50;
+  struct sim *s = sim_new(N, 5);
+  for (size_t i = 0; i < N; i++) serf_start(s->nodes[i].serf);
+  sim_run(s, 10);
+  for (size_t i = 1; i < N; i++) {
+    sim_join(s, i, 0);
+    sim_run(s, 10);
+  }
+  assert_true(run_until_converged(s, 20000, 200) != UINT64_MAX);
+  const size_t starved = 7;
+  uint32_t inc_before = serf_ml(s->nodes[starved].serf)->incarnation;
+  fakenet_set_starved(s->net, s->nodes[starved].io, 2000, 100);
+  int before = 0;
+  for (size_t i = 0; i < N; i++) before += s->nodes[i].fails;
+  sim_run(s, 120000);
+  int fails = 0;
+  for (size_t i = 0; i < N; i++) fails += s->nodes[i].fails;
+  uint32_t refutations = serf_ml(s->nodes[starved].serf)->incarnation - inc_before;
+  fprintf(stderr, "# starved member refuted %u suspicions; %d failure events\n", refutations,
+          fails - before);
+  assert_true(refutations > 0);
+  assert_int_equal(fails - before, 0);
+  sim_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_cluster),
       cmocka_unit_test(test_200_converge_and_detect),
       cmocka_unit_test(test_200_loss_no_false_failures),
       cmocka_unit_test(test_partition_heals),
+      cmocka_unit_test(test_starved_member_no_false_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
