@@ -79,8 +79,8 @@ void api_read_watch(struct api_read_result *res, enum state_watch_kind kind, con
   if (res->nwatches >= API_READ_MAX_WATCHES) {
     /* Too many specific watches: fall back to the whole table, which is always correct. */
     kind = STATE_WATCH_TABLE;
-    key = "kvs";
-    key_len = 3;
+    key = res->fallback_table ? res->fallback_table : "kvs";
+    key_len = strlen(key);
     for (int i = 0; i < res->nwatches; i++) free(res->watches[i].key);
     res->nwatches = 0;
   }

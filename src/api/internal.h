@@ -68,6 +68,9 @@ struct api_read_result {
     size_t key_len;
   } watches[API_READ_MAX_WATCHES];
   int nwatches;
+  /* The table a read watches instead when it names more than API_READ_MAX_WATCHES things
+   * (always correct, just wakes more often); NULL means "kvs". Set before api_read_watch. */
+  const char *fallback_table;
 };
 
 void api_read_watch(struct api_read_result *res, enum state_watch_kind kind, const char *key,
