@@ -113,7 +113,8 @@ static void api_write_applied(void *arg, int status, const struct state_cmd_resu
     } else if (status != 0) {
       http_respond_error(op->req, 500, "%s", cc_strerror(status));
     } else if (res->err != 0) {
-      http_respond_error(op->req, res->err == CC_EINVAL ? 400 : 500, "%s", cc_strerror(res->err));
+      http_respond_error(op->req, res->err == CC_EINVAL ? 400 : 500, "%s",
+                         res->msg[0] ? res->msg : cc_strerror(res->err));
     } else {
       op->done(op->ctx, op->req, res, index);
     }

@@ -30,7 +30,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 {
   struct consensus *c = fsm->data;
   uint64_t index = raft_last_applied(c->r) + 1;
-  struct state_cmd_result res = {0, false};
+  struct state_cmd_result res = {0};
 
   long n = consensus__unframe(buf->base, buf->len);
   int rv = n < 0 ? CC_ECORRUPT : state_cmd_apply(c->store, index, buf->base, (size_t)n, &res);

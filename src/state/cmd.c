@@ -14,6 +14,7 @@
  * bytes pass the bounded pre-check (mp.c) before msgpack-c unpacks them. A KV command that
  * decodes but is not a valid op (an empty key, LOCK without a session) is not corrupt: it
  * applies as an error result (res->err), as Consul's FSM returns the state store's error. */
+#include <stdio.h>
 #include <string.h>
 
 #include "lib/err.h"
@@ -213,6 +214,7 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
 {
   struct state_cmd_result dummy;
   if (!res) res = &dummy;
+  res->msg[0] = '\0';
   struct decoded d;
   msgpack_unpacked up;
   int rc = decode(data, len, &d, &up);
@@ -251,6 +253,7 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
      * store's contents answer ok = false (see state_cmd_result). */
     res->err = crc == CC_EINVAL ? CC_EINVAL : 0;
     res->ok = crc == 0;
+    if (crc != 0) snprintf(res->msg, sizeof res->msg, "%s", msg);
     break;
   }
   default: /* ignored type */

@@ -36,6 +36,7 @@ enum state_cmd_type {
 struct state_cmd_result {
   int err;  /* 0 or a CC_E* code */
   bool ok;  /* Consul's true/false answer for KV writes; false for a refused register */
+  char msg[256]; /* why, when err is set or a registration was refused; "" otherwise */
 };
 
 /* Encoders: append one command to out (the caller owns out; op is only read). */

@@ -41,7 +41,7 @@ static struct state_cmd_result apply_op(struct state_store *s, uint64_t index,
   state_cmd_encode_kv(&b, op);
   corpus_save(name, &b);
   assert_int_equal(state_cmd_validate(b.data, b.len), 0);
-  struct state_cmd_result res = {-99, false};
+  struct state_cmd_result res = {.err = -99, .ok = false};
   assert_int_equal(state_cmd_apply(s, index, b.data, b.len, &res), 0);
   buf_free(&b);
   return res;
@@ -292,7 +292,7 @@ static void build_bad(struct buf *b, enum bad v)
 static void expect_corrupt(const void *data, size_t len)
 {
   struct state_store *s = state_store_new();
-  struct state_cmd_result r = {0, true};
+  struct state_cmd_result r = {.err = 0, .ok = true};
   assert_int_equal(state_cmd_validate(data, len), CC_ECORRUPT);
   assert_int_equal(state_cmd_apply(s, 1, data, len, &r), CC_ECORRUPT);
   assert_int_equal(r.err, CC_ECORRUPT);
@@ -364,7 +364,7 @@ static void test_unknown_types_ignored(void **st)
 {
   (void)st;
   struct state_store *s = state_store_new();
-  struct state_cmd_result r = {-99, false};
+  struct state_cmd_result r = {.err = -99, .ok = false};
   for (int t = 128; t < 256; t++) {
     uint8_t data[3] = {(uint8_t)t, 0xc1, 0xff}; /* the body is never read */
     assert_int_equal(state_cmd_validate(data, sizeof data), 0);
