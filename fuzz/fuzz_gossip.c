@@ -133,7 +133,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
   if (stream_open) sk->stream(sk->ctx, 1000001, GOSSIP_STREAM_CLOSED, NULL, NULL, 0);
   /* Let timers fire on whatever state the input left behind. */
-  fakenet_run_until(net, fakenet_now(net) + 20000);
+  fakenet_run_until(net, fakenet_now(net) + 10000);
   serf_free(a.serf);
   serf_free(b.serf);
   fakenet_free(net);
