@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
   size_t njoins = 0;
   char bind_ip[64] = "127.0.0.1";
   log_set_level(LOG_WARN);
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) usage();
@@ -235,7 +235,6 @@ int main(int argc, char **argv) {
     } else {
       usage();
     }
-    i++;
   }
   if (!cfg.node_name) usage();
   cfg.bind_addr = bind_ip;
