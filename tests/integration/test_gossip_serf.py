@@ -283,3 +283,20 @@ def test_concord_leaves_gracefully(pair):
     p.wait_event(lambda e: e["event"] == "left", 15, "leave to finish")
     wait_for(lambda: s.members().get("concord-1", {}).get("status") == "left", 15,
              "serf to list concord-1 as left")
+
+
+def test_serf_query_is_acked(pair):
+    """`serf query` asks every member for an ack: Concord's member must be among them."""
+    s, p = pair(peer_joins_serf=True)
+    assert_see_each_other(s, p)
+    r = subprocess.run([SERF, "query", "-rpc-addr=" + s.rpc, "-timeout=3s", "-format=json",
+                        "hello", "world"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert "concord-1" in out["Acks"], out
+    # A tag filter that excludes us: no ack from us.
+    r = subprocess.run([SERF, "query", "-rpc-addr=" + s.rpc, "-timeout=2s", "-format=json",
+                        "-tag", "role=serf", "hello", "again"], capture_output=True, text=True,
+                       timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "concord-1" not in json.loads(r.stdout)["Acks"]
