@@ -1,6 +1,7 @@
 /* io_fake.c -- the simulated network (see io_fake.h). */
 #include "gossip/io_fake.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,8 +30,10 @@ struct fevent {
   struct gossip_addr from;      /* EV_PACKET, EV_STREAM accepted */
   struct fstream *stream;       /* EV_STREAM: the receiving end */
   enum gossip_stream_event sev;
-  uint8_t *data;
+  uint8_t *data; /* points at small[] or a heap copy */
   size_t len;
+  struct fevent *free_next;
+  uint8_t small[1500]; /* packets fit: no second allocation per packet */
 };
 
 struct fnode {
@@ -54,6 +57,7 @@ struct fakenet {
   size_t nnodes;
   struct map by_addr;
   struct fstream *streams;
+  struct fevent *free_events; /* recycled: the simulation sends millions */
   struct fakenet_stats st;
 };
 
@@ -62,6 +66,30 @@ static uint64_t splitmix(uint64_t *s) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
+}
+
+static struct fevent *ev_new(struct fakenet *n) {
+  struct fevent *e = n->free_events;
+  if (e) {
+    n->free_events = e->free_next;
+    memset(e, 0, offsetof(struct fevent, small));
+  } else {
+    e = xmalloc(sizeof *e);
+    memset(e, 0, offsetof(struct fevent, small));
+  }
+  return e;
+}
+
+static void ev_set_data(struct fevent *e, const void *p, size_t len) {
+  e->data = len <= sizeof e->small ? e->small : xmalloc(len);
+  memcpy(e->data, p, len);
+  e->len = len;
+}
+
+static void ev_free(struct fakenet *n, struct fevent *e) {
+  if (e->data && e->data != e->small) free(e->data);
+  e->free_next = n->free_events;
+  n->free_events = e;
 }
 
 static bool ev_less(const struct fevent *a, const struct fevent *b) {
@@ -128,7 +156,7 @@ static void op_wake_at(struct gossip_io *io, uint64_t when) {
   struct fnode *nd = node_of(io);
   nd->wake_gen++;
   if (when == UINT64_MAX) return;
-  struct fevent *e = xcalloc(1, sizeof *e);
+  struct fevent *e = ev_new(nd->net);
   e->kind = EV_WAKE;
   e->to = nd;
   e->gen = nd->wake_gen;
@@ -147,12 +175,11 @@ static int op_send_packet(struct gossip_io *io, const struct gossip_addr *to, co
     n->st.packets_lost++;
     return 0;
   }
-  struct fevent *e = xcalloc(1, sizeof *e);
+  struct fevent *e = ev_new(n);
   e->kind = EV_PACKET;
   e->to = dst;
   e->from = nd->addr;
-  e->data = xmemdup(p, len);
-  e->len = len;
+  ev_set_data(e, p, len);
   e->due = n->now + delay(n);
   push(n, e);
   return 0;
@@ -175,16 +202,13 @@ static struct fstream *stream_find(struct fakenet *n, uint64_t id) {
 
 static void stream_event(struct fakenet *n, struct fstream *to, enum gossip_stream_event ev,
                          const struct gossip_addr *from, const void *p, size_t len, uint64_t due) {
-  struct fevent *e = xcalloc(1, sizeof *e);
+  struct fevent *e = ev_new(n);
   e->kind = EV_STREAM;
   e->to = to->owner;
   e->stream = to;
   e->sev = ev;
   if (from) e->from = *from;
-  if (len) {
-    e->data = xmemdup(p, len);
-    e->len = len;
-  }
+  if (len) ev_set_data(e, p, len);
   /* In order per receiving end. */
   if (due < to->last_due) due = to->last_due;
   to->last_due = due;
@@ -339,8 +363,7 @@ void fakenet_run_until(struct fakenet *n, uint64_t t) {
     }
     n->st.events++;
     dispatch(n, e);
-    free(e->data);
-    free(e);
+    ev_free(n, e);
   }
   if (t > n->now) n->now = t;
 }
@@ -348,9 +371,11 @@ void fakenet_run_until(struct fakenet *n, uint64_t t) {
 void fakenet_stats(const struct fakenet *n, struct fakenet_stats *out) { *out = n->st; }
 
 void fakenet_free(struct fakenet *n) {
-  for (size_t i = 0; i < n->n; i++) {
-    free(n->heap[i]->data);
-    free(n->heap[i]);
+  for (size_t i = 0; i < n->n; i++) ev_free(n, n->heap[i]);
+  while (n->free_events) {
+    struct fevent *e = n->free_events;
+    n->free_events = e->free_next;
+    free(e);
   }
   free(n->heap);
   while (n->streams) {
