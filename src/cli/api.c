@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "cli/internal.h"
 #include "lib/alloc.h"
 #include "lib/b64.h"
@@ -100,6 +102,31 @@ void cli__query_set(struct cli__query *q, const char *name, const char *value)
   q->p[q->n].name = name;
   q->p[q->n].value = xstrdup(value);
   q->n++;
+}
+
+void cli__query_add(struct cli__query *q, const char *name, const char *value)
+{
+  /* Commands add at most their repeatable flags' caps; more is a programming error. */
+  if (q->n >= CLI__MAX_PARAMS) abort();
+  q->p[q->n].name = name;
+  q->p[q->n].value = xstrdup(value);
+  q->n++;
+}
+
+void cli__query_node_meta(struct cli__query *q, const struct cli__mapflag *m)
+{
+  size_t order[CLI__MAX_REPEAT];
+  for (size_t i = 0; i < m->n; i++) {
+    size_t j = i;
+    for (; j > 0 && strcmp(m->key[order[j - 1]], m->key[i]) > 0; j--) order[j] = order[j - 1];
+    order[j] = i;
+  }
+  for (size_t i = 0; i < m->n; i++) {
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s:%s", m->key[order[i]], m->val[order[i]]);
+    cli__query_add(q, "node-meta", b.data);
+    buf_free(&b);
+  }
 }
 
 void cli__query_free(struct cli__query *q)
@@ -254,6 +281,33 @@ int cli__client_call(const struct cli__ctx *ctx, const struct cli__client *c,
   int rc = cli__http_do(ctx, &c->addr, &req, c->max_body, resp, err, errlen);
   buf_free(&target);
   cli__query_free(&local);
+  return rc;
+}
+
+int cli__client_json(const struct cli__ctx *ctx, const struct cli__client *c,
+                     const char *method, const char *path, struct cli__query *q,
+                     const void *body, size_t body_len, bool has_body, json_t **out,
+                     char *err, size_t errlen)
+{
+  struct cli__http_resp r;
+  memset(&r, 0, sizeof(r));
+  if (out) *out = NULL;
+  if (cli__client_call(ctx, c, method, path, q, body, body_len, has_body, &r, err, errlen) != 0)
+    return -1;
+  int rc = 0;
+  if (r.status != 200) {
+    cli__status_error(&r, err, errlen);
+    rc = -1;
+  } else if (out) {
+    json_error_t je;
+    *out = json_loadb(r.body.data ? r.body.data : "", r.body.len, JSON_DECODE_ANY, &je);
+    if (!*out) {
+      /* Go's decoder names the first bad byte; jansson's sentence says as much. */
+      snprintf(err, errlen, "%s", r.body.len ? je.text : "EOF");
+      rc = -1;
+    }
+  }
+  cli__http_resp_free(&r);
   return rc;
 }
 

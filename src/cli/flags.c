@@ -73,6 +73,33 @@ void cli__flag_optbool(struct cli__flagset *fs, const char *name, struct cli__op
   p->set = false;
 }
 
+void cli__flag_int(struct cli__flagset *fs, const char *name, int64_t *p, const char *usage)
+{
+  struct cli__flag *f = flag_add(fs, name, CLI__FLAG_INT, p, usage);
+  f->defval = "0";
+  *p = 0;
+}
+
+void cli__flag_map(struct cli__flagset *fs, const char *name, struct cli__mapflag *p,
+                   const char *usage)
+{
+  flag_add(fs, name, CLI__FLAG_MAP, p, usage);
+  memset(p, 0, sizeof(*p));
+}
+
+void cli__flag_list(struct cli__flagset *fs, const char *name, struct cli__listflag *p,
+                    const char *usage)
+{
+  flag_add(fs, name, CLI__FLAG_LIST, p, usage);
+  memset(p, 0, sizeof(*p));
+}
+
+void cli__mapflag_free(struct cli__mapflag *m)
+{
+  for (size_t i = 0; i < m->n; i++) free(m->key[i]);
+  memset(m, 0, sizeof(*m));
+}
+
 /* strconv.ParseBool. */
 static int parse_bool(const char *s, bool *out)
 {
@@ -156,6 +183,23 @@ static int parse_uint64(const char *s0, uint64_t *out)
   return 0;
 }
 
+/* strconv.ParseInt(s, 0, 64): an optional sign, then ParseUint's syntax. */
+static int parse_int64(const char *s, int64_t *out)
+{
+  bool neg = false;
+  if (*s == '+' || *s == '-') {
+    neg = *s == '-';
+    s++;
+  }
+  uint64_t u;
+  int rc = parse_uint64(s, &u);
+  if (rc != 0) return rc;
+  if (!neg && u > (uint64_t)INT64_MAX) return -2;
+  if (neg && u > (uint64_t)INT64_MAX + 1) return -2;
+  *out = neg ? (int64_t)(0 - u) : (int64_t)u;
+  return 0;
+}
+
 static struct cli__flag *flag_find(struct cli__flagset *fs, const char *name, size_t len)
 {
   for (size_t i = 0; i < fs->n; i++)
@@ -198,7 +242,10 @@ static void unquote_usage(const struct cli__flag *f, struct buf *name, struct bu
   case CLI__FLAG_OPTBOOL: break;
   case CLI__FLAG_STRING: buf_puts(name, "string"); break;
   case CLI__FLAG_UINT64: buf_puts(name, "uint"); break;
-  case CLI__FLAG_OPTSTR: buf_puts(name, "value"); break;
+  case CLI__FLAG_INT: buf_puts(name, "int"); break;
+  case CLI__FLAG_OPTSTR:
+  case CLI__FLAG_MAP:
+  case CLI__FLAG_LIST: buf_puts(name, "value"); break;
   }
 }
 
@@ -232,9 +279,12 @@ void cli__flags_print_defaults(const struct cli__flagset *fs, struct buf *out)
   }
 }
 
-/* Go's failf: the message, then "Usage:" and the defaults, all on the error stream. */
-static int fail(struct cli__flagset *fs, FILE *errf, const char *msg)
+/* Go's failf: the message, then "Usage:" and the defaults, all on the error stream. The
+ * message is also left in out (Go's returned error), when out is not NULL. */
+static int fail(struct cli__flagset *fs, FILE *errf, const char *msg, char *out,
+                size_t outlen)
 {
+  if (out && outlen) snprintf(out, outlen, "%s", msg ? msg : "flag: help requested");
   struct buf b = BUF_INIT;
   if (msg) buf_printf(&b, "%s\n", msg);
   buf_puts(&b, "Usage:\n");
@@ -253,6 +303,56 @@ static int set_value(struct cli__flag *f, const char *value, char *msg, size_t m
     o->v = value;
     o->set = true;
     return 0;
+  }
+  case CLI__FLAG_INT: {
+    int64_t v;
+    int rc = parse_int64(value, &v);
+    if (rc == 0) {
+      *(int64_t *)f->ptr = v;
+      return 0;
+    }
+    struct buf q = BUF_INIT;
+    cli__go_quote(&q, value);
+    snprintf(msg, msglen, "invalid value %s for flag -%s: %s", q.data, f->name,
+             rc == -2 ? "value out of range" : "parse error");
+    buf_free(&q);
+    return -1;
+  }
+  case CLI__FLAG_MAP:
+  case CLI__FLAG_LIST: {
+    /* flag.Var: the Value's own error, quoted into Go's sentence. */
+    char why[CLI__ERRLEN];
+    why[0] = '\0';
+    if (f->type == CLI__FLAG_MAP) {
+      struct cli__mapflag *m = f->ptr;
+      const char *eq = strchr(value, '=');
+      if (!eq) {
+        snprintf(why, sizeof(why), "Missing \"=\" value in argument: %s", value);
+      } else {
+        size_t klen = (size_t)(eq - value), i = 0;
+        for (; i < m->n; i++)
+          if (strlen(m->key[i]) == klen && memcmp(m->key[i], value, klen) == 0) break;
+        if (i < m->n) {
+          m->val[i] = eq + 1;
+        } else if (m->n >= CLI__MAX_REPEAT) {
+          snprintf(why, sizeof(why), "too many values (at most %d)", CLI__MAX_REPEAT);
+        } else {
+          m->key[m->n] = xstrndup(value, klen);
+          m->val[m->n++] = eq + 1;
+        }
+      }
+    } else {
+      struct cli__listflag *l = f->ptr;
+      if (l->n >= CLI__MAX_REPEAT) snprintf(why, sizeof(why), "too many values (at most %d)",
+                                            CLI__MAX_REPEAT);
+      else l->v[l->n++] = value;
+    }
+    if (!why[0]) return 0;
+    struct buf q = BUF_INIT;
+    cli__go_quote(&q, value);
+    snprintf(msg, msglen, "invalid value %s for flag -%s: %s", q.data, f->name, why);
+    buf_free(&q);
+    return -1;
   }
   case CLI__FLAG_UINT64: {
     uint64_t v;
@@ -291,7 +391,8 @@ static int set_value(struct cli__flag *f, const char *value, char *msg, size_t m
   return -1;
 }
 
-int cli__flags_parse(struct cli__flagset *fs, int argc, char **argv, int *rest, FILE *errf)
+static int flags_parse(struct cli__flagset *fs, int argc, char **argv, int *rest, FILE *errf,
+                       char *out, size_t outlen)
 {
   char msg[CLI__ERRLEN];
   int i = 0;
@@ -310,7 +411,7 @@ int cli__flags_parse(struct cli__flagset *fs, int argc, char **argv, int *rest, 
     const char *name = s + minuses;
     if (name[0] == '\0' || name[0] == '-' || name[0] == '=') {
       snprintf(msg, sizeof(msg), "bad flag syntax: %s", s);
-      return fail(fs, errf, msg);
+      return fail(fs, errf, msg, out, outlen);
     }
     i++;
     const char *eq = strchr(name + 1, '=');
@@ -319,25 +420,38 @@ int cli__flags_parse(struct cli__flagset *fs, int argc, char **argv, int *rest, 
     struct cli__flag *f = flag_find(fs, name, nlen);
     if (!f) {
       if ((nlen == 4 && memcmp(name, "help", 4) == 0) || (nlen == 1 && name[0] == 'h'))
-        return fail(fs, errf, NULL); /* Go's ErrHelp: usage only */
+        return fail(fs, errf, NULL, out, outlen); /* Go's ErrHelp: usage only */
       snprintf(msg, sizeof(msg), "flag provided but not defined: -%.*s", (int)nlen, name);
-      return fail(fs, errf, msg);
+      return fail(fs, errf, msg, out, outlen);
     }
     if (f->type == CLI__FLAG_BOOL || f->type == CLI__FLAG_OPTBOOL) {
-      if (set_value(f, value ? value : "true", msg, sizeof(msg)) != 0) return fail(fs, errf, msg);
+      if (set_value(f, value ? value : "true", msg, sizeof(msg)) != 0)
+        return fail(fs, errf, msg, out, outlen);
       continue;
     }
     if (!value) {
       if (i >= argc) {
         snprintf(msg, sizeof(msg), "flag needs an argument: -%s", f->name);
-        return fail(fs, errf, msg);
+        return fail(fs, errf, msg, out, outlen);
       }
       value = argv[i++];
     }
-    if (set_value(f, value, msg, sizeof(msg)) != 0) return fail(fs, errf, msg);
+    if (set_value(f, value, msg, sizeof(msg)) != 0) return fail(fs, errf, msg, out, outlen);
   }
   *rest = i;
   return 0;
+}
+
+int cli__flags_parse(struct cli__flagset *fs, int argc, char **argv, int *rest, FILE *errf)
+{
+  return flags_parse(fs, argc, argv, rest, errf, NULL, 0);
+}
+
+int cli__flags_parse_msg(struct cli__flagset *fs, int argc, char **argv, int *rest, FILE *errf,
+                         char *msg, size_t msglen)
+{
+  if (msglen) msg[0] = '\0';
+  return flags_parse(fs, argc, argv, rest, errf, msg, msglen);
 }
 
 /* ---- Help text ---- */

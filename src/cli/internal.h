@@ -58,7 +58,9 @@ struct cli__command {
 
 extern const struct cli__command cli__cmd_version, cli__cmd_info, cli__cmd_members,
     cli__cmd_kv, cli__cmd_kv_get, cli__cmd_kv_put, cli__cmd_kv_delete, cli__cmd_kv_export,
-    cli__cmd_kv_import;
+    cli__cmd_kv_import, cli__cmd_catalog, cli__cmd_catalog_datacenters, cli__cmd_catalog_nodes,
+    cli__cmd_catalog_services, cli__cmd_services, cli__cmd_services_register,
+    cli__cmd_services_deregister, cli__cmd_maint, cli__cmd_reload, cli__cmd_validate;
 
 /* The dispatcher behind cli_main: mitchellh/cli's rules (help flags anywhere, nested
  * subcommands by longest prefix, 127 for an unknown command). argv[0] is the first argument
@@ -75,6 +77,9 @@ enum cli__flag_type {
   CLI__FLAG_UINT64,  /* uint64_t *: Go's ParseUint(s, 0, 64) */
   CLI__FLAG_OPTSTR,  /* struct cli__optstr *: a string that remembers being set */
   CLI__FLAG_OPTBOOL, /* struct cli__optbool *: a bool that remembers being set */
+  CLI__FLAG_INT,     /* int64_t *: Go's IntVar, ParseInt(s, 0, 64) */
+  CLI__FLAG_MAP,     /* struct cli__mapflag *: Consul's FlagMapValue, repeated key=value */
+  CLI__FLAG_LIST,    /* struct cli__listflag *: Consul's AppendSliceValue, repeated */
 };
 
 /* Consul's flags.StringValue/BoolValue: only a flag that was given overrides the
@@ -86,6 +91,22 @@ struct cli__optstr {
 struct cli__optbool {
   bool v;
   bool set;
+};
+
+/* Repeatable flags hold at most this many values; more is refused as a bad value. */
+#define CLI__MAX_REPEAT 64
+/* -meta k=v -meta k2=v2: a map, so a repeated key keeps its last value. Keys are owned (free
+ * with cli__mapflag_free, also after a failed parse); values point into argv. */
+struct cli__mapflag {
+  char *key[CLI__MAX_REPEAT];
+  const char *val[CLI__MAX_REPEAT];
+  size_t n;
+};
+void cli__mapflag_free(struct cli__mapflag *m);
+/* -tag a -tag b: values in order, borrowed from argv. */
+struct cli__listflag {
+  const char *v[CLI__MAX_REPEAT];
+  size_t n;
 };
 
 struct cli__flag {
@@ -115,12 +136,21 @@ void cli__flag_optstr(struct cli__flagset *fs, const char *name, struct cli__opt
                       bool http, const char *usage);
 void cli__flag_optbool(struct cli__flagset *fs, const char *name, struct cli__optbool *p,
                        bool http, const char *usage);
+void cli__flag_int(struct cli__flagset *fs, const char *name, int64_t *p, const char *usage);
+void cli__flag_map(struct cli__flagset *fs, const char *name, struct cli__mapflag *p,
+                   const char *usage);
+void cli__flag_list(struct cli__flagset *fs, const char *name, struct cli__listflag *p,
+                    const char *usage);
 
 /* Parses flags from argv[0..argc) the way Go's flag.FlagSet.Parse does: stops at the first
  * non-flag argument, at "-" or after "--". On an error prints the message and the flag
  * defaults to errf (as Go does) and returns -1. Otherwise returns 0 and sets *rest to the
  * index of the first positional argument. String values point into argv. */
 int cli__flags_parse(struct cli__flagset *fs, int argc, char **argv, int *rest, FILE *errf);
+/* The same, also leaving Go's error text ("flag provided but not defined: -x", or "flag: help
+ * requested") in msg on failure, for the commands that print it a second time (validate). */
+int cli__flags_parse_msg(struct cli__flagset *fs, int argc, char **argv, int *rest, FILE *errf,
+                         char *msg, size_t msglen);
 /* Go's PrintDefaults (after "Usage:\n"), the text a bad flag prints. */
 void cli__flags_print_defaults(const struct cli__flagset *fs, struct buf *out);
 /* Consul's flags.Usage: the trimmed usage text, then "HTTP API Options" and
@@ -200,7 +230,7 @@ int cli__http_parser_feed(struct cli__http_parser *p, const char *data, size_t l
                           struct cli__http_resp *resp, char *err, size_t errlen);
 
 /* Query parameters, encoded sorted by name as Go's url.Values.Encode does. */
-#define CLI__MAX_PARAMS 16
+#define CLI__MAX_PARAMS 160 /* room for every repeatable flag at its cap */
 struct cli__query {
   struct {
     const char *name;
@@ -210,6 +240,11 @@ struct cli__query {
 };
 void cli__query_init(struct cli__query *q);
 void cli__query_set(struct cli__query *q, const char *name, const char *value);
+/* Adds one more value under name (url.Values.Add): repeated names are sent in the order added. */
+void cli__query_add(struct cli__query *q, const char *name, const char *value);
+/* QueryOptions.NodeMeta: one node-meta=key:value per pair. Go walks a map (random order);
+ * we send them sorted by key so requests are reproducible. */
+void cli__query_node_meta(struct cli__query *q, const struct cli__mapflag *m);
 void cli__query_free(struct cli__query *q);
 
 /* The api.Client: defaults, then the environment, then the flags that were given. */
@@ -233,6 +268,14 @@ int cli__client_call(const struct cli__ctx *ctx, const struct cli__client *c,
                      const char *method, const char *path, struct cli__query *q,
                      const void *body, size_t body_len, bool has_body,
                      struct cli__http_resp *resp, char *err, size_t errlen);
+/* One call that must answer 200 (the api package's requireOK), its body decoded as JSON into
+ * *out (caller json_decref's it; a "null" body gives a JSON null) unless out is NULL. Returns
+ * 0, or -1 with the transport error, the status error or the decoding error in err. */
+struct json_t;
+int cli__client_json(const struct cli__ctx *ctx, const struct cli__client *c,
+                     const char *method, const char *path, struct cli__query *q,
+                     const void *body, size_t body_len, bool has_body, struct json_t **out,
+                     char *err, size_t errlen);
 /* "Unexpected response code: 500 (body)", the api package's StatusError text. */
 void cli__status_error(const struct cli__http_resp *r, char *err, size_t errlen);
 
@@ -300,5 +343,23 @@ void cli__kv_export_json(struct buf *out, const struct cli__kvpair *pairs, size_
 int cli__kv_import_parse(const char *json, size_t len, struct cli__kv_entry **entries,
                          size_t *n, char *err, size_t errlen);
 void cli__kv_entries_free(struct cli__kv_entry *e, size_t n);
+
+/* ---- Config files (svcdef.c) ---- */
+
+/* Loads config files and directories exactly as `concord agent [-dev] -config-file F
+ * -config-dir D ...` would (a path that is a directory is a -config-dir). cfg is filled
+ * either way: the caller config_free's it. Returns 0, or -1 with the agent's message. */
+struct config;
+int cli__config_check(char **paths, int n, bool dev, struct config *cfg, char *err,
+                      size_t errlen);
+/* The service definitions of config files (Consul's "service" and "services" keys, JSON
+ * only), after checking the files load as agent configuration in -dev mode, as Consul's
+ * ServicesFromFiles does. Returns 0 with *defs a new JSON array of definitions whose keys are
+ * api.AgentServiceRegistration's field names (caller json_decref's it), or -1 with the
+ * reason. */
+int cli__svcdefs_load(char **paths, int n, struct json_t **defs, char *err, size_t errlen);
+/* json.Marshal of api.AgentServiceRegistration for one definition: Go's field order, empty
+ * fields left out except Check and Checks (null when absent). Caller frees. */
+char *cli__svcdef_encode(struct json_t *def);
 
 #endif

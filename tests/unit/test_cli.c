@@ -731,7 +731,7 @@ static void test_dispatch_help_and_codes(void **state)
   r = RUN(NULL, "bogus");
   assert_int_equal(r.code, 127);
   assert_non_null(strstr(r.err, "Available commands are:\n    agent  "));
-  assert_non_null(strstr(r.err, "    version    Prints the Concord version\n"));
+  assert_non_null(strstr(r.err, "    version     Prints the Concord version\n"));
   run_free(&r);
 
   r = RUN(NULL, "-x", "members");
@@ -789,11 +789,16 @@ static void test_cli_usage_to_stdout(void **state)
   cli__top_help(&b);
   assert_string_equal(b.data, "Usage: concord [--version] [--help] <command> [<args>]\n\n"
                               "Available commands are:\n"
-                              "    agent      Runs a Concord agent\n"
-                              "    info       Provides debugging information for operators.\n"
-                              "    kv         Interact with the key-value store\n"
-                              "    members    Lists the members of a Concord cluster\n"
-                              "    version    Prints the Concord version\n");
+                              "    agent       Runs a Concord agent\n"
+                              "    catalog     Interact with the catalog\n"
+                              "    info        Provides debugging information for operators.\n"
+                              "    kv          Interact with the key-value store\n"
+                              "    maint       Controls node or service maintenance mode\n"
+                              "    members     Lists the members of a Concord cluster\n"
+                              "    reload      Triggers the agent to reload configuration files\n"
+                              "    services    Interact with services\n"
+                              "    validate    Validate config files/directories\n"
+                              "    version     Prints the Concord version\n");
   buf_free(&b);
 }
 
