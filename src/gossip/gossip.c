@@ -107,6 +107,16 @@ int gossip_user_event(struct gossip *g, const char *name, const void *payload, s
   return serf_user_event(g->serf, name, payload, len, coalesce);
 }
 
+int gossip_query(struct gossip *g, const char *name, const void *payload, size_t len,
+                 const struct gossip_query_params *params, gossip_query_cb cb, void *arg) {
+  return serf_query(g->serf, name, payload, len, params, cb, arg);
+}
+
+int gossip_query_respond(struct gossip *g, const struct gossip_query_token *t, const void *payload,
+                         size_t len) {
+  return serf_query_respond(g->serf, t, payload, len);
+}
+
 int gossip_members(struct gossip *g, struct gossip_member **out, size_t *n) {
   return serf_members(g->serf, out, n);
 }

@@ -56,6 +56,42 @@ struct gossip_user_event {
   bool coalesce;
 };
 
+/* What answering a query needs (copy it to answer later, before the deadline). */
+struct gossip_query_token {
+  uint64_t ltime;
+  uint32_t id;
+  uint8_t addr[16];
+  uint8_t addr_len;
+  uint16_t port;
+  uint64_t deadline; /* loop time, ms */
+  char source_node[257];
+};
+
+/* A query someone sent (serf's Query event). Lent for the callback. */
+struct gossip_query {
+  uint64_t ltime;
+  const char *name;
+  const uint8_t *payload;
+  size_t payload_len;
+  struct gossip_query_token token;
+};
+
+/* Asking: who must answer and how long to wait. */
+struct gossip_query_params {
+  uint32_t timeout; /* ms; 0: serf's default, GossipInterval * 16 * ceil(log10(n + 1)) */
+  bool request_ack;
+  const char *const *filter_nodes; /* only these members answer */
+  size_t nfilter_nodes;
+  const struct gossip_tag *filter_tags; /* key = tag, value = regular expression its value matches */
+  size_t nfilter_tags;
+};
+
+enum gossip_query_result { GOSSIP_QUERY_ACK, GOSSIP_QUERY_RESPONSE, GOSSIP_QUERY_DONE };
+
+/* from/payload are lent for the call; DONE comes exactly once, last (at the timeout). */
+typedef void (*gossip_query_cb)(void *arg, enum gossip_query_result what, const char *from,
+                                const uint8_t *payload, size_t len);
+
 /* Timings of memberlist's profiles; all milliseconds. */
 struct gossip_timing {
   uint32_t probe_interval, probe_timeout, gossip_interval, push_pull_interval;
@@ -92,6 +128,8 @@ struct gossip_config {
 
   void (*on_member)(void *ctx, enum gossip_event ev, const struct gossip_member *m);
   void (*on_user_event)(void *ctx, const struct gossip_user_event *ev);
+  /* Queries from others (and our own), except serf's internal "_serf_*" ones. */
+  void (*on_query)(void *ctx, const struct gossip_query *q);
   void *cb_ctx;
 };
 
@@ -124,6 +162,16 @@ int gossip_set_tags(struct gossip *g, const struct gossip_tag *tags, size_t n);
  * loop after this call returns. CC_ETOOBIG past the size limit. */
 int gossip_user_event(struct gossip *g, const char *name, const void *payload, size_t len,
                       bool coalesce);
+
+/* Sends a query to the members the params select (NULL: everyone, no ack); cb gets their acks
+ * and responses, then DONE at the timeout (or with gossip_stop). Our own member receives it
+ * too, as in serf. Returns 0, or CC_ETOOBIG past serf's 1 KiB query limit (cb never runs). */
+int gossip_query(struct gossip *g, const char *name, const void *payload, size_t len,
+                 const struct gossip_query_params *params, gossip_query_cb cb, void *arg);
+/* Answers a query (once, before its deadline; at most 1 KiB encoded). CC_ETIMEOUT past the
+ * deadline, CC_ETOOBIG when too large. */
+int gossip_query_respond(struct gossip *g, const struct gossip_query_token *t, const void *payload,
+                         size_t len);
 
 /* Snapshot of every known member (any status); the caller frees it. */
 int gossip_members(struct gossip *g, struct gossip_member **out, size_t *n);

@@ -44,6 +44,10 @@
 #define QUERY_BUFFER 512
 #define USER_EVENT_SANE_LIMIT 9216 /* serf UserEventSizeLimit */
 #define MAX_QUEUE_DEPTH 4096
+#define QUERY_SIZE_LIMIT 1024          /* serf QuerySizeLimit */
+#define QUERY_RESPONSE_SIZE_LIMIT 1024 /* serf QueryResponseSizeLimit */
+#define QUERY_TIMEOUT_MULT 16          /* serf QueryTimeoutMult */
+#define INTERNAL_QUERY_PREFIX "_serf_"
 
 enum serf_state { SERF_ALIVE, SERF_LEAVING, SERF_LEFT, SERF_SHUTDOWN };
 
@@ -85,6 +89,25 @@ struct local_event {
   bool cc;
 };
 
+/* A query we sent, collecting answers until its timeout (serf's QueryResponse). */
+struct pending_query {
+  struct pending_query *next;
+  struct serf *s;
+  uint64_t ltime;
+  uint32_t id;
+  gossip_query_cb cb;
+  void *arg;
+  char **acks, **responders; /* who answered, to drop duplicates */
+  size_t nacks, nresponders;
+  struct gtimer timer;
+};
+
+/* Our own query, handled from the loop like anyone else's (not inside the API call). */
+struct local_query {
+  struct local_query *next;
+  struct buf raw; /* [SERF_MSG_QUERY][msgpack] */
+};
+
 struct query_slot {
   bool used;
   uint64_t ltime;
@@ -117,6 +140,9 @@ struct serf {
   struct gtimer reap_timer, reconnect_timer, leave_timer, local_event_timer;
   /* Our own events, delivered to the application from the loop, not inside the API call. */
   struct local_event *local_events, **local_tail;
+  struct local_query *local_queries, **local_queries_tail;
+  struct gtimer local_query_timer;
+  struct pending_query *queries_out;
   void (*leave_cb)(void *arg, int err);
   void *leave_arg;
   int leave_phase, leave_err;
@@ -669,8 +695,196 @@ static bool handle_query(struct serf *s, const struct serf_query_msg *q) {
   if (!should_process(s, q)) return rebroadcast;
   if (q->flags & SERF_QUERY_FLAG_ACK)
     send_query_response(s, q, SERF_QUERY_FLAG_ACK, (struct proto_bytes){NULL, 0});
-  /* serf's internal "_serf_ping" needs only the ack; others would go to the application. */
+  /* serf's internal queries ("_serf_ping" needs only the ack) never reach the application. */
+  size_t plen = strlen(INTERNAL_QUERY_PREFIX);
+  bool internal = q->name.len >= plen && memcmp(q->name.p, INTERNAL_QUERY_PREFIX, plen) == 0;
+  char src[PROTO_NAME_MAX + 1];
+  if (!internal && s->cfg.on_query && !memchr(q->name.p, 0, q->name.len) &&
+      (q->addr.len == 4 || q->addr.len == 16)) {
+    if (!name_ok(q->source_node, src)) src[0] = '\0';
+    char *name = xstrndup((const char *)q->name.p, q->name.len);
+    struct gossip_query gq = {.ltime = q->ltime, .name = name, .payload = q->payload.p,
+                              .payload_len = q->payload.len};
+    gq.token.ltime = q->ltime;
+    gq.token.id = q->id;
+    memcpy(gq.token.addr, q->addr.p, q->addr.len);
+    gq.token.addr_len = (uint8_t)q->addr.len;
+    gq.token.port = q->port;
+    int64_t tmo_ms = q->timeout > 0 ? q->timeout / 1000000 : 0;
+    gq.token.deadline = now_ms(s) + (uint64_t)tmo_ms;
+    snprintf(gq.token.source_node, sizeof gq.token.source_node, "%s", src);
+    s->cfg.on_query(s->cfg.cb_ctx, &gq);
+    free(name);
+  }
   return rebroadcast;
+}
+
+static bool has_name(char **v, size_t n, const char *name) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(v[i], name) == 0) return true;
+  return false;
+}
+
+static void handle_query_response(struct serf *s, const struct serf_query_response_msg *r) {
+  struct pending_query *pq = s->queries_out;
+  while (pq && pq->ltime != r->ltime) pq = pq->next;
+  if (!pq || pq->id != r->id) return; /* not ours, or no longer running */
+  char from[PROTO_NAME_MAX + 1];
+  if (!name_ok(r->from, from)) return;
+  bool ack = r->flags & SERF_QUERY_FLAG_ACK;
+  char ***list = ack ? &pq->acks : &pq->responders;
+  size_t *n = ack ? &pq->nacks : &pq->nresponders;
+  if (has_name(*list, *n, from) || *n >= 65536) return;
+  *list = xrealloc(*list, (*n + 1) * sizeof **list);
+  (*list)[(*n)++] = xstrdup(from);
+  pq->cb(pq->arg, ack ? GOSSIP_QUERY_ACK : GOSSIP_QUERY_RESPONSE, from, r->payload.p, r->payload.len);
+}
+
+static void pending_query_free(struct pending_query *pq) {
+  for (size_t i = 0; i < pq->nacks; i++) free(pq->acks[i]);
+  for (size_t i = 0; i < pq->nresponders; i++) free(pq->responders[i]);
+  free(pq->acks);
+  free(pq->responders);
+  free(pq);
+}
+
+static void unlink_query(struct serf *s, struct pending_query *pq) {
+  for (struct pending_query **pp = &s->queries_out; *pp; pp = &(*pp)->next) {
+    if (*pp == pq) {
+      *pp = pq->next;
+      return;
+    }
+  }
+}
+
+static void query_done(struct gtimer *t) {
+  struct pending_query *pq = container_of(t, struct pending_query, timer);
+  struct serf *s = pq->s;
+  unlink_query(s, pq);
+  pq->cb(pq->arg, GOSSIP_QUERY_DONE, NULL, NULL, 0);
+  pending_query_free(pq);
+}
+
+static void handle_local_queries(struct gtimer *t) {
+  struct serf *s = container_of(t, struct serf, local_query_timer);
+  while (s->local_queries && s->state != SERF_SHUTDOWN) {
+    struct local_query *lq = s->local_queries;
+    s->local_queries = lq->next;
+    if (!s->local_queries) s->local_queries_tail = &s->local_queries;
+    struct serf_query_msg m;
+    if (serf_decode_query((const uint8_t *)lq->raw.data + 1, lq->raw.len - 1, &m) == 0)
+      handle_query(s, &m);
+    buf_free(&lq->raw);
+    free(lq);
+  }
+}
+
+static void local_queries_free(struct serf *s) {
+  while (s->local_queries) {
+    struct local_query *lq = s->local_queries;
+    s->local_queries = lq->next;
+    buf_free(&lq->raw);
+    free(lq);
+  }
+  s->local_queries_tail = &s->local_queries;
+}
+
+int serf_query(struct serf *s, const char *name, const void *payload, size_t len,
+               const struct gossip_query_params *params, gossip_query_cb cb, void *arg) {
+  if (s->state != SERF_ALIVE) return CC_ESHUTDOWN;
+  if (!cb || !name) return CC_EINVAL;
+  struct gossip_query_params def = {0};
+  if (!params) params = &def;
+  if (params->nfilter_nodes > 1024 || params->nfilter_tags > SERF_MAX_FILTERS - 1) return CC_ETOOBIG;
+  /* Filters: [0][array of names], then one [1][{Expr, Tag}] per tag (serf encodeFilters). */
+  struct buf fb[SERF_MAX_FILTERS];
+  size_t nf = 0;
+  if (params->nfilter_nodes) {
+    fb[nf] = (struct buf)BUF_INIT;
+    buf_putc(&fb[nf], 0);
+    mp_put_array(&fb[nf], (uint32_t)params->nfilter_nodes);
+    for (size_t i = 0; i < params->nfilter_nodes; i++) mp_put_str(&fb[nf], params->filter_nodes[i]);
+    nf++;
+  }
+  for (size_t i = 0; i < params->nfilter_tags; i++) {
+    fb[nf] = (struct buf)BUF_INIT;
+    buf_putc(&fb[nf], 1);
+    mp_put_map(&fb[nf], 2);
+    mp_put_str(&fb[nf], "Expr");
+    mp_put_str(&fb[nf], params->filter_tags[i].value);
+    mp_put_str(&fb[nf], "Tag");
+    mp_put_str(&fb[nf], params->filter_tags[i].key);
+    nf++;
+  }
+  uint64_t timeout = params->timeout;
+  if (!timeout) {
+    int n = ml_num_alive_others(&s->ml) + 1;
+    int scale = 0;
+    for (long long p = 1; p < (long long)n + 1; p *= 10) scale++; /* ceil(log10(n + 1)) */
+    timeout = (uint64_t)s->cfg.timing.gossip_interval * QUERY_TIMEOUT_MULT * (uint64_t)scale;
+  }
+  const struct ml_node *me = ml_local(&s->ml);
+  struct serf_query_msg q = {.ltime = s->query_clock,
+                             .id = (uint32_t)(ml_rand(&s->ml, 0x7fffffff)),
+                             .addr = {me->addr.ip, me->addr.len},
+                             .port = me->addr.port,
+                             .source_node = proto_str(s->node_name),
+                             .nfilters = nf,
+                             .flags = params->request_ack ? SERF_QUERY_FLAG_ACK : 0,
+                             .timeout = (int64_t)timeout * 1000000,
+                             .name = proto_str(name),
+                             .payload = {payload, (uint32_t)len}};
+  if (!payload) q.payload.p = NULL;
+  for (size_t i = 0; i < nf; i++) q.filters[i] = (struct proto_bytes){(const uint8_t *)fb[i].data, (uint32_t)fb[i].len};
+  struct buf raw = BUF_INIT;
+  serf_encode_query(&raw, &q);
+  for (size_t i = 0; i < nf; i++) buf_free(&fb[i]);
+  if (raw.len > QUERY_SIZE_LIMIT) {
+    buf_free(&raw);
+    return CC_ETOOBIG;
+  }
+  /* Only the next query may reuse this time (serf's Query leaves incrementing to the witness
+   * of its own message; bumping here keeps two quick queries apart). */
+  s->query_clock++;
+  struct pending_query *pq = xcalloc(1, sizeof *pq);
+  pq->s = s;
+  pq->ltime = q.ltime;
+  pq->id = q.id;
+  pq->cb = cb;
+  pq->arg = arg;
+  gtimer_init(&pq->timer, query_done);
+  ml_arm(&s->ml, &pq->timer, now_ms(s) + timeout);
+  pq->next = s->queries_out;
+  s->queries_out = pq;
+  struct local_query *lq = xcalloc(1, sizeof *lq);
+  lq->raw = raw; /* takes the bytes; the broadcast below copies them */
+  *s->local_queries_tail = lq;
+  s->local_queries_tail = &lq->next;
+  ml_arm(&s->ml, &s->local_query_timer, now_ms(s));
+  bcast_queue(&s->query_bcasts, NULL, raw.data, raw.len, NULL, NULL);
+  ml_rearm(&s->ml);
+  return 0;
+}
+
+int serf_query_respond(struct serf *s, const struct gossip_query_token *t, const void *payload,
+                       size_t len) {
+  if (s->state == SERF_SHUTDOWN) return CC_ESHUTDOWN;
+  if (now_ms(s) > t->deadline) return CC_ETIMEOUT;
+  struct gossip_addr to;
+  if (gossip_addr_from_bytes(t->addr, t->addr_len, t->port, &to)) return CC_EINVAL;
+  struct serf_query_response_msg r = {.ltime = t->ltime, .id = t->id,
+                                      .from = proto_str(s->node_name),
+                                      .payload = {payload, (uint32_t)len}};
+  if (!payload) r.payload.p = NULL;
+  struct buf b = BUF_INIT;
+  serf_encode_query_response(&b, &r);
+  if (b.len > QUERY_RESPONSE_SIZE_LIMIT) {
+    buf_free(&b);
+    return CC_ETOOBIG;
+  }
+  ml_send_user(&s->ml, &to, b.data, b.len);
+  buf_free(&b);
+  return 0;
 }
 
 /* ---- the memberlist delegate ---- */
@@ -721,9 +935,11 @@ static void notify_msg(void *ctx, const uint8_t *buf, size_t len) {
     q = &s->query_bcasts;
     break;
   }
-  case SERF_MSG_QUERY_RESPONSE:
-    /* We originate no queries yet, so no response can be ours. */
+  case SERF_MSG_QUERY_RESPONSE: {
+    struct serf_query_response_msg m;
+    if (serf_decode_query_response(p, plen, &m) == 0) handle_query_response(s, &m);
     break;
+  }
   case SERF_MSG_RELAY:
     handle_relay(s, p, plen);
     break;
@@ -1242,6 +1458,8 @@ struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr 
   gtimer_init(&s->leave_timer, leave_tick);
   gtimer_init(&s->local_event_timer, deliver_local_events);
   s->local_tail = &s->local_events;
+  gtimer_init(&s->local_query_timer, handle_local_queries);
+  s->local_queries_tail = &s->local_queries;
   return s;
 }
 
@@ -1265,6 +1483,15 @@ void serf_shutdown(struct serf *s) {
   ml_cancel(&s->ml, &s->reconnect_timer);
   ml_cancel(&s->ml, &s->leave_timer);
   ml_cancel(&s->ml, &s->local_event_timer);
+  ml_cancel(&s->ml, &s->local_query_timer);
+  /* Queries still running end now, as if timed out. */
+  while (s->queries_out) {
+    struct pending_query *pq = s->queries_out;
+    s->queries_out = pq->next;
+    ml_cancel(&s->ml, &pq->timer);
+    pq->cb(pq->arg, GOSSIP_QUERY_DONE, NULL, NULL, 0);
+    pending_query_free(pq);
+  }
   ml_shutdown(&s->ml); /* pending joins complete with CC_ECANCELED */
 }
 
@@ -1285,6 +1512,7 @@ void serf_free(struct serf *s) {
   for (size_t i = 0; i < EVENT_BUFFER; i++) slot_clear(&s->events[i]);
   for (size_t i = 0; i < QUERY_BUFFER; i++) free(s->queries[i].ids);
   local_events_free(s);
+  local_queries_free(s);
   tags_free(s);
   free(s->node_name);
   free(s);

@@ -34,6 +34,10 @@ int serf_force_leave(struct serf *s, const char *node, bool prune);
 int serf_set_tags(struct serf *s, const struct gossip_tag *tags, size_t n);
 int serf_user_event(struct serf *s, const char *name, const void *payload, size_t len,
                     bool coalesce);
+int serf_query(struct serf *s, const char *name, const void *payload, size_t len,
+               const struct gossip_query_params *params, gossip_query_cb cb, void *arg);
+int serf_query_respond(struct serf *s, const struct gossip_query_token *t, const void *payload,
+                       size_t len);
 int serf_members(struct serf *s, struct gossip_member **out, size_t *n);
 int serf_local_member(struct serf *s, struct gossip_member *out);
 /* A member's status, GOSSIP_STATUS_NONE if unknown (cheap; for tests and the simulation). */

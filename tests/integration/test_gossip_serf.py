@@ -53,7 +53,11 @@ class SerfAgent:
         self.events_path = os.path.join(tmp, node + "-events.txt")
         handler = os.path.join(tmp, node + "-handler.sh")
         with open(handler, "w") as f:
-            f.write('#!/bin/sh\nprintf "%%s %%s %%s\\n" "$SERF_EVENT" "$SERF_USER_EVENT" "$(cat)" >> %s\n'
+            # Records every event; answers queries with "pong:<payload>" (serf sends a handler's
+            # output back as the query response).
+            f.write('#!/bin/sh\nIN="$(cat)"\n'
+                    'printf "%%s %%s %%s\\n" "$SERF_EVENT" "$SERF_USER_EVENT$SERF_QUERY_NAME" "$IN" >> %s\n'
+                    '[ "$SERF_EVENT" = query ] && printf "pong:%%s" "$IN"\nexit 0\n'
                     % self.events_path)
         os.chmod(handler, 0o755)
         self.log_path = os.path.join(tmp, node + "-serf.log")
@@ -106,7 +110,7 @@ class SerfAgent:
 class Peer:
     """gossip_peer: JSON lines out, commands in."""
 
-    def __init__(self, tmp, node, tags, join=None):
+    def __init__(self, tmp, node, tags, join=None, extra=()):
         self.node = node
         self.port = free_port()
         self.addr = "127.0.0.1:%d" % self.port
@@ -116,6 +120,7 @@ class Peer:
             args += ["-tag", "%s=%s" % (k, v)]
         if join:
             args += ["-join", join]
+        args += list(extra)
         self.err = open(self.err_path, "w")
         self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=self.err, text=True, bufsize=1)
@@ -186,7 +191,7 @@ def pair(tmp, request):
         s = SerfAgent(tmp, "serf-1", {"role": "serf", "dc": "dc1"})
         made.append(s)
         p = Peer(tmp, "concord-1", {"role": "concord", "dc": "dc1"},
-                 join=s.addr if peer_joins_serf else None)
+                 join=s.addr if peer_joins_serf else None, extra=["-respond"])
         made.append(p)
         return s, p
 
@@ -300,3 +305,28 @@ def test_serf_query_is_acked(pair):
                        timeout=20)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "concord-1" not in json.loads(r.stdout)["Acks"]
+
+
+def test_serf_query_gets_concord_response(pair):
+    s, p = pair(peer_joins_serf=True)
+    assert_see_each_other(s, p)
+    r = subprocess.run([SERF, "query", "-rpc-addr=" + s.rpc, "-timeout=3s", "-format=json",
+                        "ask", "42"], capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["Responses"].get("concord-1") == "concord-1:42", out
+    q = p.wait_event(lambda e: e["event"] == "query", 5, "the query at concord")
+    assert q["name"] == "ask" and q["payload"] == "42" and q["from"] == "serf-1"
+
+
+def test_concord_query_reaches_serf(pair):
+    s, p = pair(peer_joins_serf=True)
+    assert_see_each_other(s, p)
+    p.send("query ask hello")
+    done = p.wait_event(lambda e: e["event"] == "query-done", 15, "the query to finish")
+    acks = {e["from"] for e in p.lines if e["event"] == "query-ack"}
+    resps = {e["from"]: e["payload"] for e in p.lines if e["event"] == "query-response"}
+    assert acks == {"serf-1", "concord-1"}, p.lines
+    assert resps.get("serf-1") == "pong:hello", resps
+    assert resps.get("concord-1") == "concord-1:hello", resps
+    assert done["acks"] == 2 and done["responses"] == 2

@@ -3,7 +3,7 @@
  * on stdin.
  *
  *   gossip_peer -node NAME -bind IP:PORT [-tag k=v]... [-join IP:PORT]... [-log-level LEVEL]
- *               [-profile lan|wan] [-reconnect-timeout MS]
+ *               [-profile lan|wan] [-reconnect-timeout MS] [-respond]
  *
  * stdout, one JSON object per line:
  *   {"event":"ready","port":N}                       bound and gossiping
@@ -13,12 +13,16 @@
  *   {"event":"user","name":..,"payload":..,"ltime":N,"coalesce":bool}
  *   {"event":"members","members":[{"name","addr","port","status","tags",...}]}
  *   {"event":"left","error":..}                      after "leave"
+ *   {"event":"query","name":..,"payload":..,"from":..}  a query reached us; with
+ *                                                    -respond we answer "<node>:<payload>"
  * stdin, one command per line:
  *   event NAME [PAYLOAD]   fire a user event (payload is the rest of the line)
  *   members                print the member list
  *   join IP:PORT           join another member
  *   tags k=v [k=v]...      replace our tags
  *   force-leave NAME       force a failed member out
+ *   query NAME [PAYLOAD]   ask everyone (with acks); prints "query-ack", "query-response",
+ *                          then "query-done" with the counts
  *   leave                  leave gracefully, then exit
  *   quit (or EOF)          exit at once
  * SIGINT/SIGTERM exit at once, status 0. */
@@ -43,6 +47,9 @@ struct peer {
   char line[8192];
   size_t linelen;
   bool stopping;
+  bool respond;
+  const char *node;
+  int query_acks, query_responses;
 };
 
 static void emit(json_t *o) {
@@ -75,6 +82,37 @@ static void on_user_event(void *ctx, const struct gossip_user_event *ev) {
   emit(json_pack("{s:s,s:s,s:s%,s:I,s:b}", "event", "user", "name", ev->name, "payload",
                  ev->payload ? (const char *)ev->payload : "", ev->payload_len, "ltime",
                  (json_int_t)ev->ltime, "coalesce", ev->coalesce));
+}
+
+static void on_query(void *ctx, const struct gossip_query *q) {
+  struct peer *p = ctx;
+  emit(json_pack("{s:s,s:s,s:s%,s:s}", "event", "query", "name", q->name, "payload",
+                 q->payload ? (const char *)q->payload : "", q->payload_len, "from",
+                 q->token.source_node));
+  if (p->respond && p->g) {
+    char out[600];
+    int n = snprintf(out, sizeof out, "%s:%.*s", p->node, (int)(q->payload_len > 500 ? 500 : q->payload_len),
+                     q->payload ? (const char *)q->payload : "");
+    int rc = gossip_query_respond(p->g, &q->token, out, (size_t)n);
+    if (rc) emit(json_pack("{s:s,s:s}", "event", "error", "error", cc_strerror(rc)));
+  }
+}
+
+static void on_query_result(void *arg, enum gossip_query_result what, const char *from,
+                            const uint8_t *payload, size_t len) {
+  struct peer *p = arg;
+  if (what == GOSSIP_QUERY_ACK) {
+    p->query_acks++;
+    emit(json_pack("{s:s,s:s}", "event", "query-ack", "from", from));
+  } else if (what == GOSSIP_QUERY_RESPONSE) {
+    p->query_responses++;
+    emit(json_pack("{s:s,s:s,s:s%}", "event", "query-response", "from", from, "payload",
+                   payload ? (const char *)payload : "", len));
+  } else {
+    emit(json_pack("{s:s,s:i,s:i}", "event", "query-done", "acks", p->query_acks, "responses",
+                   p->query_responses));
+    p->query_acks = p->query_responses = 0;
+  }
 }
 
 static void on_joined(void *arg, int n, int err) {
@@ -144,6 +182,11 @@ static void command(struct peer *p, char *line) {
     rc = gossip_set_tags(p->g, tags, n);
   } else if (strcmp(line, "force-leave") == 0 && rest) {
     rc = gossip_force_leave(p->g, rest, false);
+  } else if (strcmp(line, "query") == 0 && rest) {
+    char *payload = strchr(rest, ' ');
+    if (payload) *payload++ = '\0';
+    struct gossip_query_params qp = {.request_ack = true, .timeout = 3000};
+    rc = gossip_query(p->g, rest, payload, payload ? strlen(payload) : 0, &qp, on_query_result, p);
   } else if (strcmp(line, "leave") == 0) {
     rc = gossip_leave(p->g, on_left, p);
   } else if (strcmp(line, "quit") == 0) {
@@ -206,6 +249,11 @@ int main(int argc, char **argv) {
   log_set_level(LOG_WARN);
   for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i];
+    if (strcmp(a, "-respond") == 0) { /* the one flag without a value */
+      p.respond = true;
+      i--;
+      continue;
+    }
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!v) usage();
     if (strcmp(a, "-node") == 0) {
@@ -237,11 +285,13 @@ int main(int argc, char **argv) {
     }
   }
   if (!cfg.node_name) usage();
+  p.node = cfg.node_name;
   cfg.bind_addr = bind_ip;
   cfg.tags = tags;
   cfg.ntags = ntags;
   cfg.on_member = on_member;
   cfg.on_user_event = on_user_event;
+  cfg.on_query = on_query;
   cfg.cb_ctx = &p;
   signal(SIGPIPE, SIG_IGN);
   uv_loop_init(&p.loop);

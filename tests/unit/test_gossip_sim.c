@@ -16,6 +16,7 @@
 #include "gossip/io_fake.h"
 #include "gossip/serf.h"
 #include "gossip/swim.h"
+#include "lib/err.h"
 #include "lib/log.h"
 
 struct sim_node {
@@ -26,6 +27,7 @@ struct sim_node {
   struct gossip_addr addr;
   bool dead;
   int events_seen;
+  int queries_seen;
   int joins, fails, leaves, updates;
 };
 
@@ -42,6 +44,31 @@ static void on_member(void *ctx, enum gossip_event ev, const struct gossip_membe
   if (ev == GOSSIP_EVENT_FAILED) sn->fails++;
   if (ev == GOSSIP_EVENT_LEAVE) sn->leaves++;
   if (ev == GOSSIP_EVENT_UPDATE) sn->updates++;
+}
+
+/* Every member answers a query with its own name. */
+static void on_query(void *ctx, const struct gossip_query *q) {
+  struct sim_node *sn = ctx;
+  sn->queries_seen++;
+  assert_int_equal(serf_query_respond(sn->serf, &q->token, sn->name, strlen(sn->name)), 0);
+}
+
+struct query_tally {
+  int acks, responses, done;
+  char seen[8][32];
+};
+
+static void on_query_result(void *arg, enum gossip_query_result what, const char *from,
+                            const uint8_t *payload, size_t len) {
+  struct query_tally *t = arg;
+  if (what == GOSSIP_QUERY_ACK) t->acks++;
+  if (what == GOSSIP_QUERY_RESPONSE) {
+    assert_int_equal(len, strlen(from)); /* the payload is the responder's name */
+    assert_memory_equal(payload, from, len);
+    if (t->responses < 8) snprintf(t->seen[t->responses], sizeof t->seen[0], "%s", from);
+    t->responses++;
+  }
+  if (what == GOSSIP_QUERY_DONE) t->done++;
 }
 
 static void on_event(void *ctx, const struct gossip_user_event *ev) {
@@ -74,6 +101,7 @@ static struct sim *sim_new(size_t n, uint64_t seed) {
     cfg.ntags = 2;
     cfg.on_member = on_member;
     cfg.on_user_event = on_event;
+    cfg.on_query = on_query;
     cfg.cb_ctx = sn;
     cfg.disable_compression = !sim_compress;
     char err[128];
@@ -371,9 +399,67 @@ static void test_starved_member_no_false_failures(void **state) {
   sim_free(s);
 }
 
+/* serf queries: everyone (ourselves included) acks and answers once; filters narrow who does;
+ * DONE comes once, at the timeout. */
+static void test_queries(void **state) {
+  (void)state;
+  sim_compress = true;
+  struct sim *s = sim_new(5, 3);
+  for (size_t i = 0; i < 5; i++) serf_start(s->nodes[i].serf);
+  for (size_t i = 1; i < 5; i++) sim_join(s, i, 0);
+  assert_true(run_until_converged(s, 10000, 100) != UINT64_MAX);
+
+  struct query_tally t = {0};
+  struct gossip_query_params qp = {.request_ack = true, .timeout = 3000};
+  assert_int_equal(serf_query(s->nodes[1].serf, "who", "?", 1, &qp, on_query_result, &t), 0);
+  sim_run(s, 2000);
+  assert_int_equal(t.acks, 5);
+  assert_int_equal(t.responses, 5);
+  assert_int_equal(t.done, 0);
+  sim_run(s, 2000);
+  assert_int_equal(t.done, 1);
+  for (size_t i = 0; i < 5; i++) assert_int_equal(s->nodes[i].queries_seen, 1);
+
+  /* Only node-002 and node-004 by name. */
+  struct query_tally t2 = {0};
+  const char *only[2] = {"node-002", "node-004"};
+  struct gossip_query_params qp2 = {.request_ack = true, .timeout = 2000, .filter_nodes = only,
+                                    .nfilter_nodes = 2};
+  assert_int_equal(serf_query(s->nodes[0].serf, "who", NULL, 0, &qp2, on_query_result, &t2), 0);
+  sim_run(s, 3000);
+  assert_int_equal(t2.acks, 2);
+  assert_int_equal(t2.responses, 2);
+  assert_int_equal(t2.done, 1);
+
+  /* A tag filter nobody matches: silence, then DONE. */
+  struct query_tally t3 = {0};
+  struct gossip_tag tf[1] = {{"role", "^db$"}};
+  struct gossip_query_params qp3 = {.request_ack = true, .timeout = 1000, .filter_tags = tf,
+                                    .nfilter_tags = 1};
+  assert_int_equal(serf_query(s->nodes[0].serf, "who", NULL, 0, &qp3, on_query_result, &t3), 0);
+  sim_run(s, 2000);
+  assert_int_equal(t3.acks + t3.responses, 0);
+  assert_int_equal(t3.done, 1);
+
+  /* Answering after the deadline fails; oversize queries are refused up front. */
+  struct gossip_query_token late = {.deadline = 0, .addr_len = 4, .port = 1};
+  assert_int_equal(serf_query_respond(s->nodes[0].serf, &late, "x", 1), CC_ETIMEOUT);
+  char big[1100];
+  memset(big, 'q', sizeof big);
+  assert_int_equal(serf_query(s->nodes[0].serf, "big", big, sizeof big, NULL, on_query_result, &t3),
+                   CC_ETOOBIG);
+  /* A query still running when we stop ends with DONE. */
+  struct query_tally t4 = {0};
+  assert_int_equal(serf_query(s->nodes[0].serf, "who", NULL, 0, NULL, on_query_result, &t4), 0);
+  sim_run(s, 100);
+  sim_free(s);
+  assert_int_equal(t4.done, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_cluster),
+      cmocka_unit_test(test_queries),
       cmocka_unit_test(test_200_converge_and_detect),
       cmocka_unit_test(test_200_loss_no_false_failures),
       cmocka_unit_test(test_partition_heals),
