@@ -11,17 +11,18 @@
  * User events carry their own Lamport clock. Every member keeps the last 512 clock ticks of
  * events (EventBuffer) to drop duplicates that gossip inevitably delivers, and ships that
  * buffer in push-pulls so a member that missed an event still gets it. Queries are
- * deduplicated the same way; we answer serf's internal ping query and acknowledge queries that
- * ask for it, so `serf query` from a real agent sees us.
+ * deduplicated the same way; we acknowledge queries that ask for it (serf's internal ping query
+ * needs no more), hand the others to the application, which may answer before the deadline,
+ * and send our own, collecting acks and answers until the timeout.
  *
  * Failed members are retried (reconnect) every ReconnectInterval with probability
  * failed/alive, and forgotten (reaped) after ReconnectTimeout; left members after
  * TombstoneTimeout.
  *
  * Departures from serf: no snapshots, no encryption keyring queries, no coordinate (Vivaldi)
- * payloads on acks (serf skips empty payloads), no event coalescing, and queries cannot be
- * originated yet. A prune of a member that is still leaving is immediate (serf sleeps in that
- * case). Tag maps are written with sorted keys (Go's map order is random). */
+ * payloads on acks (serf skips empty payloads), no event coalescing, no relayed copies of
+ * query answers (RelayFactor is sent but not acted on). A prune of a member that is still
+ * leaving is immediate (serf sleeps in that case). Tag maps are written with sorted keys (Go's map order is random). */
 #include "gossip/serf.h"
 
 #include <regex.h>

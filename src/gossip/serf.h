@@ -1,6 +1,6 @@
 /* serf.h -- serf's layer over memberlist (hashicorp/serf serf/serf.go, delegate.go): member
  * status with Lamport-clocked join/leave intents, tags in node meta, user events, queries
- * (answered, not yet originated), reaping and reconnecting. Runs on any io (io.h); gossip.c
+ * (sent, acknowledged, answered), reaping and reconnecting. Runs on any io (io.h); gossip.c
  * puts it on libuv, the simulation on io_fake.c. Internal to the module. */
 #ifndef CONCORD_GOSSIP_SERF_H
 #define CONCORD_GOSSIP_SERF_H
