@@ -528,6 +528,7 @@ static void local_events_free(struct serf *s) {
  * the loop (local_event_timer) for our own. */
 static bool handle_user_event(struct serf *s, uint64_t ltime, struct proto_bytes name,
                               struct proto_bytes payload, bool cc, bool local) {
+  if (!name.p) name = (struct proto_bytes){(const uint8_t *)"", 0}; /* a nil name is "" in Go */
   witness(&s->event_clock, ltime);
   if (ltime < s->event_min_time) return false;
   uint64_t cur = s->event_clock;
@@ -700,7 +701,7 @@ static bool handle_query(struct serf *s, const struct serf_query_msg *q) {
   size_t plen = strlen(INTERNAL_QUERY_PREFIX);
   bool internal = q->name.len >= plen && memcmp(q->name.p, INTERNAL_QUERY_PREFIX, plen) == 0;
   char src[PROTO_NAME_MAX + 1];
-  if (!internal && s->cfg.on_query && !memchr(q->name.p, 0, q->name.len) &&
+  if (!internal && s->cfg.on_query && q->name.p && !memchr(q->name.p, 0, q->name.len) &&
       (q->addr.len == 4 || q->addr.len == 16)) {
     if (!name_ok(q->source_node, src)) src[0] = '\0';
     char *name = xstrndup((const char *)q->name.p, q->name.len);
@@ -981,7 +982,7 @@ static void local_state(void *ctx, bool join, struct buf *out) {
   size_t k = 0;
   for (size_t j = 0; j < EVENT_BUFFER; j++) {
     const struct event_slot *sl = &s->events[j];
-    buckets[j] = (struct serf_pp_bucket){.nil = !sl->used, .ltime = sl->ltime, .events = flat + k,
+    buckets[j] = (struct serf_pp_bucket){.nil = !sl->used, .ltime = sl->ltime, .events = flat ? flat + k : NULL,
                                          .nevents = sl->used ? sl->n : 0};
     if (!sl->used) continue;
     for (size_t e = 0; e < sl->n; e++) {
