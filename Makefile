@@ -19,7 +19,7 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libuv1-dev libraft-dev node-llhttp libjansson-dev libmsgpack-dev libldns-dev libssl-dev \
   libcmocka-dev python3 python3-pytest python3-consul python3-requests bind9-dnsutils \
   procps iproute2 serf
-BENCH_PACKAGES := wrk etcd-server etcd-client
+BENCH_PACKAGES := wrk etcd-server etcd-client unbound dnsperf
 
 .PHONY: all deps bench-deps build build-asan build-fuzz dev test test-unit test-integration \
         test-asan test-fuzz bench fuzz clean

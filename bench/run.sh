@@ -3,7 +3,11 @@
 #  1. KV PUT and GET: Concord (one server, fsync on) vs etcd 3.4 (one member) under wrk with
 #     64 keep-alive connections, printed as ratios with p50/p99 latencies;
 #  2. 10,000 blocking queries parked on one key, woken by one PUT;
-#  3. idle RSS of `concord agent -dev`.
+#  3. idle RSS of `concord agent -dev`;
+#  4. DNS and catalog (issue #3), by bench/dns.sh once the peers above are stopped: dnsperf A/SRV
+#     queries for a service of 1,000 instances against unbound serving the same records from
+#     local-data, DNS latency at 100 / 1,000 / 10,000 instances, and catalog register/deregister
+#     throughput (env: DNS_SECONDS=10 CLIENTS=8 REG_CONNS=64 SCALE_QPS=2000 SCALE_SECONDS=5).
 #   usage: bench/run.sh BUILD_DIR   (env: DURATION=10s CONNS=64 PARKED=10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -82,3 +86,5 @@ echo "concord agent -dev RSS: $(awk '/VmRSS/ {print $2, $3}' /proc/$ipid/status)
 echo
 echo "== $PARKED blocking queries parked on one key of that fresh agent, woken by one PUT"
 /usr/bin/python3 "$root/bench/parked.py" 127.0.0.1 $IH "$ipid" "$PARKED"
+
+echo; cleanup; trap - EXIT; exec bash "$root/bench/dns.sh" "$build"
