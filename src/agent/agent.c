@@ -25,6 +25,7 @@
 #include "config/config.h"
 #include "consensus/consensus.h"
 #include "dns/dns.h"
+#include "gossip/gossip.h"
 #include "dns/server.h"
 #include "http/server.h"
 #include "lib/alloc.h"
@@ -51,6 +52,9 @@ struct agent {
   struct dns_catalog dns_catalog;
   struct dns_engine *dns_engine;
   struct dns_server *dns;
+  struct gossip *gossip;
+  uv_timer_t retry_join_timer;
+  unsigned retry_join_attempts;
   uv_signal_t sig_int, sig_term, sig_hup;
   uv_timer_t leader_timer; /* leader duties: tombstone reaping */
   struct tombstone_gc tombstone_gc;
@@ -180,12 +184,27 @@ static void agent_consensus_stopped(void *arg)
   log_info("agent", "shutdown complete");
 }
 
+static void agent_gossip_stopped(void *arg)
+{
+  struct agent *a = arg;
+  if (a->consensus) {
+    consensus_set_leader_cb(a->consensus, NULL, NULL);
+    consensus_stop(a->consensus, agent_consensus_stopped, a);
+  }
+}
+
 static void agent_dns_closed(void *arg)
 {
   struct agent *a = arg;
   a->dns = NULL;
   if (a->dns_engine) dns_engine_free(a->dns_engine);
   a->dns_engine = NULL;
+  if (a->gossip) {
+    struct gossip *g = a->gossip;
+    a->gossip = NULL;
+    gossip_stop(g, agent_gossip_stopped, a);
+    return;
+  }
   if (a->consensus) {
     consensus_set_leader_cb(a->consensus, NULL, NULL);
     consensus_stop(a->consensus, agent_consensus_stopped, a);
@@ -201,6 +220,7 @@ static void agent_http_closed(void *arg)
   uv_close((uv_handle_t *)&a->sig_term, NULL);
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
   uv_close((uv_handle_t *)&a->leader_timer, NULL);
+  uv_close((uv_handle_t *)&a->retry_join_timer, NULL);
   if (a->dns) dns_server_close(a->dns, agent_dns_closed, a);
   else agent_dns_closed(a);
 }
@@ -275,6 +295,8 @@ static int agent_start_server(struct agent *a, const char *data_dir)
   return 0;
 }
 
+static void agent_leave(void *arg);
+
 static int agent_start_http(struct agent *a)
 {
   if (a->cfg.port_http < 0) return 0;
@@ -294,8 +316,11 @@ static int agent_start_http(struct agent *a)
       .start_time_ms = uv_now(&a->loop),
       .node_id = a->node_id,
       .advertise_addr = a->advertise,
+      .gossip = a->gossip,
       .reload = agent_reload,
       .reload_arg = a,
+      .leave = agent_leave,
+      .leave_arg = a,
   };
   api_register(&a->api);
   for (char **p = a->cfg.client_addrs; *p; p++) {
@@ -412,52 +437,203 @@ static void agent_registered(void *arg, int status, const struct state_cmd_resul
              cc_strerror(status ? status : res->err));
 }
 
-/* On becoming leader, put this server's own node in the catalog with its serfHealth check,
- * as Consul's leader reconciles its members (leader.go reconcileMember). Gossip makes the
- * check follow the member's real state; until then it is passing while the agent runs. */
+/* Registers (or deregisters) one member's node in the catalog, as Consul's leader does in
+ * reconcileMember (agent/consul/leader.go): alive -> serfHealth passing, failed -> critical,
+ * left or reaped -> the node is deregistered; servers also carry the "consul" service. Only
+ * the leader does this; it redoes every member when it becomes leader. */
+static void agent_reconcile_member(struct agent *a, const char *name, const char *addr,
+                                   const char *id, const char *role, const char *port,
+                                   enum gossip_status status)
+{
+  const struct config *c = &a->cfg;
+  bool self = strcmp(name, c->node_name) == 0;
+  struct buf cmd = BUF_INIT;
+  if (status == GOSSIP_STATUS_LEFT || status == GOSSIP_STATUS_NONE) {
+    if (self) return; /* our own node goes when a new leader sees us leave */
+    struct state_deregister dereg = {.node = name};
+    state_cmd_encode_deregister(&cmd, &dereg);
+  } else if (status == GOSSIP_STATUS_LEAVING) {
+    return;
+  } else {
+    bool alive = status == GOSSIP_STATUS_ALIVE;
+    struct state_pair tagged[4] = {{"lan", addr}, {"lan_ipv4", addr}, {"wan", addr}, {"wan_ipv4", addr}};
+    size_t nmeta = self ? json_object_size(c->node_meta) : 0;
+    struct state_pair *meta = xcalloc(nmeta + 1, sizeof *meta);
+    const char *k;
+    json_t *v;
+    size_t i = 0;
+    if (self) json_object_foreach(c->node_meta, k, v) meta[i++] = (struct state_pair){k, json_string_value(v)};
+    qsort(meta, nmeta, sizeof *meta, agent_pair_cmp); /* the store keeps maps sorted, as Go */
+    struct state_register_check check = {
+        .check_id = "serfHealth",
+        .name = "Serf Health Status",
+        .status = alive ? "passing" : "critical",
+        .output = alive ? "Agent alive and reachable" : "Agent not live or unreachable",
+    };
+    struct state_register_service consul_svc = {
+        .id = "consul",
+        .name = "consul",
+        .port = port ? atoi(port) : c->port_server,
+    };
+    bool server = role && strcmp(role, "consul") == 0;
+    struct state_register reg = {
+        .service = server ? &consul_svc : NULL,
+        .id = id && uuid_is_valid(id) ? id : NULL,
+        .node = name,
+        .address = addr,
+        .datacenter = c->datacenter,
+        .tagged_addresses = {tagged, 4, false},
+        .node_meta = {meta, nmeta, !self},
+        /* Other agents own their node's meta (they sync it); we only vouch for health. */
+        .skip_node_update = !self,
+        .checks = &check,
+        .n_checks = 1,
+    };
+    state_cmd_encode_register(&cmd, &reg);
+    free(meta);
+  }
+  int rv = consensus_apply(a->consensus, &cmd, agent_registered, a);
+  if (rv != 0) log_debug("agent", "member %s not reconciled: %s", name, cc_strerror(rv));
+  buf_free(&cmd);
+}
+
+static void agent_reconcile_gossip_member(struct agent *a, const struct gossip_member *m)
+{
+  agent_reconcile_member(a, m->name, m->addr, gossip_member_tag(m, "id"),
+                         gossip_member_tag(m, "role"), gossip_member_tag(m, "port"), m->status);
+}
+
 static void agent_leader_changed(void *arg, bool leader)
 {
   struct agent *a = arg;
   if (!leader || a->stopping) return;
-  const struct config *c = &a->cfg;
-  struct state_pair tagged[4] = {{"lan", a->advertise}, {"lan_ipv4", a->advertise},
-                                 {"wan", a->advertise}, {"wan_ipv4", a->advertise}};
-  size_t nmeta = json_object_size(c->node_meta);
-  struct state_pair *meta = xcalloc(nmeta + 1, sizeof *meta);
+  struct gossip_member *members;
+  size_t n;
+  if (a->gossip && gossip_members(a->gossip, &members, &n) == 0) {
+    for (size_t i = 0; i < n; i++) agent_reconcile_gossip_member(a, &members[i]);
+    gossip_members_free(members, n);
+    return;
+  }
+  /* Gossip is off: this agent is the only member it knows. */
+  char port[16];
+  snprintf(port, sizeof port, "%d", a->cfg.port_server);
+  agent_reconcile_member(a, a->cfg.node_name, a->advertise, a->node_id,
+                         a->cfg.server ? "consul" : "node", port, GOSSIP_STATUS_ALIVE);
+}
+
+static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip_member *m)
+{
+  struct agent *a = ctx;
+  static const char *const names[] = {"joined", "left", "failed", "updated", "reaped"};
+  log_info("agent.serf", "member %s %s (%s:%u)", m->name, names[ev], m->addr, m->port);
+  if (!a->consensus || a->stopping || !consensus_is_leader(a->consensus)) return;
+  if (ev == GOSSIP_EVENT_REAP) {
+    agent_reconcile_member(a, m->name, m->addr, NULL, NULL, NULL, GOSSIP_STATUS_NONE);
+    return;
+  }
+  agent_reconcile_gossip_member(a, m);
+}
+
+/* -join: once at start; a failure is fatal, as in Consul. -retry-join: every retry_interval
+ * until one address answers (or retry_max attempts). */
+static void agent_retry_join_tick(uv_timer_t *t);
+
+static void agent_retry_join_done(void *arg, int nsuccess, int err)
+{
+  struct agent *a = arg;
+  if (a->stopping) return;
+  if (nsuccess > 0) {
+    log_info("agent", "retry-join: joined %d agent(s)", nsuccess);
+    return;
+  }
+  a->retry_join_attempts++;
+  if (a->cfg.retry_max && a->retry_join_attempts >= a->cfg.retry_max) {
+    log_error("agent", "retry-join: giving up after %u attempts", a->retry_join_attempts);
+    return;
+  }
+  log_warn("agent", "retry-join: no agent answered (%s), retrying in %llds",
+           err ? cc_strerror(err) : "all failed", (long long)(a->cfg.retry_interval_ns / 1000000000LL));
+  uv_timer_start(&a->retry_join_timer, agent_retry_join_tick,
+                 (uint64_t)(a->cfg.retry_interval_ns / 1000000LL), 0);
+}
+
+static void agent_retry_join_tick(uv_timer_t *t)
+{
+  struct agent *a = t->data;
+  size_t n = 0;
+  while (a->cfg.retry_join[n]) n++;
+  if (!a->gossip || n == 0 || a->stopping) return;
+  if (gossip_join(a->gossip, (const char *const *)a->cfg.retry_join, n, agent_retry_join_done, a) != 0)
+    agent_retry_join_done(a, 0, CC_EINVAL);
+}
+
+static void agent_start_join_done(void *arg, int nsuccess, int err)
+{
+  struct agent *a = arg;
+  if (nsuccess > 0) {
+    log_info("agent", "joined %d agent(s)", nsuccess);
+    return;
+  }
+  log_error("agent", "-join failed (%s): shutting down", err ? cc_strerror(err) : "no agent answered");
+  a->exit_code = 1;
+  agent_stop(a);
+}
+
+static int agent_start_gossip(struct agent *a)
+{
+  if (a->cfg.port_serf_lan < 0) return 0;
+  json_t *tags_json = api_agent_tags(&a->cfg, a->node_id);
+  size_t ntags = json_object_size(tags_json), i = 0;
+  struct gossip_tag *tags = xcalloc(ntags + 1, sizeof *tags);
   const char *k;
   json_t *v;
-  size_t i = 0;
-  json_object_foreach(c->node_meta, k, v) meta[i++] = (struct state_pair){k, json_string_value(v)};
-  qsort(meta, nmeta, sizeof *meta, agent_pair_cmp); /* the store keeps maps sorted, as Go prints them */
-  struct state_register_check check = {
-      .check_id = "serfHealth",
-      .name = "Serf Health Status",
-      .status = "passing",
-      .output = "Agent alive and reachable",
-  };
-  /* Servers also run the "consul" service on the server port (Consul's reconcileMember). */
-  struct state_register_service consul_svc = {
-      .id = "consul",
-      .name = "consul",
-      .port = c->port_server,
-  };
-  struct state_register reg = {
-      .service = c->server ? &consul_svc : NULL,
-      .id = a->node_id,
-      .node = c->node_name,
-      .address = a->advertise,
-      .datacenter = c->datacenter,
-      .tagged_addresses = {tagged, 4, false},
-      .node_meta = {meta, nmeta, false},
-      .checks = &check,
-      .n_checks = 1,
-  };
-  struct buf cmd = BUF_INIT;
-  state_cmd_encode_register(&cmd, &reg);
-  int rv = consensus_apply(a->consensus, &cmd, agent_registered, a);
-  if (rv != 0) log_warn("agent", "could not register this node in the catalog: %s", cc_strerror(rv));
-  buf_free(&cmd);
-  free(meta);
+  json_object_foreach(tags_json, k, v) {
+    tags[i].key = (char *)k;
+    tags[i].value = (char *)json_string_value(v);
+    i++;
+  }
+  struct gossip_config gc;
+  gossip_config_default(&gc);
+  gc.node_name = a->cfg.node_name;
+  gc.bind_addr = a->cfg.bind_addr;
+  gc.bind_port = (uint16_t)a->cfg.port_serf_lan;
+  gc.advertise_addr = a->advertise;
+  gc.tags = tags;
+  gc.ntags = ntags;
+  gc.on_member = agent_on_member;
+  gc.cb_ctx = a;
+  char err[256] = "";
+  int rv = gossip_start(&a->loop, &gc, &a->gossip, err, sizeof err);
+  free(tags);
+  json_decref(tags_json);
+  if (rv != 0) {
+    log_error("agent", "cannot start gossip on %s:%d: %s", a->cfg.bind_addr, a->cfg.port_serf_lan, err);
+    return -1;
+  }
+  log_info("agent", "serf LAN listening on %s:%d", a->cfg.bind_addr, a->cfg.port_serf_lan);
+  size_t n = 0;
+  while (a->cfg.start_join[n]) n++;
+  if (n > 0 && gossip_join(a->gossip, (const char *const *)a->cfg.start_join, n, agent_start_join_done, a) != 0) {
+    log_error("agent", "-join: bad address");
+    return -1;
+  }
+  if (a->cfg.retry_join[0]) uv_timer_start(&a->retry_join_timer, agent_retry_join_tick, 0, 0);
+  return 0;
+}
+
+/* PUT /v1/agent/leave: leave the pool gracefully, then shut down. */
+static void agent_left(void *arg, int err)
+{
+  struct agent *a = arg;
+  if (err) log_warn("agent", "graceful leave did not finish: %s", cc_strerror(err));
+  agent_stop(a);
+}
+
+static void agent_leave(void *arg)
+{
+  struct agent *a = arg;
+  log_info("agent", "gracefully leaving the cluster");
+  if (!a->gossip || gossip_leave(a->gossip, agent_left, a) != 0) agent_stop(a);
 }
 
 int agent_main(int argc, char **argv)
@@ -504,6 +680,8 @@ int agent_main(int argc, char **argv)
   uv_signal_start(&a->sig_term, agent_on_signal, SIGTERM);
   uv_signal_start(&a->sig_hup, agent_on_signal, SIGHUP);
   uv_timer_init(&a->loop, &a->leader_timer);
+  uv_timer_init(&a->loop, &a->retry_join_timer);
+  a->retry_join_timer.data = a;
   a->leader_timer.data = a;
   tombstone_gc_init(&a->tombstone_gc, TOMBSTONE_GC_TTL_MS, TOMBSTONE_GC_GRANULARITY_MS);
 
@@ -514,6 +692,8 @@ int agent_main(int argc, char **argv)
     log_warn("agent", "client agents need servers reached through gossip, which is not built "
                       "yet: reads and writes will fail with \"No known Consul servers\"");
   }
+  if (started && agent_start_gossip(a) != 0) started = false;
+  a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
   if (started && agent_start_dns(a) != 0) started = false;
   if (started && a->consensus) {

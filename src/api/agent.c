@@ -8,20 +8,22 @@
 #include <unistd.h>
 
 #include "api/internal.h"
+#include "gossip/gossip.h"
+#include "lib/alloc.h"
+#include "lib/err.h"
 #include "version.h"
 
 /* Member status codes (serf's MemberStatus). */
 enum { MEMBER_NONE, MEMBER_ALIVE, MEMBER_LEAVING, MEMBER_LEFT, MEMBER_FAILED };
 
-static json_t *agent_member_json(struct api_ctx *ctx)
+json_t *api_agent_tags(const struct config *cfg, const char *node_id)
 {
-  const struct config *cfg = ctx->cfg;
   char buf[64];
   json_t *tags = json_object();
   json_object_set_new(tags, "acls", json_string("0"));
   json_object_set_new(tags, "build", json_string(CONCORD_CONSUL_VERSION ":concord-" CONCORD_VERSION));
   json_object_set_new(tags, "dc", json_string(cfg->datacenter));
-  json_object_set_new(tags, "id", json_string(ctx->node_id));
+  json_object_set_new(tags, "id", json_string(node_id));
   if (cfg->server) {
     snprintf(buf, sizeof buf, "%d", cfg->port_server);
     json_object_set_new(tags, "port", json_string(buf));
@@ -44,7 +46,14 @@ static json_t *agent_member_json(struct api_ctx *ctx)
   json_object_set_new(tags, "vsn_min", json_string(buf));
   snprintf(buf, sizeof buf, "%d", CONCORD_PROTOCOL_MAX);
   json_object_set_new(tags, "vsn_max", json_string(buf));
+  return tags;
+}
 
+/* This agent as a member when gossip is off (serf_lan -1): built from the configuration. */
+static json_t *agent_member_json(struct api_ctx *ctx)
+{
+  const struct config *cfg = ctx->cfg;
+  json_t *tags = api_agent_tags(cfg, ctx->node_id);
   json_t *m = json_object();
   json_object_set_new(m, "Name", json_string(cfg->node_name));
   json_object_set_new(m, "Addr", json_string(ctx->advertise_addr));
@@ -59,6 +68,39 @@ static json_t *agent_member_json(struct api_ctx *ctx)
   json_object_set_new(m, "DelegateMax", json_integer(5));
   json_object_set_new(m, "DelegateCur", json_integer(4));
   return m;
+}
+
+/* AgentMember from a gossip member: what serf reports, tags as a sorted map. */
+static json_t *agent_gossip_member_json(const struct gossip_member *gm)
+{
+  json_t *tags = json_object();
+  for (size_t i = 0; i < gm->ntags; i++)
+    json_object_set_new(tags, gm->tags[i].key, json_string(gm->tags[i].value));
+  json_t *m = json_object();
+  json_object_set_new(m, "Name", json_string(gm->name));
+  json_object_set_new(m, "Addr", json_string(gm->addr));
+  json_object_set_new(m, "Port", json_integer(gm->port));
+  json_object_set_new(m, "Tags", tags);
+  json_object_set_new(m, "Status", json_integer(gm->status));
+  json_object_set_new(m, "ProtocolMin", json_integer(gm->protocol_min));
+  json_object_set_new(m, "ProtocolMax", json_integer(gm->protocol_max));
+  json_object_set_new(m, "ProtocolCur", json_integer(gm->protocol_cur));
+  json_object_set_new(m, "DelegateMin", json_integer(gm->delegate_min));
+  json_object_set_new(m, "DelegateMax", json_integer(gm->delegate_max));
+  json_object_set_new(m, "DelegateCur", json_integer(gm->delegate_cur));
+  return m;
+}
+
+/* This agent as a member: from gossip when it runs, else built from the configuration. */
+static json_t *agent_self_member_json(struct api_ctx *ctx)
+{
+  struct gossip_member gm;
+  if (ctx->gossip && gossip_local_member(ctx->gossip, &gm) == 0) {
+    json_t *m = agent_gossip_member_json(&gm);
+    gossip_member_free(&gm);
+    return m;
+  }
+  return agent_member_json(ctx);
 }
 
 static json_t *agent_str_map(const char *const *kv)
@@ -165,7 +207,7 @@ static void agent_self(struct http_request *req, void *arg)
   json_object_set_new(self, "Config", config);
   json_object_set_new(self, "DebugConfig", debug);
   json_object_set_new(self, "Coord", coord);
-  json_object_set_new(self, "Member", agent_member_json(ctx));
+  json_object_set_new(self, "Member", agent_self_member_json(ctx));
   json_object_set_new(self, "Stats", agent_stats(ctx));
   json_object_set(self, "Meta", (json_t *)cfg->node_meta);
   http_respond_json(req, 200, self);
@@ -178,9 +220,117 @@ static void agent_members(struct http_request *req, void *arg)
     http_respond_error(req, 400, "Cannot list WAN members on a client agent");
     return;
   }
+  if (http_query_has(req, "wan")) {
+    /* No WAN pool yet: a server lists itself, as a one-server WAN would. */
+    json_t *list = json_array();
+    json_array_append_new(list, agent_self_member_json(ctx));
+    http_respond_json(req, 200, list);
+    return;
+  }
   json_t *list = json_array();
-  json_array_append_new(list, agent_member_json(ctx));
+  struct gossip_member *members;
+  size_t n;
+  if (ctx->gossip && gossip_members(ctx->gossip, &members, &n) == 0) {
+    for (size_t i = 0; i < n; i++) json_array_append_new(list, agent_gossip_member_json(&members[i]));
+    gossip_members_free(members, n);
+  } else {
+    json_array_append_new(list, agent_member_json(ctx));
+  }
   http_respond_json(req, 200, list);
+}
+
+/* PUT /v1/agent/join/<addr>: answered when serf's join has finished. */
+struct agent_join_op {
+  struct http_request *req; /* NULL once the client has gone */
+  char addr[256];
+};
+
+static void agent_join_cancel(struct http_request *req, void *arg)
+{
+  (void)req;
+  ((struct agent_join_op *)arg)->req = NULL;
+}
+
+static void agent_join_done(void *arg, int nsuccess, int err)
+{
+  struct agent_join_op *op = arg;
+  if (op->req) {
+    http_request_on_cancel(op->req, NULL, NULL);
+    if (nsuccess > 0) http_respond(op->req, 200, "application/json", "", 0);
+    else
+      http_respond_error(op->req, 500, "1 error occurred:\n\t* Failed to join %s: %s\n\n", op->addr,
+                         err ? cc_strerror(err) : "no agent answered");
+  }
+  free(op);
+}
+
+static void agent_join(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  if (!*req->tail) {
+    http_respond_error(req, 400, "Missing address to join");
+    return;
+  }
+  if (http_query_has(req, "wan")) {
+    http_respond_error(req, 500, "WAN join is not supported yet (no WAN pool)");
+    return;
+  }
+  if (!ctx->gossip) {
+    http_respond_error(req, 500, "gossip is disabled on this agent (serf_lan port -1)");
+    return;
+  }
+  struct agent_join_op *op = xcalloc(1, sizeof *op);
+  op->req = req;
+  snprintf(op->addr, sizeof op->addr, "%s", req->tail);
+  const char *addrs[1] = {op->addr};
+  int rv = gossip_join(ctx->gossip, addrs, 1, agent_join_done, op);
+  if (rv != 0) {
+    http_respond_error(req, 500, "1 error occurred:\n\t* Failed to join %s: %s\n\n", op->addr,
+                       cc_strerror(rv));
+    free(op);
+    return;
+  }
+  http_request_on_cancel(req, agent_join_cancel, op);
+}
+
+static void agent_leave(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  /* Answer first: the leave ends with this agent shutting down, HTTP server included. */
+  http_respond(req, 200, "application/json", "", 0);
+  if (ctx->leave) ctx->leave(ctx->leave_arg ? ctx->leave_arg : ctx->reload_arg);
+}
+
+static void agent_force_leave(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  if (!*req->tail) {
+    http_respond_error(req, 400, "Missing node name");
+    return;
+  }
+  if (!ctx->gossip) {
+    http_respond_error(req, 500, "gossip is disabled on this agent (serf_lan port -1)");
+    return;
+  }
+  /* Consul checks membership first (agent.ForceLeave); gossip would accept any name. */
+  bool known = false;
+  struct gossip_member *members;
+  size_t n;
+  if (gossip_members(ctx->gossip, &members, &n) == 0) {
+    for (size_t i = 0; i < n && !known; i++) known = strcmp(members[i].name, req->tail) == 0;
+    gossip_members_free(members, n);
+  }
+  int rv = known ? gossip_force_leave(ctx->gossip, req->tail, http_query_has(req, "prune"))
+                 : CC_ENOTFOUND;
+  if (rv == CC_ENOTFOUND) {
+    http_respond_error(req, 500, "agent: No node found with name '%s'", req->tail);
+    return;
+  }
+  if (rv != 0) {
+    http_respond_error(req, 500, "%s", cc_strerror(rv));
+    return;
+  }
+  http_respond(req, 200, "application/json", "", 0);
 }
 
 static void agent_reload(struct http_request *req, void *arg)
@@ -195,4 +345,7 @@ void api_agent_register(struct api_ctx *ctx)
   http_server_route(ctx->http, HTTP_M_GET, "/v1/agent/self", agent_self, ctx);
   http_server_route(ctx->http, HTTP_M_GET, "/v1/agent/members", agent_members, ctx);
   http_server_route(ctx->http, HTTP_M_PUT, "/v1/agent/reload", agent_reload, ctx);
+  http_server_route(ctx->http, HTTP_M_PUT, "/v1/agent/join/", agent_join, ctx);
+  http_server_route(ctx->http, HTTP_M_PUT, "/v1/agent/leave", agent_leave, ctx);
+  http_server_route(ctx->http, HTTP_M_PUT, "/v1/agent/force-leave/", agent_force_leave, ctx);
 }

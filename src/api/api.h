@@ -22,10 +22,17 @@ struct api_ctx {
   uint64_t start_time_ms;        /* uv_now at agent start */
   const char *node_id;
   const char *advertise_addr;    /* the address other agents reach this one on */
+  struct gossip *gossip;         /* the LAN pool; NULL when serf_lan is disabled */
   void (*reload)(void *arg);     /* the agent's reload hook */
+  void (*leave)(void *arg);      /* graceful leave, then shutdown (PUT /v1/agent/leave) */
+  void *leave_arg;
   void *reload_arg;
   struct api_blocking *blocking; /* private to api/blocking.c */
 };
+
+/* The serf tags Consul's agents carry (role, dc, id, port, vsn, build, bootstrap/expect...):
+ * a new object the caller owns. The agent gossips them; /v1/agent/members shows them. */
+json_t *api_agent_tags(const struct config *cfg, const char *node_id);
 
 /* Registers every endpoint. */
 void api_register(struct api_ctx *ctx);

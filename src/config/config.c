@@ -68,6 +68,10 @@ static const struct config_setting config_settings[] = {
     {NULL, "raft_trailing_logs", CK_UINT, OFF(raft_trailing_logs), 0, 1u << 30, NULL},
     {NULL, "performance.raft_multiplier", CK_UINT, OFF(raft_multiplier), 1, 10, NULL},
     {"ui", "ui", CK_BOOL, OFF(ui), 0, 0, "Serve the web UI at /ui/."},
+    {"join", "start_join", CK_ARRAY, OFF(start_join), 0, 0, "Address of an agent to join at start (repeatable)."},
+    {"retry-join", "retry_join", CK_ARRAY, OFF(retry_join), 0, 0, "Address of an agent to join, retried until it succeeds (repeatable)."},
+    {"retry-interval", "retry_interval", CK_DURATION, OFF(retry_interval_ns), 0, 0, "Time between -retry-join attempts (default 30s)."},
+    {"retry-max", "retry_max", CK_UINT, OFF(retry_max), 0, 0, "Attempts before -retry-join gives up (default 0: forever)."},
     {"recursor", "recursors", CK_ARRAY, OFF(recursors), 0, 0, "Upstream DNS server for names outside the domain (repeatable)."},
     {NULL, "dns_config.node_ttl", CK_DURATION, OFF(dns_node_ttl_ns), 0, 0, NULL},
     {NULL, "dns_config.service_ttl", CK_DURMAP, OFF(dns_service_ttl), 0, 0, NULL},
@@ -94,9 +98,8 @@ static const char *const config_consul_only_keys[] = {
     "disable_remote_exec", "disable_update_check", "enable_local_script_checks",
     "enable_script_checks", "enable_syslog", "encrypt", "encrypt_verify_incoming",
     "encrypt_verify_outgoing", "http_config", "key_file", "leave_on_terminate", "log_file",
-    "log_json", "primary_datacenter", "reconnect_timeout", "retry_interval",
-    "retry_join", "retry_join_wan", "rejoin_after_leave", "service", "services",
-    "skip_leave_on_interrupt", "start_join", "telemetry", "tls", "translate_wan_addrs",
+    "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave", "service", "services",
+    "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "watches", "limits",
     "performance", "ports", "ui_config", "raft_protocol", "segment",
 };
@@ -498,6 +501,9 @@ static void config_defaults(struct config *cfg)
   cfg->raft_multiplier = 1;
   cfg->node_meta = json_object();
   cfg->recursors = xcalloc(1, sizeof(char *));
+  cfg->start_join = xcalloc(1, sizeof(char *));
+  cfg->retry_join = xcalloc(1, sizeof(char *));
+  cfg->retry_interval_ns = 30000000000LL;
   cfg->dns_service_ttl = json_object();
   cfg->dns_udp_answer_limit = 3;
   cfg->dns_node_meta_txt = true;
@@ -524,6 +530,8 @@ void config_free(struct config *cfg)
   free(cfg->log_level);
   json_decref(cfg->node_meta);
   config_list_free(cfg->recursors);
+  config_list_free(cfg->start_join);
+  config_list_free(cfg->retry_join);
   json_decref(cfg->dns_service_ttl);
   config_list_free(cfg->config_sources);
   config_list_free(cfg->argv);

@@ -39,6 +39,10 @@ struct config {
   bool ui;
   json_t *node_meta;  /* object of string -> string */
   char **recursors;   /* upstream DNS servers, NULL-terminated */
+  char **start_join;  /* -join: joined once at start, NULL-terminated */
+  char **retry_join;  /* -retry-join: retried every retry_interval until one succeeds */
+  int64_t retry_interval_ns;
+  unsigned retry_max; /* 0: retry forever */
   /* dns_config.* (Consul's names and defaults) */
   int64_t dns_node_ttl_ns;
   json_t *dns_service_ttl; /* object of service name ("*" and "prefix*" allowed) -> duration */

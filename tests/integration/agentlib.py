@@ -36,15 +36,18 @@ class Agent:
     """One agent process. `dev=True` runs `-dev` (in-memory); otherwise a single server with
     -bootstrap-expect=1 and a persistent -data-dir, so it can be killed and restarted."""
 
-    def __init__(self, dev=True, ip="127.0.0.1", node=None, extra_args=None, data_dir=None):
+    def __init__(self, dev=True, ip="127.0.0.1", node=None, extra_args=None, data_dir=None,
+                 server=True):
         self.bin = BIN
         self.ip = ip
         self.dev = dev
+        self.server = server
         self.node = node or "node-%d" % os.getpid()
         self.extra_args = list(extra_args or [])
         self.http_port = free_port(ip)
         self.dns_port = free_port(ip)
         self.server_port = free_port(ip)
+        self.serf_port = free_port(ip)
         self.http_addr = "%s:%d" % (ip, self.http_port)
         self.url = "http://" + self.http_addr
         self.data_dir = data_dir or (None if dev else tempfile.mkdtemp(prefix="concord-test-"))
@@ -54,11 +57,14 @@ class Agent:
     def args(self):
         a = [self.bin, "agent", "-node", self.node, "-bind", self.ip, "-client", self.ip,
              "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
-             "-server-port", str(self.server_port), "-log-level", "debug"]
+             "-server-port", str(self.server_port), "-serf-lan-port", str(self.serf_port),
+             "-log-level", "debug"]
         if self.dev:
             a.append("-dev")
-        else:
+        elif self.server:
             a += ["-server", "-bootstrap-expect=1", "-data-dir", self.data_dir]
+        else:
+            a += ["-data-dir", self.data_dir]
         return a + self.extra_args
 
     def start(self, wait=True):
@@ -67,8 +73,28 @@ class Agent:
                                      stdin=subprocess.DEVNULL)
         log.close()
         if wait:
-            self.wait_leader()
+            if self.server:
+                self.wait_leader()
+            else:
+                self.wait_http()
         return self
+
+    def wait_http(self, timeout=20.0):
+        """A client agent has no leader of its own: wait until its HTTP API answers."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("agent exited with %s:\n%s" % (self.proc.returncode, self.log()))
+            try:
+                urllib.request.urlopen(self.url + "/v1/agent/self", timeout=1).read()
+                return
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.05)
+        raise RuntimeError("agent HTTP never came up:\n" + self.log())
+
+    @property
+    def serf_addr(self):
+        return "%s:%d" % (self.ip, self.serf_port)
 
     def wait_leader(self, timeout=20.0):
         deadline = time.time() + timeout
