@@ -114,16 +114,19 @@ static struct ml_stream *new_stream(struct ml *m, uint64_t id, enum st_kind kind
   return s;
 }
 
-/* memberlist rawSendMsgStream: compressed when enabled (always, not only when smaller). */
-static void stream_send(struct ml *m, struct ml_stream *s, const struct buf *msg) {
+/* memberlist rawSendMsgStream: compressed when enabled (always, not only when smaller).
+ * Returns the io's result; a failed write means the connection is gone. */
+static int stream_send(struct ml *m, struct ml_stream *s, const struct buf *msg) {
+  int rc;
   if (m->cfg.enable_compression) {
     struct buf z = BUF_INIT;
     proto_encode_compress(&z, msg->data, msg->len);
-    m->io->ops->stream_write(m->io, s->id, z.data, z.len);
+    rc = m->io->ops->stream_write(m->io, s->id, z.data, z.len);
     buf_free(&z);
   } else {
-    m->io->ops->stream_write(m->io, s->id, msg->data, msg->len);
+    rc = m->io->ops->stream_write(m->io, s->id, msg->data, msg->len);
   }
+  return rc;
 }
 
 static struct ml_stream *open_stream(struct ml *m, const struct gossip_addr *to, enum st_kind kind,
@@ -212,9 +215,10 @@ static void serve(struct ml *m, struct ml_stream *s, struct proto_stream_msg *ms
      * view even if merging theirs fails verification). */
     struct buf out = BUF_INIT;
     ml__encode_local_state(m, msg->join, &out);
-    stream_send(m, s, &out);
+    int rc = stream_send(m, s, &out);
     buf_free(&out);
-    int rc = ml__merge_remote(m, msg);
+    if (rc) log_debug(MOD, "push/pull answer not sent: %s", cc_strerror(rc));
+    rc = ml__merge_remote(m, msg);
     if (rc) log_warn(MOD, "failed push/pull merge: %s", cc_strerror(rc));
     break;
   }
@@ -227,7 +231,7 @@ static void serve(struct ml *m, struct ml_stream *s, struct proto_stream_msg *ms
     struct proto_ack ack = {.seq = msg->ping.seq};
     struct buf out = BUF_INIT;
     proto_encode_ack(&out, &ack);
-    stream_send(m, s, &out);
+    if (stream_send(m, s, &out)) log_debug(MOD, "TCP ping answer not sent");
     buf_free(&out);
     break;
   }
@@ -312,8 +316,9 @@ void ml__on_stream(void *ctx, uint64_t id, enum gossip_stream_event ev,
   case GOSSIP_STREAM_CONNECTED:
     if (!s || s->connected) return;
     s->connected = true;
-    stream_send(m, s, &s->tx);
+    int rc = stream_send(m, s, &s->tx);
     buf_free(&s->tx);
+    if (rc) finish(m, s, rc, false);
     return;
   case GOSSIP_STREAM_DATA:
     if (s) on_data(m, s, p, len);

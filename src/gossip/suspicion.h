@@ -28,10 +28,11 @@ struct suspicion {
   void *owner;         /* the suspected member (swim.c's struct ml_node) */
 };
 
-/* Starts a suspicion raised by `from`. Returns the first deadline to arm. */
+/* Starts a suspicion raised by `from` (copied; suspicion_free releases the copies). Returns
+ * the first deadline to arm. */
 uint64_t suspicion_start(struct suspicion *s, const char *from, uint32_t k, uint64_t min,
                          uint64_t max, uint64_t now);
-/* Records a confirmation. Returns true if it was new (and should be re-gossiped); then
+/* Records a confirmation (from is copied). Returns true if it was new (and should be re-gossiped); then
  * *new_due is the new deadline (may be <= now: fire at once). */
 bool suspicion_confirm(struct suspicion *s, const char *from, uint64_t now, uint64_t *new_due);
 void suspicion_free(struct suspicion *s);
