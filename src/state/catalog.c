@@ -389,6 +389,7 @@ static struct state__tnode **collect_range(struct state__tnode *tree, const char
 struct wctx {
   struct state__catalog *c;
   struct state__watches *w; /* NULL while a restore builds a catalog aside */
+  struct state_store *s;    /* for session invalidation; NULL while restoring */
 };
 
 static void fire(struct wctx *x, const char *table)
@@ -1180,9 +1181,11 @@ static void ensure_check(struct wctx *x, uint64_t idx, struct node_row *n, const
     f.n_tags = svc->pub.n_tags;
     f.tags_null = svc->pub.tags_null;
   }
+  /* ensureCheckTxn: a check written as critical invalidates the sessions tied to it, even
+   * when the row itself does not change. */
+  if (x->s && strcmp(ck->status && *ck->status ? ck->status : "critical", "critical") == 0)
+    state__session_invalidate_check(x->s, idx, n->pub.name, cid);
   if (old && chk_same(old, &f)) return;
-  /* Sessions tied to a check that turns critical are invalidated here in Consul; sessions
-   * arrive with issue #5. */
   if (svc) bump_group(x, svc->group, idx);
   else bump_node_services(x, n, idx);
   f.create = old ? old->pub.create_index : idx;
@@ -1207,6 +1210,8 @@ static void ensure_check(struct wctx *x, uint64_t idx, struct node_row *n, const
 static void delete_check(struct wctx *x, uint64_t idx, struct chk_row *r)
 {
   struct state__catalog *c = x->c;
+  /* deleteCheckTxn: sessions tied to the check go with it. */
+  if (x->s) state__session_invalidate_check(x->s, idx, r->owner->pub.name, r->pub.check_id);
   if (r->svc) {
     bump_group(x, r->svc->group, idx);
   } else {
@@ -1247,7 +1252,8 @@ static void delete_node(struct wctx *x, uint64_t idx, struct node_row *n)
   for (size_t i = 0; i < count; i++) delete_service(x, idx, svc_of(v[i]));
   free(v);
   while (n->n_checks) delete_check(x, idx, n->checks[n->n_checks - 1]);
-  /* Sessions of the node are invalidated here in Consul (issue #5). */
+  /* deleteNodeTxn: the node's sessions are invalidated (their keys released or deleted). */
+  if (x->s) state__session_invalidate_node(x->s, idx, n->pub.name);
   state__tree_remove(&c->nodes, n->tn.key, n->tn.key_len);
   c->n_nodes--;
   if (n->lid) map_del(&c->node_ids, n->lid, strlen(n->lid));
@@ -1276,7 +1282,7 @@ int state_catalog_register(struct state_store *s, uint64_t index, const struct s
   if (!rc) rc = validate(s->cat, req, err, errlen);
   if (rc) return rc;
   s->applied = index;
-  struct wctx x = {s->cat, &s->w};
+  struct wctx x = {s->cat, &s->w, s};
   struct node_row *n = find_node(s->cat, req->node);
   if (changes_node(req, n)) n = ensure_node(&x, index, req);
   if (req->service) ensure_service(&x, index, n, req->service);
@@ -1296,7 +1302,7 @@ int state_catalog_deregister(struct state_store *s, uint64_t index,
   if (rc) return rc;
   if (!req || !req->node || !*req->node) return fail(err, errlen, CC_EINVAL, "Must provide node");
   s->applied = index;
-  struct wctx x = {s->cat, &s->w};
+  struct wctx x = {s->cat, &s->w, s};
   if (req->service_id && *req->service_id) {
     struct svc_row *r = find_svc(s->cat, req->node, req->service_id);
     if (r) delete_service(&x, index, r);

@@ -9,6 +9,14 @@
  *   STATE_CMD_NOOP            {}
  *   STATE_CMD_REGISTER        structs.RegisterRequest   (shape in catalog_mp.c)
  *   STATE_CMD_DEREGISTER      structs.DeregisterRequest (shape in catalog_mp.c)
+ *   STATE_CMD_SESSION         {"Datacenter"?, "Op": "create"|"destroy",
+ *                              "Session": structs.Session (shape in session_mp.c)}
+ *   STATE_CMD_TXN             {"Datacenter"?, "Ops": [{"KV": {"Verb", "DirEnt": {"Key",
+ *                              "Value"(bin|nil), "Flags", "ModifyIndex", "Session"}}}
+ *                              | {"Node": {"Verb", "Node": {"Node"}}}
+ *                              | {"Service": {"Verb", "Node", "Service": {"ID"}}}
+ *                              | {"Check": {"Verb", "Check": {"Node", "CheckID"}}}]}
+ *                                                                      (structs.TxnRequest)
  * Decoding is strict about what it reads (types, caps, a known Op, exactly one map with no
  * trailing bytes) and skips fields it does not know, so a newer writer can add fields. The
  * bytes pass the bounded pre-check (mp.c) before msgpack-c unpacks them. A KV command that
@@ -102,6 +110,99 @@ void state_cmd_encode_deregister(struct buf *out, const struct state_deregister 
   state__mp_pack_deregister(&pk, req);
 }
 
+void state_cmd_encode_session_create(struct buf *out, const struct state_session *se)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_SESSION);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 2);
+  state__mp_pack_cstr(&pk, "Op");
+  state__mp_pack_cstr(&pk, "create");
+  state__mp_pack_cstr(&pk, "Session");
+  state__mp_pack_session(&pk, se, false);
+}
+
+void state_cmd_encode_session_destroy(struct buf *out, const char *id)
+{
+  msgpack_packer pk;
+  struct state_session se = {.id = id};
+  buf_putc(out, STATE_CMD_SESSION);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 2);
+  state__mp_pack_cstr(&pk, "Op");
+  state__mp_pack_cstr(&pk, "destroy");
+  state__mp_pack_cstr(&pk, "Session");
+  state__mp_pack_session(&pk, &se, false);
+}
+
+static const char *const txn_kinds[] = {"KV", "Node", "Service", "Check"};
+
+void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_t n)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_TXN);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 1);
+  state__mp_pack_cstr(&pk, "Ops");
+  msgpack_pack_array(&pk, n);
+  for (size_t i = 0; i < n; i++) {
+    const struct state_txn_op *op = &ops[i];
+    msgpack_pack_map(&pk, 1);
+    state__mp_pack_cstr(&pk, txn_kinds[op->kind]);
+    switch (op->kind) {
+    case STATE_TXN_KV:
+      msgpack_pack_map(&pk, 2);
+      state__mp_pack_cstr(&pk, "Verb");
+      state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
+      state__mp_pack_cstr(&pk, "DirEnt");
+      msgpack_pack_map(&pk, 5);
+      state__mp_pack_cstr(&pk, "Key");
+      state__mp_pack_str(&pk, op->key_len ? op->key : "", op->key_len);
+      state__mp_pack_cstr(&pk, "Value");
+      if (op->value) state__mp_pack_bin(&pk, op->value, op->value_len);
+      else msgpack_pack_nil(&pk);
+      state__mp_pack_cstr(&pk, "Flags");
+      msgpack_pack_uint64(&pk, op->flags);
+      state__mp_pack_cstr(&pk, "ModifyIndex");
+      msgpack_pack_uint64(&pk, op->index);
+      state__mp_pack_cstr(&pk, "Session");
+      state__mp_pack_cstr(&pk, op->session ? op->session : "");
+      break;
+    case STATE_TXN_NODE:
+      msgpack_pack_map(&pk, 2);
+      state__mp_pack_cstr(&pk, "Verb");
+      state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
+      state__mp_pack_cstr(&pk, "Node");
+      msgpack_pack_map(&pk, 1);
+      state__mp_pack_cstr(&pk, "Node");
+      state__mp_pack_cstr(&pk, op->node ? op->node : "");
+      break;
+    case STATE_TXN_SERVICE:
+      msgpack_pack_map(&pk, 3);
+      state__mp_pack_cstr(&pk, "Verb");
+      state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
+      state__mp_pack_cstr(&pk, "Node");
+      state__mp_pack_cstr(&pk, op->node ? op->node : "");
+      state__mp_pack_cstr(&pk, "Service");
+      msgpack_pack_map(&pk, 1);
+      state__mp_pack_cstr(&pk, "ID");
+      state__mp_pack_cstr(&pk, op->service_id ? op->service_id : "");
+      break;
+    case STATE_TXN_CHECK:
+      msgpack_pack_map(&pk, 2);
+      state__mp_pack_cstr(&pk, "Verb");
+      state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
+      state__mp_pack_cstr(&pk, "Check");
+      msgpack_pack_map(&pk, 2);
+      state__mp_pack_cstr(&pk, "Node");
+      state__mp_pack_cstr(&pk, op->node ? op->node : "");
+      state__mp_pack_cstr(&pk, "CheckID");
+      state__mp_pack_cstr(&pk, op->check_id ? op->check_id : "");
+      break;
+    }
+  }
+}
+
 /* ---- decoding ---- */
 
 struct decoded {
@@ -112,6 +213,10 @@ struct decoded {
   struct state__arena arena; /* reg and dereg point here; freed with the unpacked document */
   struct state_register reg;
   struct state_deregister dereg;
+  bool session_create; /* else destroy */
+  struct state_session sess;
+  struct state_txn_op *ops; /* in the arena */
+  size_t n_ops;
 };
 
 static bool str_is(const msgpack_object *o, const char *s)
@@ -171,6 +276,101 @@ static int decode_reap(const msgpack_object *root, struct decoded *d)
   return 0;
 }
 
+static int decode_session(const msgpack_object *root, struct decoded *d)
+{
+  struct state__mp_field f[] = {{"Datacenter", NULL}, {"Op", NULL}, {"Session", NULL}};
+  if (state__mp_fields(root, f, 3) || check_dc(f[0].val)) return CC_ECORRUPT;
+  if (!f[1].val || !f[2].val) return CC_ECORRUPT;
+  if (str_is(f[1].val, "create")) d->session_create = true;
+  else if (!str_is(f[1].val, "destroy")) return CC_ECORRUPT;
+  return state__mp_decode_session(f[2].val, &d->arena, &d->sess, false);
+}
+
+/* A string field copied into the arena (absent or nil: ""); cap bytes at most, no NUL. */
+static int txn_str(const msgpack_object *o, struct state__arena *a, size_t cap, const char **out)
+{
+  *out = "";
+  if (!o || o->type == MSGPACK_OBJECT_NIL) return 0;
+  const char *p;
+  size_t len;
+  if (state__mp_bytes(o, false, &p, &len) || len > cap || (len && memchr(p, '\0', len)))
+    return CC_ECORRUPT;
+  char *c = state__arena_alloc(a, len + 1);
+  if (len) memcpy(c, p, len);
+  c[len] = '\0';
+  *out = c;
+  return 0;
+}
+
+static int decode_txn_op(const msgpack_object *o, struct state__arena *a, struct state_txn_op *op)
+{
+  if (o->type != MSGPACK_OBJECT_MAP || o->via.map.size != 1) return CC_ECORRUPT;
+  const msgpack_object *k = &o->via.map.ptr[0].key, *v = &o->via.map.ptr[0].val;
+  size_t kind = 0;
+  while (kind < 4 && !str_is(k, txn_kinds[kind])) kind++;
+  if (kind == 4) return CC_ECORRUPT;
+  op->kind = (enum state_txn_kind)kind;
+  struct state__mp_field f[] = {{"Verb", NULL}, {"DirEnt", NULL}, {"Node", NULL},
+                                {"Service", NULL}, {"Check", NULL}};
+  if (state__mp_fields(v, f, 5) || !f[0].val || txn_str(f[0].val, a, 64, &op->verb))
+    return CC_ECORRUPT;
+  switch (op->kind) {
+  case STATE_TXN_KV: {
+    struct state__mp_field e[] = {{"Key", NULL},         {"Value", NULL}, {"Flags", NULL},
+                                  {"ModifyIndex", NULL}, {"Session", NULL}};
+    if (!f[1].val || state__mp_fields(f[1].val, e, 5)) return CC_ECORRUPT;
+    const char *p;
+    size_t len;
+    if (!e[0].val || state__mp_bytes(e[0].val, true, &p, &len) || len > STATE_KV_MAX_KEY)
+      return CC_ECORRUPT;
+    op->key = p;
+    op->key_len = len;
+    if (e[1].val && e[1].val->type != MSGPACK_OBJECT_NIL) {
+      if (state__mp_bytes(e[1].val, false, &p, &len) || len > STATE_KV_MAX_VALUE) return CC_ECORRUPT;
+      op->value = (const uint8_t *)(len ? p : "");
+      op->value_len = len;
+    }
+    if (e[2].val && state__mp_uint(e[2].val, &op->flags)) return CC_ECORRUPT;
+    if (e[3].val && state__mp_uint(e[3].val, &op->index)) return CC_ECORRUPT;
+    return txn_str(e[4].val, a, STATE_KV_MAX_SESSION, &op->session);
+  }
+  case STATE_TXN_NODE: {
+    struct state__mp_field g[] = {{"Node", NULL}};
+    if (!f[2].val || state__mp_fields(f[2].val, g, 1)) return CC_ECORRUPT;
+    return txn_str(g[0].val, a, STATE_CAT_MAX_NAME, &op->node);
+  }
+  case STATE_TXN_SERVICE: {
+    struct state__mp_field g[] = {{"ID", NULL}};
+    if (txn_str(f[2].val, a, STATE_CAT_MAX_NAME, &op->node)) return CC_ECORRUPT;
+    if (!f[3].val || state__mp_fields(f[3].val, g, 1)) return CC_ECORRUPT;
+    return txn_str(g[0].val, a, STATE_CAT_MAX_NAME, &op->service_id);
+  }
+  case STATE_TXN_CHECK: {
+    struct state__mp_field g[] = {{"Node", NULL}, {"CheckID", NULL}};
+    if (!f[4].val || state__mp_fields(f[4].val, g, 2)) return CC_ECORRUPT;
+    if (txn_str(g[0].val, a, STATE_CAT_MAX_NAME, &op->node)) return CC_ECORRUPT;
+    return txn_str(g[1].val, a, STATE_CAT_MAX_NAME, &op->check_id);
+  }
+  }
+  return CC_ECORRUPT;
+}
+
+static int decode_txn(const msgpack_object *root, struct decoded *d)
+{
+  struct state__mp_field f[] = {{"Datacenter", NULL}, {"Ops", NULL}};
+  if (state__mp_fields(root, f, 2) || check_dc(f[0].val)) return CC_ECORRUPT;
+  const msgpack_object *ops = f[1].val;
+  if (!ops || ops->type != MSGPACK_OBJECT_ARRAY || ops->via.array.size > STATE_TXN_MAX_OPS)
+    return CC_ECORRUPT;
+  d->n_ops = ops->via.array.size;
+  d->ops = d->n_ops ? state__arena_alloc(&d->arena, d->n_ops * sizeof *d->ops) : NULL;
+  for (size_t i = 0; i < d->n_ops; i++) {
+    memset(&d->ops[i], 0, sizeof d->ops[i]);
+    if (decode_txn_op(&ops->via.array.ptr[i], &d->arena, &d->ops[i])) return CC_ECORRUPT;
+  }
+  return 0;
+}
+
 /* Decodes into *d. On success *up holds the unpacked document (d's pointers point into data,
  * not into *up, but the caller destroys *up either way). */
 static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpacked *up)
@@ -180,7 +380,7 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
   if (!data || !len) return CC_ECORRUPT;
   uint8_t type = *(const uint8_t *)data;
   if (type >= 128) return 0; /* IgnoreUnknownTypeFlag: a newer server's command */
-  if (type < STATE_CMD_KV || type > STATE_CMD_DEREGISTER) return CC_ECORRUPT;
+  if (type < STATE_CMD_KV || type > STATE_CMD_TXN) return CC_ECORRUPT;
   const char *body = (const char *)data + 1;
   if (state__mp_check(body, len - 1)) return CC_ECORRUPT;
   msgpack_unpacked_destroy(up);
@@ -193,6 +393,8 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
   case STATE_CMD_DEREGISTER:
     rc = state__mp_decode_deregister(&up->data, &d->arena, &d->dereg);
     break;
+  case STATE_CMD_SESSION: rc = decode_session(&up->data, d); break;
+  case STATE_CMD_TXN: rc = decode_txn(&up->data, d); break;
   default: rc = up->data.type == MSGPACK_OBJECT_MAP ? 0 : CC_ECORRUPT; break;
   }
   if (!rc) d->type = type;
@@ -215,6 +417,11 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
   struct state_cmd_result dummy;
   if (!res) res = &dummy;
   res->msg[0] = '\0';
+  res->body = NULL;
+  res->body_len = 0;
+  /* The previous transaction's answer has been read by now; a big one gives its memory back. */
+  if (s->txn_out.cap > 64 * 1024) buf_free(&s->txn_out);
+  else buf_reset(&s->txn_out);
   struct decoded d;
   msgpack_unpacked up;
   int rc = decode(data, len, &d, &up);
@@ -229,7 +436,28 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
   res->ok = true;
   switch (d.type) {
   case STATE_CMD_KV:
-    res->err = state_kv_apply(s, index, &d.op, &res->ok);
+    res->err = state_kv_apply_msg(s, index, &d.op, &res->ok, res->msg, sizeof res->msg);
+    break;
+  case STATE_CMD_SESSION: {
+    int src = d.session_create
+                  ? state_session_create(s, index, &d.sess, res->msg, sizeof res->msg)
+                  : state_session_destroy(s, index, d.sess.id);
+    /* As for registrations: only a malformed request is the proposer's error; a refusal
+     * that depends on the store's contents answers ok = false with Consul's sentence. */
+    res->err = src == CC_EINVAL ? CC_EINVAL : 0;
+    res->ok = src == 0;
+    if (src == 0) res->msg[0] = '\0';
+    else if (!res->msg[0]) snprintf(res->msg, sizeof res->msg, "%s", cc_strerror(src));
+    break;
+  }
+  case STATE_CMD_TXN:
+    res->err = state_txn_apply(s, index, d.ops, d.n_ops, &s->txn_out, &res->ok);
+    if (res->err == 0) {
+      res->body = s->txn_out.data;
+      res->body_len = s->txn_out.len;
+    } else {
+      res->ok = false;
+    }
     break;
   case STATE_CMD_TOMBSTONE_REAP:
     res->err = state_tombstone_reap(s, index, d.upto);

@@ -19,7 +19,9 @@
 #include <stdint.h>
 
 #include "lib/buf.h"
+#include "state/session.h"
 #include "state/store.h"
+#include "state/txn.h"
 
 enum state_cmd_type {
   STATE_CMD_KV = 1,             /* one state_kv_op */
@@ -27,6 +29,8 @@ enum state_cmd_type {
   STATE_CMD_NOOP = 3,           /* no change; used by the leader to establish its index */
   STATE_CMD_REGISTER = 4,       /* catalog register (structs.RegisterRequest) */
   STATE_CMD_DEREGISTER = 5,     /* catalog deregister (structs.DeregisterRequest) */
+  STATE_CMD_SESSION = 6,        /* session create/destroy (structs.SessionRequest) */
+  STATE_CMD_TXN = 7,            /* a transaction of KV ops (structs.TxnRequest) */
 };
 
 /* What applying a command produced, handed back to the request that proposed it.
@@ -35,8 +39,14 @@ enum state_cmd_type {
  * as err 0 with ok false; err is CC_EINVAL only for a malformed request. */
 struct state_cmd_result {
   int err;  /* 0 or a CC_E* code */
-  bool ok;  /* Consul's true/false answer for KV writes; false for a refused register */
+  bool ok;  /* Consul's true/false answer for KV writes; false for a refused register,
+             * session create or transaction */
   char msg[256]; /* why, when err is set or a registration was refused; "" otherwise */
+  /* A transaction's answer, Consul's TxnResponse as compact JSON ({"Results":..,"Errors":..});
+   * NULL for other commands. Borrowed from the store: valid until the next command applies
+   * (the proposer's callback runs right after its entry applied). */
+  const char *body;
+  size_t body_len;
 };
 
 /* Encoders: append one command to out (the caller owns out; op is only read). */
@@ -47,6 +57,14 @@ void state_cmd_encode_noop(struct buf *out);
  * call these to register nodes, services and checks (e.g. the leader's serfHealth). */
 void state_cmd_encode_register(struct buf *out, const struct state_register *req);
 void state_cmd_encode_deregister(struct buf *out, const struct state_deregister *req);
+/* Session commands: create (the session's ID chosen by the proposer: apply must be
+ * deterministic) and destroy. A refused create (no such node, a critical check) applies as
+ * err 0, ok false, with Consul's sentence in msg. */
+void state_cmd_encode_session_create(struct buf *out, const struct state_session *se);
+void state_cmd_encode_session_destroy(struct buf *out, const char *id);
+/* A transaction (state/txn.h): all ops apply, or none; res->ok tells which and res->body
+ * carries Consul's TxnResponse. */
+void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_t n);
 
 /* Decodes and applies one command at Raft index `index`. Returns 0 (with *res filled), or
  * CC_ECORRUPT when the bytes are not a valid command (nothing changed; res->err is also

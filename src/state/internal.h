@@ -12,6 +12,7 @@
 #include "lib/buf.h"
 #include "lib/map.h"
 #include "state/catalog.h"
+#include "state/session.h"
 #include "state/store.h"
 #include "state/tree.h"
 #include "state/watch.h"
@@ -75,6 +76,9 @@ struct state_store {
   uint64_t applied;    /* highest Raft index handed to any write, changed or not */
   struct state__watches w;
   struct state__catalog *cat; /* nodes, services, checks (catalog.c) */
+  struct state__sessions *sess; /* sessions, lock-delays, TTL deadlines (session.c) */
+  struct buf txn_out; /* the last transaction's result (txn.c), until the next command */
+  struct state__kv_undo *undo; /* while a transaction runs (store.c) */
 };
 
 /* ---- store.c helpers shared with snapshot.c ---- */
@@ -86,6 +90,64 @@ struct state__kv_row *state__kv_row_new(const char *key, size_t key_len, const u
                                         size_t value_len, const char *session,
                                         size_t session_len);
 struct state__tomb *state__tomb_new(const char *key, size_t key_len, uint64_t index);
+
+/* Writes for session.c, without a flush (the caller's write flushes once): release a key
+ * (Session cleared, value and LockIndex kept, new ModifyIndex; kvsSetTxn with
+ * updateSession) and delete one (leaving a tombstone). Missing keys are ignored. */
+void state__kv_release(struct state_store *s, uint64_t index, const char *key, size_t len);
+void state__kv_delete_key(struct state_store *s, uint64_t index, const char *key, size_t len);
+/* One KV op as state_kv_apply does it, minus the checks of check_op and the flush (txn.c).
+ * Returns 0, or CC_EINVAL ("missing session") / CC_ENOTFOUND ("invalid session \"<id>\"")
+ * for a lock, with the sentence in err. */
+int state__kv_do(struct state_store *s, uint64_t index, const struct state_kv_op *op, bool *ok,
+                 char *err, size_t errlen);
+/* The undo log of a transaction (store.c): begin, then commit (keep every change) or
+ * rollback (every KV row, tombstone, count and index as at begin). No flush. */
+void state__kv_undo_begin(struct state_store *s);
+void state__kv_undo_commit(struct state_store *s);
+void state__kv_undo_rollback(struct state_store *s);
+/* check_op of store.c: 0 or CC_EINVAL for a malformed op. */
+int state__kv_check_op(const struct state_store *s, uint64_t index, const struct state_kv_op *op);
+
+/* ---- session.c, for store.c, catalog.c, snapshot.c and txn.c ---- */
+
+struct state__sessions;
+struct state__sessions *state__sessions_new(void);
+void state__sessions_free(struct state__sessions *t);
+uint64_t state__sessions_index(const struct state__sessions *t);
+size_t state__sessions_count(const struct state__sessions *t);
+bool state__session_exists(struct state_store *s, const char *id);
+/* Key changed holder from `from` to `to` (either NULL): keeps each session's held-key set. */
+void state__session_held_move(struct state_store *s, const char *key, size_t len,
+                              const char *from, const char *to);
+/* Invalidation hooks of the catalog (deleteNodeTxn, deleteCheckTxn, ensureCheckTxn writing a
+ * critical check): destroy the tied sessions at idx, without a flush. */
+void state__session_invalidate_node(struct state_store *s, uint64_t idx, const char *node);
+void state__session_invalidate_check(struct state_store *s, uint64_t idx, const char *node,
+                                     const char *check_id);
+/* Snapshot writing: every session in ID order. */
+void state__sessions_walk(const struct state__sessions *t,
+                          void (*fn)(void *arg, const struct state_session *se), void *arg);
+/* Snapshot restore into a table built aside; CC_ECORRUPT for a duplicate or invalid row. */
+int state__sessions_restore_row(struct state__sessions *t, const struct state_session *se,
+                                uint64_t create, uint64_t modify);
+void state__sessions_restore_index(struct state__sessions *t, uint64_t index);
+/* After the restored tables are in the store (s->sess is the new table): rebuilds the held
+ * keys from the KV rows, keeps old's clock and tracking, frees old. */
+void state__sessions_adopt(struct state_store *s, struct state__sessions *old);
+
+/* ---- session_mp.c: sessions as msgpack (command and snapshot rows) ---- */
+
+struct state__arena;
+
+/* {"ID", "Name", "Node", "LockDelay", "Behavior", "TTL", "NodeChecks"(array|nil),
+ *  "ServiceChecks"([{"ID", "Namespace"}]|nil), "Checks"(array|nil)} plus, with indexes,
+ *  "CreateIndex" and "ModifyIndex". */
+void state__mp_pack_session(msgpack_packer *pk, const struct state_session *se,
+                            bool with_indexes);
+/* Decodes into *out, strings copied into the arena. 0 or CC_ECORRUPT. */
+int state__mp_decode_session(const msgpack_object *o, struct state__arena *a,
+                             struct state_session *out, bool with_indexes);
 
 /* ---- watch.c hooks, called by writers ---- */
 void state__watch_init(struct state__watches *w);

@@ -14,8 +14,9 @@
 #include "state/internal.h"
 
 /* Version 2 added the catalog (Nodes, Services, Checks, ServiceIndexes and its table
- * indexes); version 1 documents (KV only) still restore, with an empty catalog. */
-#define SNAPSHOT_VERSION 2
+ * indexes), version 3 the sessions (Sessions and the "sessions" table index); older
+ * documents still restore, with what they lack empty. */
+#define SNAPSHOT_VERSION 3
 
 /* ---- writing ---- */
 
@@ -39,11 +40,16 @@ static void pack_kv(msgpack_packer *pk, const struct state_kv *e)
   else msgpack_pack_nil(pk);
 }
 
+static void pack_session(void *arg, const struct state_session *se)
+{
+  state__mp_pack_session(arg, se, true);
+}
+
 void state_store_snapshot(const struct state_store *s, struct buf *out)
 {
   msgpack_packer pk;
   state__mp_packer_init(&pk, out);
-  msgpack_pack_map(&pk, 5 + STATE__CATALOG_SNAPSHOT_KEYS);
+  msgpack_pack_map(&pk, 6 + STATE__CATALOG_SNAPSHOT_KEYS);
   state__mp_pack_cstr(&pk, "Version");
   msgpack_pack_uint64(&pk, SNAPSHOT_VERSION);
   state__mp_pack_cstr(&pk, "Index");
@@ -51,7 +57,7 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
   struct state__catalog_indexes ix;
   state__catalog_indexes(s->cat, &ix);
   state__mp_pack_cstr(&pk, "Tables");
-  msgpack_pack_map(&pk, 7);
+  msgpack_pack_map(&pk, 8);
   state__mp_pack_cstr(&pk, "kvs");
   msgpack_pack_uint64(&pk, s->kvs_index);
   state__mp_pack_cstr(&pk, "tombstones");
@@ -66,6 +72,8 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
   msgpack_pack_uint64(&pk, ix.svc_extinction);
   state__mp_pack_cstr(&pk, "node_last_extinction");
   msgpack_pack_uint64(&pk, ix.node_extinction);
+  state__mp_pack_cstr(&pk, "sessions");
+  msgpack_pack_uint64(&pk, state__sessions_index(s->sess));
 
   struct state__titer it;
   state__mp_pack_cstr(&pk, "KVs");
@@ -85,6 +93,10 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
     msgpack_pack_uint64(&pk, ((struct state__tomb *)n)->index);
   }
   state__catalog_snapshot(s->cat, &pk);
+
+  state__mp_pack_cstr(&pk, "Sessions");
+  msgpack_pack_array(&pk, state__sessions_count(s->sess));
+  state__sessions_walk(s->sess, pack_session, &pk);
 }
 
 /* ---- reading ---- */
@@ -95,6 +107,7 @@ struct restore {
   size_t kv_count, tomb_count;
   uint64_t kvs_index, tomb_index, applied;
   struct state__catalog *cat;
+  struct state__sessions *sess;
 };
 
 static int get_uint(const msgpack_object *o, uint64_t *out)
@@ -164,11 +177,32 @@ static int restore_tomb(struct restore *r, const msgpack_object *o, const char *
   return 0;
 }
 
+static int restore_sessions(struct restore *r, const msgpack_object *index,
+                            const msgpack_object *rows)
+{
+  uint64_t sindex;
+  if (get_uint(index, &sindex) || sindex > r->applied) return CC_ECORRUPT;
+  state__sessions_restore_index(r->sess, sindex);
+  if (!rows || rows->type != MSGPACK_OBJECT_ARRAY) return CC_ECORRUPT;
+  int rc = 0;
+  for (uint32_t i = 0; i < rows->via.array.size && !rc; i++) {
+    struct state__arena a = {0};
+    struct state_session se;
+    rc = state__mp_decode_session(&rows->via.array.ptr[i], &a, &se, true);
+    if (!rc && (!se.create_index || se.create_index > se.modify_index || se.modify_index > sindex))
+      rc = CC_ECORRUPT;
+    if (!rc) rc = state__sessions_restore_row(r->sess, &se, se.create_index, se.modify_index);
+    state__arena_free(&a);
+  }
+  return rc ? CC_ECORRUPT : 0;
+}
+
 static int restore_doc(struct restore *r, const msgpack_object *root)
 {
-  struct state__mp_field f[] = {{"Version", NULL}, {"Index", NULL},    {"Tables", NULL},
-                                {"KVs", NULL},     {"Tombstones", NULL}, {"Nodes", NULL},
-                                {"Services", NULL}, {"Checks", NULL},  {"ServiceIndexes", NULL}};
+  struct state__mp_field f[] = {{"Version", NULL},  {"Index", NULL},      {"Tables", NULL},
+                                {"KVs", NULL},      {"Tombstones", NULL}, {"Nodes", NULL},
+                                {"Services", NULL}, {"Checks", NULL},     {"ServiceIndexes", NULL},
+                                {"Sessions", NULL}};
   if (state__mp_fields(root, f, sizeof f / sizeof f[0])) return CC_ECORRUPT;
   uint64_t version;
   if (get_uint(f[0].val, &version) || version < 1 || version > SNAPSHOT_VERSION)
@@ -178,8 +212,8 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
   struct state__mp_field t[] = {{"kvs", NULL},      {"tombstones", NULL},
                                 {"nodes", NULL},    {"services", NULL},
                                 {"checks", NULL},   {"service_last_extinction", NULL},
-                                {"node_last_extinction", NULL}};
-  if (!f[2].val || state__mp_fields(f[2].val, t, 7)) return CC_ECORRUPT;
+                                {"node_last_extinction", NULL}, {"sessions", NULL}};
+  if (!f[2].val || state__mp_fields(f[2].val, t, 8)) return CC_ECORRUPT;
   if (get_uint(t[0].val, &r->kvs_index) || get_uint(t[1].val, &r->tomb_index))
     return CC_ECORRUPT;
   if (r->kvs_index > r->applied || r->tomb_index > r->applied) return CC_ECORRUPT;
@@ -197,6 +231,12 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
   }
   if (state__catalog_restore(f[5].val, f[6].val, f[7].val, f[8].val, &ix, r->applied, &r->cat))
     return CC_ECORRUPT;
+  r->sess = state__sessions_new();
+  if (version >= 3) {
+    if (restore_sessions(r, t[7].val, f[9].val)) return CC_ECORRUPT;
+  } else if (t[7].val || f[9].val) {
+    return CC_ECORRUPT; /* sessions came with version 3 */
+  }
 
   const msgpack_object *kvs = f[3].val, *tombs = f[4].val;
   if (!kvs || kvs->type != MSGPACK_OBJECT_ARRAY) return CC_ECORRUPT;
@@ -225,6 +265,7 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
     state__kv_free_all(r.kvs);
     state__tomb_free_all(r.tombs);
     state__catalog_free(r.cat);
+    state__sessions_free(r.sess);
     return CC_ECORRUPT;
   }
 
@@ -239,6 +280,9 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
   s->kvs_index = r.kvs_index;
   s->tomb_index = r.tomb_index;
   s->applied = r.applied;
+  struct state__sessions *old_sess = s->sess;
+  s->sess = r.sess;
+  state__sessions_adopt(s, old_sess);
   state__watch_all_changed(&s->w);
   state__watch_flush(&s->w);
   return 0;

@@ -97,6 +97,7 @@ struct state_store *state_store_new(void)
   struct state_store *s = xcalloc(1, sizeof *s);
   state__watch_init(&s->w);
   s->cat = state__catalog_new();
+  s->sess = state__sessions_new();
   return s;
 }
 
@@ -106,6 +107,8 @@ void state_store_free(struct state_store *s)
   state__kv_free_all(s->kvs);
   state__tomb_free_all(s->tombs);
   state__catalog_free(s->cat);
+  state__sessions_free(s->sess);
+  buf_free(&s->txn_out);
   state__watch_free(&s->w);
   free(s);
 }
@@ -118,7 +121,9 @@ static uint64_t kvs_max_index(const struct state_store *s)
 uint64_t state_store_index(const struct state_store *s)
 {
   uint64_t kv = kvs_max_index(s), cat = state__catalog_max_index(s->cat);
-  return kv > cat ? kv : cat;
+  uint64_t sess = state__sessions_index(s->sess);
+  uint64_t max = kv > cat ? kv : cat;
+  return sess > max ? sess : max;
 }
 
 uint64_t state_table_index(const struct state_store *s, const char *table)
@@ -126,6 +131,7 @@ uint64_t state_table_index(const struct state_store *s, const char *table)
   if (!table) return 0;
   if (strcmp(table, "kvs") == 0) return kvs_max_index(s);
   if (strcmp(table, "tombstones") == 0) return s->tomb_index;
+  if (strcmp(table, "sessions") == 0) return state__sessions_index(s->sess);
   uint64_t idx;
   if (state__catalog_table_index(s->cat, table, &idx)) return idx;
   return 0;
@@ -240,9 +246,131 @@ uint64_t state_kv_keys(struct state_store *s, const char *prefix, size_t prefix_
 
 /* ---- writes ---- */
 
+static bool session_eq(const char *a, const char *b, size_t blen);
+
+/* ---- transactions' undo log ----
+ *
+ * While a transaction runs (txn.c), every key it touches is recorded once, before its first
+ * change: the row live then (its "before" row) and its tombstone. Rows unlinked during the
+ * transaction are not freed but kept in a list, so a rollback can put the before rows back
+ * exactly (same pointers, same indexes); tombstones are just (key, index) and are recreated.
+ * A commit frees the kept rows. The held-key sets of sessions follow the rows (each restored
+ * row change goes through state__session_held_move), and the counts are restored wholesale. */
+
+struct undo_key {
+  struct state__kv_row *before; /* live row before the transaction, or NULL */
+  bool had_tomb;
+  uint64_t tomb_index;
+  size_t key_len;
+  char key[];
+};
+
+struct state__kv_undo {
+  struct map keys; /* key -> struct undo_key */
+  struct state__kv_row **retired; /* rows unlinked during the transaction */
+  size_t n_retired, cap_retired;
+  size_t kv_count, tomb_count;
+  uint64_t kvs_index, tomb_index;
+};
+
+static void undo_touch(struct state_store *s, const char *key, size_t len)
+{
+  struct state__kv_undo *u = s->undo;
+  if (!u || map_get(&u->keys, key, len)) return;
+  struct undo_key *k = xcalloc(1, sizeof *k + len + 1);
+  struct state__tnode *n = state__tree_find(s->kvs, key, len);
+  struct state__tnode *t = state__tree_find(s->tombs, key, len);
+  k->before = n ? row_of(n) : NULL;
+  k->had_tomb = t != NULL;
+  k->tomb_index = t ? tomb_of(t)->index : 0;
+  k->key_len = len;
+  if (len) memcpy(k->key, key, len);
+  map_put(&u->keys, key, len, k);
+}
+
+/* Frees a row that left the tree, or keeps it for a rollback while a transaction runs. */
+static void row_retire(struct state_store *s, struct state__kv_row *r)
+{
+  struct state__kv_undo *u = s->undo;
+  if (!u) {
+    free(r);
+    return;
+  }
+  if (u->n_retired == u->cap_retired) {
+    u->cap_retired = u->cap_retired ? u->cap_retired * 2 : 16;
+    u->retired = xrealloc(u->retired, u->cap_retired * sizeof *u->retired);
+  }
+  u->retired[u->n_retired++] = r;
+}
+
+void state__kv_undo_begin(struct state_store *s)
+{
+  struct state__kv_undo *u = xcalloc(1, sizeof *u);
+  map_init(&u->keys);
+  u->kv_count = s->kv_count;
+  u->tomb_count = s->tomb_count;
+  u->kvs_index = s->kvs_index;
+  u->tomb_index = s->tomb_index;
+  s->undo = u;
+}
+
+static void undo_free(struct state__kv_undo *u)
+{
+  for (struct map_iter it = map_iter_start(&u->keys); map_iter_next(&it);) free(it.entry->value);
+  map_free(&u->keys);
+  free(u->retired);
+  free(u);
+}
+
+void state__kv_undo_commit(struct state_store *s)
+{
+  struct state__kv_undo *u = s->undo;
+  s->undo = NULL;
+  for (size_t i = 0; i < u->n_retired; i++) free(u->retired[i]);
+  undo_free(u);
+}
+
+void state__kv_undo_rollback(struct state_store *s)
+{
+  struct state__kv_undo *u = s->undo;
+  s->undo = NULL;
+  for (struct map_iter it = map_iter_start(&u->keys); map_iter_next(&it);) {
+    struct undo_key *k = it.entry->value;
+    struct state__tnode *n = state__tree_find(s->kvs, k->key, k->key_len);
+    struct state__kv_row *cur = n ? row_of(n) : NULL;
+    if (cur != k->before) {
+      const char *from = cur ? cur->kv.session : NULL, *to = k->before ? k->before->kv.session : NULL;
+      if (!session_eq(from, to, to ? strlen(to) : 0))
+        state__session_held_move(s, k->key, k->key_len, from, to);
+      if (cur) {
+        state__tree_remove(&s->kvs, k->key, k->key_len);
+        free(cur); /* made by the transaction: no before row is ever live but its own */
+      }
+      if (k->before) state__tree_insert(&s->kvs, &k->before->node);
+      state__watch_kv_changed(&s->w, k->key, k->key_len);
+    }
+    struct state__tnode *t = state__tree_remove(&s->tombs, k->key, k->key_len);
+    free(t);
+    if (k->had_tomb) state__tree_insert(&s->tombs, &state__tomb_new(k->key, k->key_len, k->tomb_index)->node);
+  }
+  /* Kept rows that are before rows are back in the tree; the others were made and dropped
+   * by the transaction itself. */
+  for (size_t i = 0; i < u->n_retired; i++) {
+    struct state__kv_row *r = u->retired[i];
+    struct undo_key *k = map_get(&u->keys, r->kv.key, r->kv.key_len);
+    if (!k || k->before != r) free(r);
+  }
+  s->kv_count = u->kv_count;
+  s->tomb_count = u->tomb_count;
+  s->kvs_index = u->kvs_index;
+  s->tomb_index = u->tomb_index;
+  undo_free(u);
+}
+
 /* Records (key, index) in the graveyard, replacing an older tombstone for the same key. */
 static void tomb_put(struct state_store *s, const char *key, size_t len, uint64_t index)
 {
+  undo_touch(s, key, len);
   struct state__tnode *n = state__tree_find(s->tombs, key, len);
   if (n) {
     tomb_of(n)->index = index;
@@ -273,6 +401,9 @@ static void kv_write(struct state_store *s, uint64_t index, struct state__kv_row
       session_eq(old->kv.session, session, slen))
     return;
 
+  undo_touch(s, op->key, op->key_len);
+  if (!session_eq(old ? old->kv.session : NULL, session, slen))
+    state__session_held_move(s, op->key, op->key_len, old ? old->kv.session : NULL, session);
   struct state__kv_row *r =
       state__kv_row_new(op->key, op->key_len, op->value, op->value_len, session, slen);
   r->kv.flags = op->flags;
@@ -281,7 +412,7 @@ static void kv_write(struct state_store *s, uint64_t index, struct state__kv_row
   r->kv.modify_index = index;
   if (old) {
     state__tree_replace(&s->kvs, &old->node, &r->node);
-    free(old); /* after the copy above: session may have pointed into it */
+    row_retire(s, old); /* after the copy above: session may have pointed into it */
   } else {
     state__tree_insert(&s->kvs, &r->node);
     s->kv_count++;
@@ -300,13 +431,15 @@ static void kv_write(struct state_store *s, uint64_t index, struct state__kv_row
 /* Deletes a live row at index and leaves its tombstone (kvsDeleteTxn). */
 static void kv_delete(struct state_store *s, uint64_t index, struct state__kv_row *r)
 {
+  undo_touch(s, r->kv.key, r->kv.key_len);
+  if (r->kv.session) state__session_held_move(s, r->kv.key, r->kv.key_len, r->kv.session, NULL);
   state__tree_remove(&s->kvs, r->kv.key, r->kv.key_len);
   s->kv_count--;
   tomb_put(s, r->kv.key, r->kv.key_len, index);
   s->kvs_index = index;
   state__watch_kv_changed(&s->w, r->kv.key, r->kv.key_len);
   state__watch_table_changed(&s->w, "kvs");
-  free(r);
+  row_retire(s, r);
 }
 
 /* kvsDeleteTreeTxn: every row under prefix goes; one tombstone marks the prefix (none for the
@@ -320,6 +453,9 @@ static void kv_delete_tree(struct state_store *s, uint64_t index, const char *pr
     state__tree_seek(&it, s->kvs, prefix, plen);
     struct state__tnode *n = state__tree_next(&it);
     if (!n || !state__has_prefix(n->key, n->key_len, prefix, plen)) break;
+    const struct state_kv *e = &row_of(n)->kv;
+    undo_touch(s, e->key, e->key_len);
+    if (e->session) state__session_held_move(s, e->key, e->key_len, e->session, NULL);
     state__tree_remove(&s->kvs, n->key, n->key_len);
     s->kv_count--;
     deleted++;
@@ -327,7 +463,7 @@ static void kv_delete_tree(struct state_store *s, uint64_t index, const char *pr
      * this covers the prefixes of the tree prefix and every watched key or prefix under it
      * that actually lost a row, and nothing that did not. */
     state__watch_kv_changed(&s->w, n->key, n->key_len);
-    free(n);
+    row_retire(s, row_of(n));
   }
   if (!deleted) return;
   if (plen) tomb_put(s, prefix, plen, index);
@@ -335,17 +471,7 @@ static void kv_delete_tree(struct state_store *s, uint64_t index, const char *pr
   state__watch_table_changed(&s->w, "kvs");
 }
 
-/* Hook for the sessions table (a later issue): Consul's kvsLockTxn fails with "invalid
- * session" when the session does not exist. Until sessions exist every session is taken as
- * live. Returns 0 or a CC_E* code for state_kv_apply to return. */
-static int session_check(struct state_store *s, const char *session)
-{
-  (void)s;
-  (void)session;
-  return 0;
-}
-
-static int check_op(const struct state_store *s, uint64_t index, const struct state_kv_op *op)
+int state__kv_check_op(const struct state_store *s, uint64_t index, const struct state_kv_op *op)
 {
   if (!op || index == 0 || index < s->applied) return CC_EINVAL;
   if ((unsigned)op->verb > STATE_KV_UNLOCK) return CC_EINVAL;
@@ -353,20 +479,32 @@ static int check_op(const struct state_store *s, uint64_t index, const struct st
   if (!op->key_len && op->verb != STATE_KV_DELETE_TREE) return CC_EINVAL;
   if (op->value_len > STATE_KV_MAX_VALUE || (op->value_len && !op->value)) return CC_EINVAL;
   if (op->verb == STATE_KV_LOCK || op->verb == STATE_KV_UNLOCK) {
-    if (!op->session || !op->session[0]) return CC_EINVAL; /* Consul: "missing session" */
-    if (strnlen(op->session, STATE_KV_MAX_SESSION + 1) > STATE_KV_MAX_SESSION) return CC_EINVAL;
+    if (op->session && strnlen(op->session, STATE_KV_MAX_SESSION + 1) > STATE_KV_MAX_SESSION)
+      return CC_EINVAL;
   }
   return 0;
 }
 
-int state_kv_apply(struct state_store *s, uint64_t index, const struct state_kv_op *op, bool *ok)
+static int kv_err(char *err, size_t errlen, int code, const char *msg, const char *session)
 {
-  bool dummy;
-  if (!ok) ok = &dummy;
+  if (err && errlen) {
+    if (session) snprintf(err, errlen, msg, session);
+    else snprintf(err, errlen, "%s", msg);
+  }
+  return code;
+}
+
+int state__kv_do(struct state_store *s, uint64_t index, const struct state_kv_op *op, bool *ok,
+                 char *err, size_t errlen)
+{
   *ok = false;
-  int rc = check_op(s, index, op);
-  if (rc) return rc;
-  if (op->verb == STATE_KV_LOCK && (rc = session_check(s, op->session))) return rc;
+  if (op->verb == STATE_KV_LOCK || op->verb == STATE_KV_UNLOCK) {
+    /* kvsLockTxn / kvsUnlockTxn: "missing session"; a lock also needs the session to exist
+     * (Consul prints the ID with %#v, i.e. quoted). */
+    if (!op->session || !op->session[0]) return kv_err(err, errlen, CC_EINVAL, "missing session", NULL);
+    if (op->verb == STATE_KV_LOCK && !state__session_exists(s, op->session))
+      return kv_err(err, errlen, CC_ENOTFOUND, "invalid session \"%s\"", op->session);
+  }
   s->applied = index;
 
   struct state__tnode *n =
@@ -419,8 +557,43 @@ int state_kv_apply(struct state_store *s, uint64_t index, const struct state_kv_
     *ok = true;
     break;
   }
-  state__watch_flush(&s->w);
   return 0;
+}
+
+void state__kv_release(struct state_store *s, uint64_t index, const char *key, size_t len)
+{
+  struct state__tnode *n = state__tree_find(s->kvs, key, len);
+  if (!n) return;
+  struct state__kv_row *old = row_of(n);
+  struct state_kv_op op = {.verb = STATE_KV_SET, .key = old->kv.key, .key_len = old->kv.key_len,
+                           .value = old->kv.value, .value_len = old->kv.value_len,
+                           .flags = old->kv.flags};
+  kv_write(s, index, old, &op, NULL, old->kv.lock_index);
+}
+
+void state__kv_delete_key(struct state_store *s, uint64_t index, const char *key, size_t len)
+{
+  struct state__tnode *n = state__tree_find(s->kvs, key, len);
+  if (n) kv_delete(s, index, row_of(n));
+}
+
+int state_kv_apply(struct state_store *s, uint64_t index, const struct state_kv_op *op, bool *ok)
+{
+  return state_kv_apply_msg(s, index, op, ok, NULL, 0);
+}
+
+int state_kv_apply_msg(struct state_store *s, uint64_t index, const struct state_kv_op *op,
+                       bool *ok, char *err, size_t errlen)
+{
+  bool dummy;
+  if (!ok) ok = &dummy;
+  *ok = false;
+  if (err && errlen) err[0] = '\0';
+  int rc = state__kv_check_op(s, index, op);
+  if (rc) return rc;
+  rc = state__kv_do(s, index, op, ok, err, errlen);
+  state__watch_flush(&s->w);
+  return rc;
 }
 
 int state_tombstone_reap(struct state_store *s, uint64_t index, uint64_t upto)

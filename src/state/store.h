@@ -58,9 +58,9 @@ void state_store_free(struct state_store *s);
 
 /* The highest Raft index that changed any table (0 for an empty store). */
 uint64_t state_store_index(const struct state_store *s);
-/* Table names for state_table_index and STATE_WATCH_TABLE: "kvs", "tombstones", and the
- * catalog's "nodes", "services", "checks", "service.<name>", "node.<name>",
- * "service_last_extinction", "node_last_extinction" (state/catalog.h).
+/* Table names for state_table_index and STATE_WATCH_TABLE: "kvs", "tombstones", "sessions"
+ * (state/session.h), and the catalog's "nodes", "services", "checks", "service.<name>",
+ * "node.<name>", "service_last_extinction", "node_last_extinction" (state/catalog.h).
  * "kvs" answers max(kvs, tombstones) (Consul's kvsMaxIndex); an unknown table answers 0. */
 uint64_t state_table_index(const struct state_store *s, const char *table);
 
@@ -119,10 +119,16 @@ struct state_kv_op {
  * leave the row exactly as it is (same value, flags, session, LockIndex) changes nothing: no
  * index moves, no watch fires (Consul's kvsSetTxn). Returns 0, or CC_EINVAL for a malformed op
  * (nothing changed): index 0 or below one applied before, a key over STATE_KV_MAX_KEY or
- * empty (except DELETE_TREE), a value over STATE_KV_MAX_VALUE, LOCK/UNLOCK without a session.
+ * empty (except DELETE_TREE), a value over STATE_KV_MAX_VALUE, LOCK/UNLOCK without a session
+ * ("missing session"); or CC_ENOTFOUND for a LOCK whose session does not exist (Consul's
+ * kvsLockTxn: "invalid session \"<id>\""). Lock-delay is not checked here (it is wall-clock
+ * and would break determinism): the proposer checks state_kv_lock_delay_ms (state/session.h).
  * The op's pointers are only read during the call. Fires the watches of everything that
  * changed, after the write is complete. */
 int state_kv_apply(struct state_store *s, uint64_t index, const struct state_kv_op *op, bool *ok);
+/* The same, with Consul's sentence for a refused lock in err (may be NULL; "" on success). */
+int state_kv_apply_msg(struct state_store *s, uint64_t index, const struct state_kv_op *op,
+                       bool *ok, char *err, size_t errlen);
 
 /* Removes tombstones whose deletion index is <= upto, at Raft index `index`. Fires the
  * "tombstones" table watches if any went; no table index moves (as in Consul). Returns 0, or
@@ -132,15 +138,17 @@ int state_tombstone_reap(struct state_store *s, uint64_t index, uint64_t upto);
 /* ---- Snapshots ---- */
 
 /* Appends the whole store to out as one self-describing msgpack document:
- *   {"Version": 2, "Index": <highest index applied>,
+ *   {"Version": 3, "Index": <highest index applied>,
  *    "Tables": {"kvs", "tombstones", "nodes", "services", "checks",
- *               "service_last_extinction", "node_last_extinction": n},
+ *               "service_last_extinction", "node_last_extinction", "sessions": n},
  *    "KVs": [{"Key", "Value"(bin), "Flags", "CreateIndex", "ModifyIndex", "LockIndex",
  *             "Session"(str or nil)}...],             (in key order)
  *    "Tombstones": [{"Key", "Index"}...],               (in key order)
  *    "Nodes": [...], "Services": [...], "Checks": [...],  (rows as in state/catalog_mp.c)
- *    "ServiceIndexes": {"<service name>": n}}
- * Version 1 documents (no catalog) still restore. */
+ *    "ServiceIndexes": {"<service name>": n},
+ *    "Sessions": [{session as in state/session_mp.c, with "CreateIndex", "ModifyIndex"}...]}
+ * Version 1 documents (no catalog) and version 2 ones (no sessions) still restore. Lock-delays
+ * and TTL deadlines are memory only and not in snapshots (session.h). */
 void state_store_snapshot(const struct state_store *s, struct buf *out);
 /* Replaces the store's contents with a snapshot's. Everything is checked before anything
  * is replaced: types, caps, keys unique and in order, CreateIndex <= ModifyIndex <= the

@@ -89,6 +89,10 @@ static void test_roundtrip(void **st)
   assert_int_equal(state_kv_get(s, "app/cfg", 7, NULL)->modify_index, 5);
 
   const char *sess = "44444444-4444-4444-4444-444444444444";
+  struct state_register reg = {.node = "n1", .address = "127.0.0.1"};
+  assert_int_equal(state_catalog_register(s, 6, &reg, NULL, 0), 0);
+  struct state_session se = {.id = sess, .node = "n1"};
+  assert_int_equal(state_session_create(s, 6, &se, NULL, 0), 0);
   op = mkop(STATE_KV_LOCK, "lock", "me", 0, 0, sess);
   assert_true(apply_op(s, 6, &op, "lock").ok);
   e = state_kv_get(s, "lock", 4, NULL);

@@ -37,6 +37,18 @@ static bool kv_op(struct state_store *s, uint64_t idx, enum state_kv_verb verb, 
   return ok;
 }
 
+/* Locks need a live session (kvsLockTxn): registers node "n1" if needed and creates a
+ * session on it without checks, both at idx. */
+static void mk_session(struct state_store *s, uint64_t idx, const char *id)
+{
+  if (!state_node_get(s, "n1")) {
+    struct state_register reg = {.node = "n1", .address = "127.0.0.1"};
+    assert_int_equal(state_catalog_register(s, idx, &reg, NULL, 0), 0);
+  }
+  struct state_session se = {.id = id, .node = "n1"};
+  assert_int_equal(state_session_create(s, idx, &se, NULL, 0), 0);
+}
+
 static void set_key(struct state_store *s, uint64_t idx, const char *key, const char *value)
 {
   assert_true(kv_op(s, idx, STATE_KV_SET, key, value, 0, NULL));
@@ -260,6 +272,8 @@ static void test_lock_unlock(void **st)
   const char *s1 = "11111111-1111-1111-1111-111111111111";
   const char *s2 = "22222222-2222-2222-2222-222222222222";
   uint64_t idx;
+  mk_session(s, 1, s1);
+  mk_session(s, 1, s2);
   /* Lock a new key. */
   assert_true(kv_op(s, 1, STATE_KV_LOCK, "lock", "a", 0, s1));
   const struct state_kv *e = get(s, "lock", &idx);
@@ -687,6 +701,7 @@ static void populate(struct state_store *s)
 {
   set_key(s, 1, "a", "1");
   set_key(s, 2, "a/b", "2");
+  mk_session(s, 3, "33333333-3333-3333-3333-333333333333");
   assert_true(kv_op(s, 3, STATE_KV_LOCK, "lock", "held", 0, "33333333-3333-3333-3333-333333333333"));
   struct state_kv_op op = {.verb = STATE_KV_SET, .key = "flags", .key_len = 5,
                            .value = (const uint8_t *)"\0\1\2", .value_len = 3, .flags = 1ull << 63};
