@@ -9,6 +9,8 @@ void api_register(struct api_ctx *ctx)
   api_agent_register(ctx);
   api_catalog_register(ctx);
   api_health_register(ctx);
+  api_operator_register(ctx);
+  api_session_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)

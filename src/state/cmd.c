@@ -446,8 +446,16 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
      * that depends on the store's contents answers ok = false with Consul's sentence. */
     res->err = src == CC_EINVAL ? CC_EINVAL : 0;
     res->ok = src == 0;
-    if (src == 0) res->msg[0] = '\0';
-    else if (!res->msg[0]) snprintf(res->msg, sizeof res->msg, "%s", cc_strerror(src));
+    if (src == 0) {
+      res->msg[0] = '\0';
+      if (d.session_create) { /* the proposer answers {"ID": ...} */
+        buf_puts(&s->txn_out, state_session_get(s, d.sess.id)->id);
+        res->body = s->txn_out.data;
+        res->body_len = s->txn_out.len;
+      }
+    } else if (!res->msg[0]) {
+      snprintf(res->msg, sizeof res->msg, "%s", cc_strerror(src));
+    }
     break;
   }
   case STATE_CMD_TXN:

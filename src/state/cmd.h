@@ -42,9 +42,10 @@ struct state_cmd_result {
   bool ok;  /* Consul's true/false answer for KV writes; false for a refused register,
              * session create or transaction */
   char msg[256]; /* why, when err is set or a registration was refused; "" otherwise */
-  /* A transaction's answer, Consul's TxnResponse as compact JSON ({"Results":..,"Errors":..});
-   * NULL for other commands. Borrowed from the store: valid until the next command applies
-   * (the proposer's callback runs right after its entry applied). */
+  /* The command's answer, when it has one: a transaction's TxnResponse as compact JSON
+   * ({"Results":..,"Errors":..}), a created session's ID; NULL otherwise. Borrowed from the
+   * store: valid until the next command applies (the proposer's callback runs right after
+   * its entry applied). */
   const char *body;
   size_t body_len;
 };
