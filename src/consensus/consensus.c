@@ -385,8 +385,12 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
 
   rrv = raft_start(&c->raft);
   if (rrv != 0) {
-    snprintf(errbuf, errlen, "raft: start in %s on %s: %s", c->dir, c->address,
-             raft_errmsg(&c->raft));
+    /* libraft often leaves its message empty for transport errors; the usual cause is the
+     * server port being taken, so say so. */
+    const char *why = raft_errmsg(&c->raft);
+    snprintf(errbuf, errlen, "raft: start in %s on %s: %s%s", c->dir, c->address,
+             why && *why ? why : raft_strerror(rrv),
+             rrv == RAFT_IOERR ? " (is the server port already in use?)" : "");
     rv = consensus__error(c, rrv);
     goto err_close_raft;
   }
