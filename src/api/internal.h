@@ -101,5 +101,6 @@ void api_catalog_register(struct api_ctx *ctx);
 void api_health_register(struct api_ctx *ctx);
 void api_operator_register(struct api_ctx *ctx);
 void api_session_register(struct api_ctx *ctx);
+void api_txn_register(struct api_ctx *ctx);
 
 #endif
