@@ -1,7 +1,8 @@
 /* test_cli_operator.c -- unit tests of the membership and Raft operator commands: join,
  * leave, force-leave, operator raft list-peers and remove-peer, and the operator parents.
  * Each command runs end to end against a scripted HTTP server on 127.0.0.1 (a thread in this
- * process), checking the exact request sent and the exact stdout, stderr and exit code. */
+ * process), checking the exact request sent and the exact stdout, stderr and exit code. (The real
+ * endpoints behind list-peers and remove-peer are tested in test_operator_raft.c.) */
 #define _GNU_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
