@@ -653,11 +653,11 @@ int agent_main(int argc, char **argv)
 
   const char *data_dir = a->cfg.data_dir;
   if (a->cfg.dev) {
-    /* Consul's -dev keeps Raft in memory; ours lives in a tmpfs when there is one, so its
-     * fsyncs cost nothing, and in /tmp otherwise. */
-    char tmpl[64] = "/dev/shm/concord-dev-XXXXXX";
-    if (!mkdtemp(tmpl)) snprintf(tmpl, sizeof tmpl, "/tmp/concord-dev-XXXXXX");
-    if (tmpl[1] == 't' && !mkdtemp(tmpl)) {
+    /* Consul's -dev keeps Raft in memory; libraft always has an on-disk log, so ours is a
+     * temporary directory removed at exit. (Not /dev/shm: libraft 0.15's tmpfs write path
+     * crashes at close.) */
+    char tmpl[] = "/tmp/concord-dev-XXXXXX";
+    if (!mkdtemp(tmpl)) {
       fprintf(stderr, "==> cannot create a temporary data dir: %s\n", strerror(errno));
       return 1;
     }
