@@ -9,6 +9,7 @@ void api_register(struct api_ctx *ctx)
   api_agent_register(ctx);
   api_catalog_register(ctx);
   api_health_register(ctx);
+  api_agent_services_register(ctx);
   api_operator_register(ctx);
   api_session_register(ctx);
   api_txn_register(ctx);

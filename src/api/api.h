@@ -28,6 +28,7 @@ struct api_ctx {
   void *leave_arg;
   void *reload_arg;
   struct api_blocking *blocking; /* private to api/blocking.c */
+  struct local_agent *local;     /* the agent's services and checks (src/local); NULL: none */
 };
 
 /* The serf tags Consul's agents carry (role, dc, id, port, vsn, build, bootstrap/expect...):

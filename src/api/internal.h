@@ -99,6 +99,7 @@ void api_status_register(struct api_ctx *ctx);
 void api_agent_register(struct api_ctx *ctx);
 void api_catalog_register(struct api_ctx *ctx);
 void api_health_register(struct api_ctx *ctx);
+void api_agent_services_register(struct api_ctx *ctx);
 void api_operator_register(struct api_ctx *ctx);
 void api_session_register(struct api_ctx *ctx);
 void api_txn_register(struct api_ctx *ctx);
