@@ -46,6 +46,7 @@ struct local_httpc {
   struct buf status_text, field, location, resp_body;
   size_t body_total, header_bytes;
   char dial_addr[128];
+  char *deferred_error; /* an error found while starting, delivered from the loop */
 };
 
 static void maybe_free(struct local_httpc *h)
@@ -57,6 +58,7 @@ static void maybe_free(struct local_httpc *h)
   free(h->orig_url);
   free(h->body);
   free(h->op);
+  free(h->deferred_error);
   json_decref(h->header);
   buf_free(&h->out);
   buf_free(&h->status_text);
@@ -115,6 +117,10 @@ static void fail(struct local_httpc *h, const char *fmt, const char *detail)
 static void on_timeout(uv_timer_t *t)
 {
   struct local_httpc *h = t->data;
+  if (h->deferred_error) {
+    finish(h, 0, h->deferred_error);
+    return;
+  }
   if (h->headers_done) {
     /* Go reports the response with whatever body arrived (io.Copy failed, logged). */
     finish(h, llhttp_get_status_code(&h->parser), NULL);
@@ -438,12 +444,24 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
   }
 }
 
+/* Like fail(), but from the loop: the callback never runs inside local__httpc_start. */
+static void fail_later(struct local_httpc *h, const char *fmt, const char *detail)
+{
+  char inner[1536];
+  struct buf msg = BUF_INIT;
+  snprintf(inner, sizeof inner, fmt, detail ? detail : "");
+  buf_printf(&msg, "%s \"%s\": %s", h->op, h->url, inner);
+  free(h->deferred_error);
+  h->deferred_error = buf_steal(&msg, NULL);
+  uv_timer_start(&h->timer, on_timeout, 0, 0);
+}
+
 static void start_attempt(struct local_httpc *h)
 {
   h->attempt++;
   char err[1024];
   if (parse_url(h, h->url, err, sizeof err) != 0) {
-    fail(h, "%s", err);
+    fail_later(h, "%s", err);
     return;
   }
   h->headers_done = h->complete = h->in_location = h->last_was_value = false;
@@ -475,7 +493,7 @@ static void start_attempt(struct local_httpc *h)
     free(g);
     char d[1200];
     snprintf(d, sizeof d, "lookup %s: %s", h->host, uv_strerror(rv));
-    fail(h, "dial tcp: %s", d);
+    fail_later(h, "dial tcp: %s", d);
   }
 }
 
