@@ -327,14 +327,15 @@ static bool precheck(struct api_ctx *ctx, struct http_request *req, const struct
     const struct state_txn_op *op = &d->ops[i];
     if (op->kind != STATE_TXN_KV) continue;
     const char *what = NULL;
-    char msg[STATE_KV_MAX_KEY + 64];
+    struct buf msg = BUF_INIT;
     if (!op->key_len && strcmp(op->verb, "delete-tree") != 0) {
       what = "Must provide key";
     } else if (strcmp(op->verb, "lock") == 0 && ctx->store &&
                state_kv_lock_delay_ms(ctx->store, op->key, op->key_len) > 0) {
-      snprintf(msg, sizeof msg, "failed to lock key \"%.*s\" due to lock delay", (int)op->key_len,
-               op->key);
-      what = msg;
+      buf_puts(&msg, "failed to lock key ");
+      state_txn_quote(&msg, op->key, op->key_len);
+      buf_puts(&msg, " due to lock delay");
+      what = msg.data;
     }
     if (!what) continue;
     if (n++) buf_putc(&errs, ',');
@@ -345,6 +346,7 @@ static bool precheck(struct api_ctx *ctx, struct http_request *req, const struct
     jsonw_key(&w, "What");
     jsonw_string(&w, what);
     jsonw_object_end(&w);
+    buf_free(&msg);
   }
   if (!n) return false;
   struct buf body = BUF_INIT;

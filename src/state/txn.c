@@ -85,9 +85,7 @@ static size_t utf8_len(const unsigned char *p, size_t left)
   return n;
 }
 
-/* Appends s quoted as Go's strconv.Quote does for the common cases: \" \\ and the C escapes,
- * other control bytes and invalid UTF-8 as \xNN, valid UTF-8 kept. */
-static void quote(struct buf *b, const char *s, size_t len)
+void state_txn_quote(struct buf *b, const char *s, size_t len)
 {
   buf_putc(b, '"');
   for (size_t i = 0; i < len;) {
@@ -127,6 +125,8 @@ static void quote(struct buf *b, const char *s, size_t len)
   }
   buf_putc(b, '"');
 }
+
+static void quote(struct buf *b, const char *s, size_t len) { state_txn_quote(b, s, len); }
 
 /* ---- collecting results and errors ---- */
 

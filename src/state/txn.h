@@ -78,4 +78,8 @@ int state_txn_apply(struct state_store *s, uint64_t index, const struct state_tx
 void state_txn_read(struct state_store *s, const struct state_txn_op *ops, size_t n,
                     struct buf *out, bool *ok);
 
+/* Appends s quoted as Go's %q (strconv.Quote) does in the error sentences: \" \\ and the C
+ * escapes, other control bytes and invalid UTF-8 as \xNN, valid UTF-8 kept. */
+void state_txn_quote(struct buf *b, const char *s, size_t len);
+
 #endif

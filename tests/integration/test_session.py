@@ -280,3 +280,64 @@ def test_ttl_expiry(agent):
     assert c.session.info(kept)[1] is not None
     assert "Session" not in c.kv.get("ttl/lock")[1] or c.kv.get("ttl/lock")[1]["Session"] is None
     c.session.destroy(kept)
+
+
+# ---- a failed node (real gossip) ----
+
+def wait_until(fn, timeout=30.0, interval=0.2):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    return last
+
+
+def serf_health(server, node):
+    status, _, body = server.request("GET", "/v1/health/node/%s" % node)
+    if status != 200:
+        return None
+    for c in json.loads(body):
+        if c["CheckID"] == "serfHealth":
+            return c["Status"]
+    return None
+
+
+def test_failed_node_invalidates_its_sessions(request):
+    """kill -9 of a lock holder's agent: serf declares it failed, the leader writes its
+    serfHealth critical, and that invalidates the session and releases the lock."""
+    import os
+    import signal
+    from agentlib import Agent
+
+    server = Agent(node="sess-srv", ip="127.0.0.1").start()
+    client = Agent(dev=False, server=False, node="sess-cli", ip="127.0.0.4",
+                   extra_args=["-join", "127.0.0.1:%d" % server.serf_port])
+    agents = [server]
+
+    def fin():
+        for a in agents:
+            try:
+                if a.proc and a.proc.poll() is None:
+                    os.kill(a.proc.pid, signal.SIGCONT)
+                a.stop()
+            finally:
+                a.kill()
+    request.addfinalizer(fin)
+    client.start()
+    agents.append(client)
+    assert wait_until(lambda: serf_health(server, "sess-cli") == "passing"), server.log()
+    sid = sid_of(create(server, {"Node": "sess-cli", "LockDelay": 0})[1])
+    keep = sid_of(create(server, {"LockDelay": 0})[1])  # on the server's node: unaffected
+    assert server.request("PUT", "/v1/kv/svc/leader?acquire=" + sid, "cli")[2] == b"true"
+    client.kill()
+    assert wait_until(lambda: serf_health(server, "sess-cli") == "critical", timeout=40), server.log()
+    assert wait_until(lambda: json.loads(server.request("GET", "/v1/session/info/" + sid)[2]) == [],
+                      timeout=10)
+    e = json.loads(server.request("GET", "/v1/kv/svc/leader")[2])[0]
+    assert "Session" not in e and e["Value"] is not None
+    assert json.loads(server.request("GET", "/v1/session/info/" + keep)[2]) != []
+    # A waiter can take over now.
+    assert server.request("PUT", "/v1/kv/svc/leader?acquire=" + keep, "srv")[2] == b"true"
