@@ -7,7 +7,11 @@
  * parameters and answers: writes answer 200 with an empty body, failures the status and text
  * local/ chose. GET /v1/agent/service/<id> supports Consul's hash-based blocking
  * (?hash=<ContentHash>&wait=): it parks until the local state changes in a way that changes
- * the answer. These endpoints exist only when the agent wired a local state (ctx->local). */
+ * the answer. These endpoints exist only when the agent wired a local state (ctx->local).
+ *
+ * Difference from Consul 1.x, on purpose: service/deregister, check/deregister and
+ * check/pass|warn|fail also accept GET, as Consul before 1.0 did, because python-consul 0.7
+ * (Debian's) still sends GET for them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,20 +133,32 @@ static void parked_cancel(struct http_request *req, void *arg)
 static void parked_timeout(uv_timer_t *t)
 {
   struct parked *p = t->data;
-  http_request_on_cancel(p->req, NULL, NULL);
+  http_request_on_cancel(p->req, NULL, NULL); /* before answering: answering frees req */
   service_answer(p->ctx, p->req, p->id, p->hash, true);
   parked_end(p);
+}
+
+/* True when the answer would differ from the client's hash (or the service went). */
+static bool service_changed(struct api_ctx *ctx, const char *id, const char *hash)
+{
+  json_t *s = local_service_json(ctx->local, id);
+  if (!s) return true;
+  const char *h = json_string_value(json_object_get(s, "ContentHash"));
+  bool changed = !h || strcmp(h, hash) != 0;
+  json_decref(s);
+  return changed;
 }
 
 static void parked_changed(void *arg)
 {
   struct parked *p = arg;
   p->watch = NULL; /* fired watches are freed */
-  if (!service_answer(p->ctx, p->req, p->id, p->hash, false)) {
+  if (!service_changed(p->ctx, p->id, p->hash)) {
     p->watch = local_watch_add(p->ctx->local, parked_changed, p);
     return;
   }
   http_request_on_cancel(p->req, NULL, NULL);
+  service_answer(p->ctx, p->req, p->id, p->hash, true);
   parked_end(p);
 }
 
@@ -348,14 +364,15 @@ void api_agent_services_register(struct api_ctx *ctx)
   http_server_route(s, HTTP_M_GET, "/v1/agent/services", services_list, ctx);
   http_server_route(s, HTTP_M_GET, "/v1/agent/service/", service_get, ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/service/register", service_register, ctx);
-  http_server_route(s, HTTP_M_PUT, "/v1/agent/service/deregister/", service_deregister, ctx);
+  http_server_route(s, HTTP_M_PUT | HTTP_M_GET, "/v1/agent/service/deregister/", service_deregister,
+                    ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/service/maintenance/", service_maintenance, ctx);
   http_server_route(s, HTTP_M_GET, "/v1/agent/checks", checks_list, ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/check/register", check_register, ctx);
-  http_server_route(s, HTTP_M_PUT, "/v1/agent/check/deregister/", check_deregister, ctx);
-  http_server_route(s, HTTP_M_PUT, "/v1/agent/check/pass/", check_pass, ctx);
-  http_server_route(s, HTTP_M_PUT, "/v1/agent/check/warn/", check_warn, ctx);
-  http_server_route(s, HTTP_M_PUT, "/v1/agent/check/fail/", check_fail, ctx);
+  http_server_route(s, HTTP_M_PUT | HTTP_M_GET, "/v1/agent/check/deregister/", check_deregister, ctx);
+  http_server_route(s, HTTP_M_PUT | HTTP_M_GET, "/v1/agent/check/pass/", check_pass, ctx);
+  http_server_route(s, HTTP_M_PUT | HTTP_M_GET, "/v1/agent/check/warn/", check_warn, ctx);
+  http_server_route(s, HTTP_M_PUT | HTTP_M_GET, "/v1/agent/check/fail/", check_fail, ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/check/update/", check_update, ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/maintenance", node_maintenance, ctx);
 }
