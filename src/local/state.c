@@ -414,8 +414,9 @@ static void remove_check(struct local_agent *la, struct local_chk *c, bool purge
     c->defer_until = 0;
     la->n_defer--;
   }
+  /* in_sync is left as it was: a record deleted and added back unchanged (a reload) needs
+   * no write; `deleted` alone makes the sync deregister it. */
   c->deleted = true;
-  c->in_sync = false;
   c->gen++;
   if (purge) local__purge_check(la, c->id);
   local__changed(la, true);
@@ -589,7 +590,6 @@ static void remove_service(struct local_agent *la, struct local_svc *s, bool pur
   for (size_t i = 0; i < k; i++) remove_check(la, drop[i], purge);
   free(drop);
   s->deleted = true;
-  s->in_sync = false;
   s->gen++;
   if (purge) local__purge_service(la, s->id);
   local__changed(la, true);

@@ -224,7 +224,15 @@ static void op_done(void *arg, int status, const struct state_cmd_result *res)
     }
     break;
   case OP_SVC_DEREG:
-    if (s && s->deleted) {
+    if (s && !s->deleted) {
+      /* Registered again while the deregistration was in flight: the catalog no longer has
+       * it (nor its checks), so everything of it goes again. */
+      s->in_sync = false;
+      for (struct map_iter it = map_iter_start(&la->checks); map_iter_next(&it);) {
+        struct local_chk *x = it.entry->value;
+        if (!x->deleted && x->service_id && strcmp(x->service_id, op->id) == 0) x->in_sync = false;
+      }
+    } else if (s && s->deleted) {
       map_del(&la->services, s->id, strlen(s->id));
       /* The catalog dropped the service's checks with it. */
       size_t cap = map_count(&la->checks), k = 0;
@@ -244,7 +252,9 @@ static void op_done(void *arg, int status, const struct state_cmd_result *res)
     }
     break;
   case OP_CHK_DEREG:
-    if (c && c->deleted) {
+    if (c && !c->deleted) {
+      c->in_sync = false; /* registered again meanwhile */
+    } else if (c && c->deleted) {
       map_del(&la->checks, c->id, strlen(c->id));
       local__chk_free(la, c);
       log_info("agent", "Deregistered check %s", op->id);
