@@ -54,6 +54,10 @@ struct state__sessions {
   void *clock_arg;
   bool tracking;
   size_t n_ttl; /* sessions with ttl_ms > 0 */
+  /* A lower bound of every armed deadline (0: none armed), so that the leader's frequent
+   * expiry checks cost O(1) until something may have expired: arming only lowers it, and
+   * renewals move deadlines later, which keeps it a lower bound until the next scan. */
+  uint64_t min_deadline;
 };
 
 static struct sess_row *row_of(struct state__tnode *n) { return (struct sess_row *)n; }
@@ -289,6 +293,11 @@ static void by_node_del(struct state__sessions *t, struct sess_row *r)
 }
 
 /* Links a built row into the table and its indexes (create and restore). */
+static void note_deadline(struct state__sessions *t, uint64_t d)
+{
+  if (d && (!t->min_deadline || d < t->min_deadline)) t->min_deadline = d;
+}
+
 static void link_row(struct state__sessions *t, struct sess_row *r, uint64_t now)
 {
   state__tree_insert(&t->rows, &r->tn);
@@ -296,7 +305,10 @@ static void link_row(struct state__sessions *t, struct sess_row *r, uint64_t now
   by_node_add(t, r);
   if (r->ttl_ms) {
     t->n_ttl++;
-    if (t->tracking) r->deadline = now + (uint64_t)r->ttl_ms * STATE_SESSION_TTL_MULTIPLIER;
+    if (t->tracking) {
+      r->deadline = now + (uint64_t)r->ttl_ms * STATE_SESSION_TTL_MULTIPLIER;
+      note_deadline(t, r->deadline);
+    }
   }
 }
 
@@ -629,9 +641,10 @@ void state_session_node(struct state_store *s, const char *node, state_session_f
 
 /* ---- TTL timers ---- */
 
-static void arm(struct sess_row *r, uint64_t now)
+static void arm(struct state__sessions *t, struct sess_row *r, uint64_t now)
 {
   r->deadline = r->ttl_ms ? now + (uint64_t)r->ttl_ms * STATE_SESSION_TTL_MULTIPLIER : 0;
+  note_deadline(t, r->deadline);
 }
 
 void state_session_ttl_track(struct state_store *s, bool on)
@@ -639,11 +652,12 @@ void state_session_ttl_track(struct state_store *s, bool on)
   struct state__sessions *t = s->sess;
   if (t->tracking == on) return;
   t->tracking = on;
+  t->min_deadline = 0;
   uint64_t now = on ? state_store_now_ms(s) : 0;
   struct state__titer it;
   state__tree_seek(&it, t->rows, NULL, 0);
   for (struct state__tnode *n; (n = state__tree_next(&it));) {
-    if (on) arm(row_of(n), now);
+    if (on) arm(t, row_of(n), now);
     else row_of(n)->deadline = 0;
   }
 }
@@ -654,7 +668,7 @@ const struct state_session *state_session_renew(struct state_store *s, const cha
 {
   struct sess_row *r = find(s->sess, id);
   if (!r) return NULL;
-  if (s->sess->tracking) arm(r, state_store_now_ms(s));
+  if (s->sess->tracking) arm(s->sess, r, state_store_now_ms(s));
   return &r->pub;
 }
 
@@ -662,17 +676,23 @@ size_t state_session_ttl_expired(struct state_store *s, char (*ids)[STATE_SESSIO
                                  size_t max, uint64_t retry_ms)
 {
   struct state__sessions *t = s->sess;
-  if (!t->tracking || !t->n_ttl || !max) return 0;
+  if (!t->tracking || !t->n_ttl || !max || !t->min_deadline) return 0;
   uint64_t now = state_store_now_ms(s);
+  if (now < t->min_deadline) return 0;
   size_t n = 0;
+  uint64_t min = 0;
   struct state__titer it;
   state__tree_seek(&it, t->rows, NULL, 0);
-  for (struct state__tnode *node; n < max && (node = state__tree_next(&it));) {
+  for (struct state__tnode *node; (node = state__tree_next(&it));) {
     struct sess_row *r = row_of(node);
-    if (!r->deadline || r->deadline > now) continue;
-    memcpy(ids[n++], r->tn.key, r->tn.key_len + 1);
-    r->deadline = now + (retry_ms ? retry_ms : 1);
+    if (!r->deadline) continue;
+    if (r->deadline <= now && n < max) {
+      memcpy(ids[n++], r->tn.key, r->tn.key_len + 1);
+      r->deadline = now + (retry_ms ? retry_ms : 1);
+    }
+    if (!min || r->deadline < min) min = r->deadline;
   }
+  t->min_deadline = min;
   return n;
 }
 

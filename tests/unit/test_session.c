@@ -384,6 +384,8 @@ static void test_ttl(void **st)
   assert_non_null(state_session_renew(s, S1));
   assert_null(state_session_renew(s, S3));
   assert_int_equal(state_session_ttl_next(s), t0 + 19999 + 20000);
+  fake_now = t0 + 25000; /* past the old deadline: a scan finds nothing */
+  assert_int_equal(state_session_ttl_expired(s, ids, 4, 1000), 0);
   fake_now = t0 + 19999 + 20000;
   assert_int_equal(state_session_ttl_expired(s, ids, 4, 1000), 1);
   assert_string_equal(ids[0], S1);
