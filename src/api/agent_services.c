@@ -1,7 +1,8 @@
 /* agent_services.c -- the agent's own services and checks over HTTP (Consul's
  * agent/agent_endpoint.go: AgentServices, AgentService, AgentRegisterService,
  * AgentDeregisterService, AgentServiceMaintenance, AgentChecks, AgentRegisterCheck,
- * AgentDeregisterCheck, AgentCheckPass/Warn/Fail/Update, AgentNodeMaintenance).
+ * AgentDeregisterCheck, AgentCheckPass/Warn/Fail/Update, AgentNodeMaintenance,
+ * AgentHealthServiceByID/ByName).
  *
  * The work and Consul's validation messages live in src/local/; this file routes, reads query
  * parameters and answers: writes answer 200 with an empty body, failures the status and text
@@ -24,6 +25,8 @@
 #include "lib/duration.h"
 #include "lib/rand.h"
 #include "local/local.h"
+
+#define LOCAL_STATUS_TEXT 1100
 
 static const char *req_token(struct http_request *req)
 {
@@ -194,6 +197,85 @@ static void service_get(struct http_request *req, void *arg)
   uv_timer_start(&p->timer, parked_timeout, ms, 0);
   p->watch = local_watch_add(ctx->local, parked_changed, p);
   http_request_on_cancel(req, parked_cancel, p);
+}
+
+/* ---- GET /v1/agent/health/service/id/<id> and name/<name> ---- */
+
+/* Consul answers these with the aggregated status as the HTTP status: 200 passing, 429
+ * warning, 503 otherwise (critical, maintenance), as text with Accept: text/plain or
+ * ?format=text. */
+static int health_code(const char *status)
+{
+  return strcmp(status, "passing") == 0 ? 200 : strcmp(status, "warning") == 0 ? 429 : 503;
+}
+
+static bool want_text(struct http_request *req)
+{
+  const char *accept = http_header(req, "Accept");
+  if (accept && strncmp(accept, "text/plain", 10) == 0) return true;
+  const char *format = http_query(req, "format");
+  return format && *format && strcmp(format, "text") == 0;
+}
+
+static void health_by_id(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  const char *id = req->tail;
+  if (!*id) {
+    http_respond_error(req, 400, "Missing serviceID");
+    return;
+  }
+  json_t *info = local_service_health_json(ctx->local, id);
+  if (!info) {
+    if (want_text(req)) {
+      http_respond_error(req, 404, "ServiceId %s not found", id);
+      return;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "AggregatedStatus", json_string("critical"));
+    json_object_set_new(o, "Service", json_null());
+    json_object_set_new(o, "Checks", json_null());
+    http_respond_json(req, 404, o);
+    return;
+  }
+  const char *agg = json_string_value(json_object_get(info, "AggregatedStatus"));
+  int code = health_code(agg);
+  if (want_text(req)) {
+    http_respond(req, code, "text/plain", agg, strlen(agg));
+    json_decref(info);
+    return;
+  }
+  http_respond_json(req, code, info);
+}
+
+static void health_by_name(struct http_request *req, void *arg)
+{
+  struct api_ctx *ctx = arg;
+  const char *name = req->tail;
+  if (!*name) {
+    http_respond_error(req, 400, "Missing service Name");
+    return;
+  }
+  json_t *all = local_service_health_by_name_json(ctx->local, name);
+  int code = 404;
+  char status[LOCAL_STATUS_TEXT] = "";
+  snprintf(status, sizeof status, "ServiceName %s Not Found", name);
+  size_t i;
+  json_t *v;
+  json_array_foreach(all, i, v) {
+    const char *agg = json_string_value(json_object_get(v, "AggregatedStatus"));
+    int c = health_code(agg);
+    if (code == 404 || c > code) { /* the worst: 200 < 429 < 503 */
+      code = c;
+      snprintf(status, sizeof status, "%s", agg);
+    }
+  }
+  if (want_text(req)) {
+    json_decref(all);
+    http_respond(req, code, "text/plain", status, strlen(status));
+    return;
+  }
+  http_respond_json(req, code, all);
 }
 
 /* ---- writes ---- */
@@ -375,4 +457,6 @@ void api_agent_services_register(struct api_ctx *ctx)
   http_server_route(s, HTTP_M_PUT | HTTP_M_GET, "/v1/agent/check/fail/", check_fail, ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/check/update/", check_update, ctx);
   http_server_route(s, HTTP_M_PUT, "/v1/agent/maintenance", node_maintenance, ctx);
+  http_server_route(s, HTTP_M_GET, "/v1/agent/health/service/id/", health_by_id, ctx);
+  http_server_route(s, HTTP_M_GET, "/v1/agent/health/service/name/", health_by_name, ctx);
 }

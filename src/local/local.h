@@ -133,6 +133,14 @@ json_t *local_services_json(struct local_agent *la);
 json_t *local_service_json(struct local_agent *la, const char *id);
 json_t *local_checks_json(struct local_agent *la);
 
+/* api.AgentServiceChecksInfo {AggregatedStatus, Service, Checks} for one service
+ * (/v1/agent/health/service/id/<id>; NULL when unknown), or an array of them for every service
+ * of a name (/v1/agent/health/service/name/<name>; [] when none). New trees the caller owns.
+ * AggregatedStatus is "maintenance" when a maintenance check applies, else the worst status
+ * of the service's and the node's checks (HealthChecks.AggregatedStatus). */
+json_t *local_service_health_json(struct local_agent *la, const char *id);
+json_t *local_service_health_by_name_json(struct local_agent *la, const char *name);
+
 /* One-shot notification of any change to the local services or checks (hash-based blocking
  * of /v1/agent/service/<id>). fn runs once, from the loop, after a change; a watch that has
  * not fired is cancelled with local_watch_cancel (which frees it). */

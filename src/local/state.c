@@ -942,32 +942,83 @@ json_t *local_service_json(struct local_agent *la, const char *id)
   return out;
 }
 
+static json_t *check_json(struct local_agent *la, const struct local_chk *c)
+{
+  struct state_check sc = {
+      .node = la->node_name,
+      .check_id = c->id,
+      .name = c->name,
+      .status = c->status,
+      .notes = c->notes,
+      .output = c->output,
+      .service_id = c->service_id,
+      .service_name = c->service_name,
+      .service_tags = (const char *const *)c->service_tags,
+      .n_service_tags = c->n_service_tags,
+      .service_tags_null = c->service_tags_null,
+      .type = c->type,
+      .interval = c->interval,
+      .timeout = c->timeout,
+      .definition = c->definition,
+  };
+  return state_check_json(&sc);
+}
+
+/* agentHealthService: the service's checks and the node's, with their aggregated status. */
+static json_t *service_health(struct local_agent *la, const struct local_svc *s)
+{
+  size_t n;
+  const char **ids = live_ids(&la->checks, false, &n);
+  json_t *checks = json_array();
+  bool passing = false, warning = false, critical = false, maint = false, odd = false;
+  for (size_t i = 0; i < n; i++) {
+    struct local_chk *c = local__chk(la, ids[i]);
+    if (*c->service_id && strcmp(c->service_id, s->id) != 0) continue;
+    json_array_append_new(checks, check_json(la, c));
+    if (strcmp(c->id, LOCAL_NODE_MAINT) == 0 ||
+        strncmp(c->id, LOCAL_SERVICE_MAINT_PREFIX, strlen(LOCAL_SERVICE_MAINT_PREFIX)) == 0)
+      maint = true;
+    else if (strcmp(c->status, LOCAL_PASSING) == 0) passing = true;
+    else if (strcmp(c->status, LOCAL_WARNING) == 0) warning = true;
+    else if (strcmp(c->status, LOCAL_CRITICAL) == 0) critical = true;
+    else odd = true;
+  }
+  free(ids);
+  (void)passing;
+  const char *agg = odd ? "" : maint ? LOCAL_MAINT : critical ? LOCAL_CRITICAL
+                    : warning ? LOCAL_WARNING : LOCAL_PASSING;
+  json_t *o = json_object();
+  json_object_set_new(o, "AggregatedStatus", json_string(agg));
+  json_object_set_new(o, "Service", agent_service_json(la, s->def));
+  json_object_set_new(o, "Checks", checks);
+  return o;
+}
+
+json_t *local_service_health_json(struct local_agent *la, const char *id)
+{
+  struct local_svc *s = local__svc(la, id);
+  return s ? service_health(la, s) : NULL;
+}
+
+json_t *local_service_health_by_name_json(struct local_agent *la, const char *name)
+{
+  size_t n;
+  const char **ids = live_ids(&la->services, true, &n);
+  json_t *out = json_array();
+  for (size_t i = 0; i < n; i++) {
+    struct local_svc *s = local__svc(la, ids[i]);
+    if (strcmp(s->def->name, name) == 0) json_array_append_new(out, service_health(la, s));
+  }
+  free(ids);
+  return out;
+}
+
 json_t *local_checks_json(struct local_agent *la)
 {
   size_t n;
   const char **ids = live_ids(&la->checks, false, &n);
   json_t *o = json_object();
-  for (size_t i = 0; i < n; i++) {
-    struct local_chk *c = local__chk(la, ids[i]);
-    struct state_check sc = {
-        .node = la->node_name,
-        .check_id = c->id,
-        .name = c->name,
-        .status = c->status,
-        .notes = c->notes,
-        .output = c->output,
-        .service_id = c->service_id,
-        .service_name = c->service_name,
-        .service_tags = (const char *const *)c->service_tags,
-        .n_service_tags = c->n_service_tags,
-        .service_tags_null = c->service_tags_null,
-        .type = c->type,
-        .interval = c->interval,
-        .timeout = c->timeout,
-        .definition = c->definition,
-    };
-    json_object_set_new(o, ids[i], state_check_json(&sc));
-  }
+  for (size_t i = 0; i < n; i++) json_object_set_new(o, ids[i], check_json(la, local__chk(la, ids[i])));
   free(ids);
   return o;
 }

@@ -379,3 +379,26 @@ def test_thousand_services_with_ttl_checks(fresh_agent):
     assert worst < 1.0, "API answered in %.2fs while 1000 services were registered (%.1fs)" % (worst, took)
     deregister_all(a)
     wait_for(lambda: a.get_json("/v1/catalog/service/bulk")[0] == [], timeout=60)
+
+
+def test_agent_health_endpoints(agent):
+    put(agent, "/v1/agent/service/register", {"Name": "ah", "ID": "ah-1", "Check": {"TTL": "1h", "Status": "passing"}})
+    put(agent, "/v1/agent/service/register", {"Name": "ah", "ID": "ah-2", "Check": {"TTL": "1h", "Status": "warning"}})
+    status, _, body = agent.request("GET", "/v1/agent/health/service/id/ah-1")
+    assert status == 200
+    info = json.loads(body)
+    assert info["AggregatedStatus"] == "passing"
+    assert info["Service"]["ID"] == "ah-1"
+    assert [c["CheckID"] for c in info["Checks"]] == ["service:ah-1"]
+    status, _, body = agent.request("GET", "/v1/agent/health/service/id/ah-2?format=text")
+    assert (status, body) == (429, b"warning")
+    status, _, body = agent.request("GET", "/v1/agent/health/service/name/ah")
+    assert status == 429 and len(json.loads(body)) == 2
+    put(agent, "/v1/agent/service/maintenance/ah-1?enable=true")
+    status, _, body = agent.request("GET", "/v1/agent/health/service/id/ah-1", headers={"Accept": "text/plain"})
+    assert (status, body) == (503, b"maintenance")
+    status, _, body = agent.request("GET", "/v1/agent/health/service/id/nope?format=text")
+    assert (status, body) == (404, b"ServiceId nope not found")
+    status, _, body = agent.request("GET", "/v1/agent/health/service/name/nope")
+    assert status == 404 and json.loads(body) == []
+    deregister_all(agent)
