@@ -591,6 +591,10 @@ static void srv_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     snprintf(c->srv->last_request, sizeof c->srv->last_request, "%.*s", (int)n, b->base);
     c->srv->hits++;
     const char *body = c->srv->status == 200 ? "hello" : "nope";
+    if (strncmp(b->base, "GET /redir ", 11) == 0)
+      snprintf(c->resp, sizeof c->resp,
+               "HTTP/1.1 302 Found\r\nLocation: /final\r\nContent-Length: 0\r\n\r\n");
+    else
     snprintf(c->resp, sizeof c->resp, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n\r\n%s",
              c->srv->status, c->srv->status == 200 ? "OK" : c->srv->status == 429 ? "Too Many Requests"
                                                                                   : "Service Unavailable",
@@ -672,6 +676,46 @@ static void test_http_check(void **state)
            "Get \"http://127.0.0.1:%d/\": dial tcp 127.0.0.1:%d: connect: connection refused", srv.port,
            srv.port);
   assert_string_equal(check_field(&e, "h2", "Output"), want);
+  env_close(&e);
+}
+
+static void test_http_redirects(void **state)
+{
+  (void)state;
+  struct env e = {0};
+  env_open(&e, false, false);
+  load(&e);
+  struct http_srv srv = {.status = 200};
+  srv_start(&e, &srv);
+  char err[1024], body[512], want[256];
+  /* Go's client follows redirects: the check reports the final answer... */
+  snprintf(body, sizeof body, "{\"Name\":\"r\",\"HTTP\":\"http://127.0.0.1:%d/redir\",\"Interval\":\"30ms\"}",
+           srv.port);
+  assert_int_equal(reg_check(&e, body, err, sizeof err), 0);
+  assert_true(wait_status(&e, "r", "passing", 3000));
+  snprintf(want, sizeof want, "HTTP GET http://127.0.0.1:%d/redir: 200 OK Output: hello", srv.port);
+  assert_string_equal(check_field(&e, "r", "Output"), want);
+  assert_non_null(strstr(srv.last_request, "GET /final HTTP/1.1"));
+  /* ...unless DisableRedirects: a 302 is then critical. */
+  snprintf(body, sizeof body,
+           "{\"Name\":\"nr\",\"HTTP\":\"http://127.0.0.1:%d/redir\",\"Interval\":\"30ms\","
+           "\"DisableRedirects\":true,\"Status\":\"passing\"}",
+           srv.port);
+  assert_int_equal(reg_check(&e, body, err, sizeof err), 0);
+  assert_true(wait_status(&e, "nr", "critical", 3000));
+  snprintf(want, sizeof want, "HTTP GET http://127.0.0.1:%d/redir: 302 Found Output: ", srv.port);
+  assert_string_equal(check_field(&e, "nr", "Output"), want);
+  uv_close((uv_handle_t *)&srv.tcp, NULL);
+  env_close(&e);
+}
+
+static void test_http_https_refused(void **state)
+{
+  (void)state;
+  struct env e = {0};
+  env_open(&e, false, false);
+  load(&e);
+  char err[1024];
   assert_int_equal(reg_check(&e, "{\"Name\":\"h3\",\"HTTP\":\"https://127.0.0.1:1/\",\"Interval\":\"30ms\","
                                  "\"Status\":\"passing\"}",
                              err, sizeof err),
@@ -768,6 +812,33 @@ static void test_script_checks(void **state)
   assert_true(wait_status(&e, "s6", "critical", 3000));
   assert_string_equal(check_field(&e, "s6", "Output"),
                       "exec: \"/nonexistent/x\": executable file not found in $PATH");
+  env_close(&e);
+}
+
+static void test_alias_remote_node(void **state)
+{
+  (void)state;
+  struct env e = {0};
+  env_open(&e, false, false);
+  load(&e);
+  char err[1024];
+  struct state_register_check chk = {.check_id = "disk", .name = "disk", .status = "passing"};
+  struct state_register reg = {.node = "node2", .address = "10.0.0.2", .datacenter = "dc1",
+                               .checks = &chk, .n_checks = 1};
+  assert_int_equal(state_catalog_register(e.remote.store, ++e.remote.index, &reg, err, sizeof err), 0);
+  assert_int_equal(reg_check(&e, "{\"Name\":\"other\",\"AliasNode\":\"node2\"}", err, sizeof err), 0);
+  assert_true(wait_status(&e, "other", "passing", 2000));
+  assert_string_equal(check_field(&e, "other", "Output"), "All checks passing.");
+  /* The other node's check turns critical in the catalog: the alias follows (a store watch). */
+  chk.status = "critical";
+  chk.output = "full";
+  assert_int_equal(state_catalog_register(e.remote.store, ++e.remote.index, &reg, err, sizeof err), 0);
+  assert_true(wait_status(&e, "other", "critical", 2000));
+  assert_string_equal(check_field(&e, "other", "Output"), "Aliased check \"disk\" failing: full");
+  assert_int_equal(reg_check(&e, "{\"Name\":\"svc\",\"AliasNode\":\"node2\",\"AliasService\":\"web\"}",
+                             err, sizeof err),
+                   0);
+  assert_true(wait_status(&e, "svc", "critical", 2000));
   env_close(&e);
 }
 
@@ -1040,6 +1111,9 @@ int main(void)
       cmocka_unit_test(test_register_shapes),
       cmocka_unit_test(test_ttl_expiry_and_updates),
       cmocka_unit_test(test_http_check),
+      cmocka_unit_test(test_http_redirects),
+      cmocka_unit_test(test_http_https_refused),
+      cmocka_unit_test(test_alias_remote_node),
       cmocka_unit_test(test_tcp_and_udp_checks),
       cmocka_unit_test(test_script_checks),
       cmocka_unit_test(test_alias_and_maintenance),
