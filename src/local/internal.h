@@ -240,8 +240,10 @@ int local__load_check_state(struct local_agent *la, const char *id, char **statu
 /* Calls fn for every persisted service / check (decoded definition, source). */
 typedef void (*local_restore_svc_fn)(struct local_agent *la, struct local_service_def *d,
                                      enum local_source src, const char *file);
+/* interval/timeout: the strings the check showed when it was persisted ("" or "0s"). */
 typedef void (*local_restore_chk_fn)(struct local_agent *la, struct local_check_def *d,
-                                     enum local_source src, const char *file);
+                                     enum local_source src, const char *file,
+                                     const char *interval, const char *timeout);
 void local__restore(struct local_agent *la, local_restore_svc_fn svc_fn,
                     local_restore_chk_fn chk_fn);
 

@@ -69,7 +69,11 @@ static int write_atomic(const char *path, const char *data, size_t len, bool syn
                         size_t errlen)
 {
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int tl = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  if (tl < 0 || (size_t)tl >= sizeof tmp) {
+    snprintf(err, errlen, "failed writing %s: path too long", path);
+    return -1;
+  }
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) goto fail;
   size_t off = 0;
@@ -145,6 +149,8 @@ int local__persist_check(struct local_agent *la, const struct local_check_def *d
   json_object_set_new(chk, "Notes", json_string(c->notes));
   json_object_set_new(chk, "ServiceID", json_string(c->service_id));
   json_object_set_new(chk, "Type", json_string(c->type));
+  json_object_set_new(chk, "Interval", json_string(c->interval));
+  json_object_set_new(chk, "Timeout", json_string(c->timeout));
   json_t *j = json_object();
   json_object_set_new(j, "Check", chk);
   if (d) json_object_set_new(j, "ChkType", local__check_def_json(d));
@@ -315,7 +321,7 @@ void local__restore(struct local_agent *la, local_restore_svc_fn svc_fn,
         local__set(&d->notes, jstr(chk, "Notes"));
         local__set(&d->service_id, jstr(chk, "ServiceID"));
         local__set(&d->token, jstr(j, "Token"));
-        chk_fn(la, d, source_of(j), files[i]);
+        chk_fn(la, d, source_of(j), files[i], jstr(chk, "Interval"), jstr(chk, "Timeout"));
       }
     }
     json_decref(j);

@@ -1060,7 +1060,8 @@ static void restore_service(struct local_agent *la, struct local_service_def *d,
 }
 
 static void restore_check(struct local_agent *la, struct local_check_def *d,
-                          enum local_source src, const char *file)
+                          enum local_source src, const char *file, const char *interval,
+                          const char *timeout)
 {
   char err[512];
   const char *cid = *d->id ? d->id : d->name;
@@ -1077,6 +1078,13 @@ static void restore_check(struct local_agent *la, struct local_check_def *d,
     log_warn("agent", "Failed to restore check %s: %s", id, err);
     local__purge_check(la, id);
   } else {
+    /* A service's check shows "" for a zero duration, a check registered on its own "0s":
+     * keep what it showed before the restart. */
+    struct local_chk *c = local__chk(la, id);
+    if (c) {
+      local__set(&c->interval, interval);
+      local__set(&c->timeout, timeout);
+    }
     log_debug("agent", "restored health check %s from %s", id, file);
   }
   free(id);

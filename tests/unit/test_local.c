@@ -1027,6 +1027,8 @@ static void test_persist_and_restore(void **state)
   json_decref(svcs);
   assert_string_equal(check_field(&e, "service:api-1", "Status"), "critical");
   assert_string_equal(check_field(&e, "service:api-1", "ServiceName"), "api");
+  assert_string_equal(check_field(&e, "service:api-1", "Timeout"), "");
+  assert_string_equal(check_field(&e, "disk", "Timeout"), "0s");
   assert_string_equal(check_field(&e, "disk", "Status"), "passing");
   assert_string_equal(check_field(&e, "disk", "Output"), "fine");
   assert_string_equal(check_field(&e, "_node_maintenance", "Notes"), "why not");
