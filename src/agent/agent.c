@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "agent/dns_catalog.h"
+#include "agent/session_ttl.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
 #include "config/config.h"
@@ -58,6 +59,8 @@ struct agent {
   uv_signal_t sig_int, sig_term, sig_hup;
   uv_timer_t leader_timer; /* leader duties: tombstone reaping */
   struct tombstone_gc tombstone_gc;
+  struct session_ttl session_ttl; /* leader: destroys sessions not renewed in TTL*2 */
+  bool session_ttl_started;
   bool stopping;
   int exit_code;
 };
@@ -221,6 +224,8 @@ static void agent_http_closed(void *arg)
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
   uv_close((uv_handle_t *)&a->leader_timer, NULL);
   uv_close((uv_handle_t *)&a->retry_join_timer, NULL);
+  if (a->session_ttl_started) session_ttl_stop(&a->session_ttl); /* before Raft stops */
+  a->session_ttl_started = false;
   if (a->dns) dns_server_close(a->dns, agent_dns_closed, a);
   else agent_dns_closed(a);
 }
@@ -702,6 +707,10 @@ int agent_main(int argc, char **argv)
   if (started && a->consensus) {
     consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
     uv_timer_start(&a->leader_timer, agent_leader_tick, 5000, 5000);
+    if (session_ttl_start(&a->session_ttl, &a->loop, a->store, a->consensus) == 0)
+      a->session_ttl_started = true;
+    else
+      log_error("agent", "cannot start session TTL timers");
   }
   if (!started) {
     a->stopping = false;

@@ -13,6 +13,7 @@
 #include "lib/alloc.h"
 #include "lib/jsonw.h"
 #include "state/cmd.h"
+#include "state/session.h"
 
 /* One DirEntry, fields in the order of Consul's structs.DirEntry. */
 static void kv_entry_write(struct jsonw *w, const struct state_kv *e)
@@ -175,6 +176,15 @@ static void kv_put(struct api_ctx *ctx, struct http_request *req)
                        "Request body(%zu bytes) too large, max size: %llu bytes. See "
                        "https://developer.hashicorp.com/docs/agent/config/config-files#kv_max_value_size.",
                        req->body_len, (unsigned long long)ctx->cfg->kv_max_value_size);
+    return;
+  }
+  /* Lock-delay: after a holder's session is invalidated nobody may acquire the key for its
+   * LockDelay. It is wall-clock state kept in memory on each server (as Consul's), so the
+   * proposer checks it rather than the FSM. */
+  if (op.verb == STATE_KV_LOCK && ctx->store && ctx->consensus &&
+      consensus_is_leader(ctx->consensus) &&
+      state_kv_lock_delay_ms(ctx->store, op.key, op.key_len) > 0) {
+    http_respond(req, 200, "application/json", "false", 5);
     return;
   }
   op.value = req->body;
