@@ -35,6 +35,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "lib/rand.h"
+#include "local/local.h"
 #include "state/catalog.h"
 #include "state/cmd.h"
 #include "state/store.h"
@@ -50,6 +51,7 @@ struct agent {
   struct consensus *consensus;
   struct http_server *http;
   struct api_ctx api;
+  struct local_agent *local; /* this agent's services and checks */
   struct dns_catalog dns_catalog;
   struct dns_engine *dns_engine;
   struct dns_server *dns;
@@ -219,6 +221,10 @@ static void agent_http_closed(void *arg)
   struct agent *a = arg;
   if (a->http) api_shutdown(&a->api);
   a->http = NULL;
+  if (a->local) {
+    local_agent_close(a->local, NULL, NULL); /* stops checks and syncs before Raft goes */
+    a->local = NULL;
+  }
   uv_close((uv_handle_t *)&a->sig_int, NULL);
   uv_close((uv_handle_t *)&a->sig_term, NULL);
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
@@ -239,6 +245,22 @@ static void agent_stop(struct agent *a)
   else agent_http_closed(a);
 }
 
+/* Collects the services and checks of every config document config_load kept. */
+static struct local_defs *agent_local_defs(const struct config *cfg, char *err, size_t errlen)
+{
+  struct local_defs *defs = local_defs_new();
+  size_t i;
+  json_t *entry;
+  json_array_foreach(cfg->local_docs, i, entry) {
+    const char *source = json_string_value(json_object_get(entry, "source"));
+    if (local_defs_add_config(defs, json_object_get(entry, "doc"), source, err, errlen) != 0) {
+      local_defs_free(defs);
+      return NULL;
+    }
+  }
+  return defs;
+}
+
 static void agent_reload(void *arg)
 {
   struct agent *a = arg;
@@ -256,6 +278,14 @@ static void agent_reload(void *arg)
     log_set_level(lvl);
     free(a->cfg.log_level);
     a->cfg.log_level = xstrdup(fresh.log_level);
+  }
+  if (a->local) {
+    /* Services and checks from the files as they are now; a bad definition keeps the
+     * running set, as any invalid reload does. */
+    struct local_defs *defs = agent_local_defs(&fresh, err, sizeof err);
+    if (!defs || local_agent_load(a->local, defs, err, sizeof err) != 0)
+      log_error("agent", "reload of services and checks failed, keeping the running set: %s", err);
+    if (defs) local_defs_free(defs);
   }
   log_info("agent", "reloaded configuration (log level %s)", a->cfg.log_level);
   config_free(&fresh);
@@ -302,6 +332,33 @@ static int agent_start_server(struct agent *a, const char *data_dir)
 
 static void agent_leave(void *arg);
 
+/* The agent's own services and checks (src/local): from config files and persisted API
+ * registrations, run here and synced into the catalog. */
+static int agent_start_local(struct agent *a, const char *data_dir)
+{
+  char err[1024] = "";
+  struct local_defs *defs = agent_local_defs(&a->cfg, err, sizeof err);
+  if (!defs) {
+    log_error("agent", "%s", err);
+    return -1;
+  }
+  struct local_config lc;
+  local_config_defaults(&lc);
+  lc.node_name = a->cfg.node_name;
+  lc.node_id = a->node_id;
+  lc.datacenter = a->cfg.datacenter;
+  lc.advertise_addr = a->advertise;
+  lc.data_dir = a->cfg.dev ? NULL : data_dir;
+  lc.enable_script_checks = a->cfg.enable_script_checks;
+  lc.enable_local_script_checks = a->cfg.enable_local_script_checks;
+  lc.check_update_interval_ms = (uint64_t)(a->cfg.check_update_interval_ns / 1000000LL);
+  a->local = local_agent_new(&a->loop, &lc, a->store, a->consensus, err, sizeof err);
+  int rv = a->local && local_agent_load(a->local, defs, err, sizeof err) == 0 ? 0 : -1;
+  if (rv != 0) log_error("agent", "cannot load services and checks: %s", err);
+  local_defs_free(defs);
+  return rv;
+}
+
 static int agent_start_http(struct agent *a)
 {
   if (a->cfg.port_http < 0) return 0;
@@ -326,6 +383,7 @@ static int agent_start_http(struct agent *a)
       .reload_arg = a,
       .leave = agent_leave,
       .leave_arg = a,
+      .local = a->local,
   };
   api_register(&a->api);
   for (char **p = a->cfg.client_addrs; *p; p++) {
@@ -700,6 +758,7 @@ int agent_main(int argc, char **argv)
     log_warn("agent", "client agents need servers reached through gossip, which is not built "
                       "yet: reads and writes will fail with \"No known Consul servers\"");
   }
+  if (started && agent_start_local(a, data_dir) != 0) started = false;
   if (started && agent_start_gossip(a) != 0) started = false;
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;

@@ -10,6 +10,7 @@
 #include "api/internal.h"
 #include "gossip/gossip.h"
 #include "lib/alloc.h"
+#include "local/local.h"
 #include "lib/err.h"
 #include "version.h"
 
@@ -134,9 +135,17 @@ static json_t *agent_stats(struct api_ctx *ctx)
   uname(&u);
 
   json_t *stats = json_object();
+  struct local_stats ls = {0};
+  if (ctx->local) local_agent_stats(ctx->local, &ls);
+  char monitors[24], ttls[24], checks[24], services[24];
+  snprintf(monitors, sizeof monitors, "%zu", ls.check_monitors);
+  snprintf(ttls, sizeof ttls, "%zu", ls.check_ttls);
+  snprintf(checks, sizeof checks, "%zu", ls.checks);
+  snprintf(services, sizeof services, "%zu", ls.services);
   json_object_set_new(stats, "agent",
-                      agent_str_map((const char *const[]){"check_monitors", "0", "check_ttls", "0",
-                                                          "checks", "0", "services", "0", NULL}));
+                      agent_str_map((const char *const[]){"check_monitors", monitors, "check_ttls",
+                                                          ttls, "checks", checks, "services",
+                                                          services, NULL}));
   json_object_set_new(stats, "build",
                       agent_str_map((const char *const[]){"prerelease", "", "revision",
                                                           "concord-" CONCORD_VERSION, "version",

@@ -72,6 +72,9 @@ static const struct config_setting config_settings[] = {
     {"retry-join", "retry_join", CK_ARRAY, OFF(retry_join), 0, 0, "Address of an agent to join, retried until it succeeds (repeatable)."},
     {"retry-interval", "retry_interval", CK_DURATION, OFF(retry_interval_ns), 0, 0, "Time between -retry-join attempts (default 30s)."},
     {"retry-max", "retry_max", CK_UINT, OFF(retry_max), 0, 0, "Attempts before -retry-join gives up (default 0: forever)."},
+    {"enable-script-checks", "enable_script_checks", CK_BOOL, OFF(enable_script_checks), 0, 0, "Allow script checks from the API and config files (remote code execution risk)."},
+    {"enable-local-script-checks", "enable_local_script_checks", CK_BOOL, OFF(enable_local_script_checks), 0, 0, "Allow script checks from config files only."},
+    {NULL, "check_update_interval", CK_DURATION, OFF(check_update_interval_ns), 0, 0, NULL},
     {"recursor", "recursors", CK_ARRAY, OFF(recursors), 0, 0, "Upstream DNS server for names outside the domain (repeatable)."},
     {NULL, "dns_config.node_ttl", CK_DURATION, OFF(dns_node_ttl_ns), 0, 0, NULL},
     {NULL, "dns_config.service_ttl", CK_DURMAP, OFF(dns_service_ttl), 0, 0, NULL},
@@ -94,11 +97,10 @@ static const struct config_setting config_settings[] = {
 /* Keys Consul accepts that Concord does not act on yet: a warning, not an error. */
 static const char *const config_consul_only_keys[] = {
     "acl", "addresses", "advertise_addr", "advertise_addr_wan", "auto_encrypt", "autopilot",
-    "ca_file", "cert_file", "check_update_interval", "checks", "check", "connect",
-    "disable_remote_exec", "disable_update_check", "enable_local_script_checks",
-    "enable_script_checks", "enable_syslog", "encrypt", "encrypt_verify_incoming",
+    "ca_file", "cert_file", "connect",
+    "disable_remote_exec", "disable_update_check", "enable_syslog", "encrypt", "encrypt_verify_incoming",
     "encrypt_verify_outgoing", "http_config", "key_file", "leave_on_terminate", "log_file",
-    "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave", "service", "services",
+    "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave",
     "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "watches", "limits",
     "performance", "ports", "ui_config", "raft_protocol", "segment",
@@ -368,7 +370,10 @@ static int config_apply_object(struct config *cfg, json_t *obj, const char *pref
       if (strcmp(key, path) == 0) match = &config_settings[i];
       else if (strncmp(key, path, plen) == 0 && key[plen] == '.') is_parent = true;
     }
-    if (match) {
+    if (!prefix[0] && (strcmp(k, "service") == 0 || strcmp(k, "services") == 0 ||
+                       strcmp(k, "check") == 0 || strcmp(k, "checks") == 0)) {
+      continue; /* read by the agent's local state from cfg->local_docs */
+    } else if (match) {
       if (config_set_json(cfg, match, v, path, source, errbuf, errlen) != 0) return -1;
     } else if (is_parent && json_is_object(v)) {
       char sub[260];
@@ -402,6 +407,9 @@ int config_apply_json(struct config *cfg, const char *text, size_t len, const ch
     config_err(errbuf, errlen, "%s: the top level must be a JSON object", source);
   } else {
     rv = config_apply_object(cfg, root, "", source, errbuf, errlen);
+    if (rv == 0 && (json_object_get(root, "service") || json_object_get(root, "services") ||
+                    json_object_get(root, "check") || json_object_get(root, "checks")))
+      json_array_append_new(cfg->local_docs, json_pack("{s:s, s:O}", "source", source, "doc", root));
   }
   json_decref(root);
   return rv;
@@ -502,6 +510,8 @@ static void config_defaults(struct config *cfg)
   cfg->node_meta = json_object();
   cfg->recursors = xcalloc(1, sizeof(char *));
   cfg->start_join = xcalloc(1, sizeof(char *));
+  cfg->local_docs = json_array();
+  cfg->check_update_interval_ns = 5LL * 60 * 1000000000LL;
   cfg->retry_join = xcalloc(1, sizeof(char *));
   cfg->retry_interval_ns = 30000000000LL;
   cfg->dns_service_ttl = json_object();
@@ -531,6 +541,7 @@ void config_free(struct config *cfg)
   json_decref(cfg->node_meta);
   config_list_free(cfg->recursors);
   config_list_free(cfg->start_join);
+  json_decref(cfg->local_docs);
   config_list_free(cfg->retry_join);
   json_decref(cfg->dns_service_ttl);
   config_list_free(cfg->config_sources);

@@ -39,6 +39,13 @@ struct config {
   bool ui;
   json_t *node_meta;  /* object of string -> string */
   char **recursors;   /* upstream DNS servers, NULL-terminated */
+  bool enable_script_checks;       /* script checks from the API and files (off: RCE risk) */
+  bool enable_local_script_checks; /* script checks from config files only */
+  int64_t check_update_interval_ns; /* output-only check changes sync this often (5m) */
+  /* The parsed config documents that define services or checks ("service", "services",
+   * "check", "checks"): an array of {"source": path, "doc": document}, in load order, for
+   * the agent's local state (src/local) to read. */
+  json_t *local_docs;
   char **start_join;  /* -join: joined once at start, NULL-terminated */
   char **retry_join;  /* -retry-join: retried every retry_interval until one succeeds */
   int64_t retry_interval_ns;
