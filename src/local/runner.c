@@ -565,6 +565,10 @@ static void script_start(struct local_runner *r)
     log_error("agent", "Check failed to invoke: check=%s error=%s", r->chk->id, msg);
     report(r, LOCAL_CRITICAL, msg);
     op->reported = op->exited = op->eof = true;
+    /* libuv initialises the process handle even when uv_spawn fails, so it is in the loop's
+     * handle queue and must be closed like the others before op is freed. */
+    op->pending++;
+    uv_close((uv_handle_t *)&op->proc, script_closed);
     uv_close((uv_handle_t *)&op->timer, script_closed);
     uv_close((uv_handle_t *)&op->pipe, script_closed);
     op->r = NULL;
