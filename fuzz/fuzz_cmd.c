@@ -13,7 +13,9 @@
 
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "state/catalog.h"
 #include "state/cmd.h"
+#include "state/session.h"
 #include "state/store.h"
 #include "state/watch.h"
 
@@ -30,11 +32,21 @@ static struct state_store *seeded_store(void)
   state_kv_apply(s, 2, &op, NULL);
   op.verb = STATE_KV_DELETE;
   state_kv_apply(s, 3, &op, NULL);
+  /* A real session on a real node holds "lock", so unlock/lock/destroy inputs meet a held
+   * key (locks need a live session since sessions exist). */
+  struct state_register reg = {.node = "n1", .address = "127.0.0.1"};
+  if (state_catalog_register(s, 4, &reg, NULL, 0) != 0) abort();
+  static const char *const no_checks[1] = {NULL};
+  struct state_session sess = {.id = "11111111-2222-4333-8444-555555555555", .node = "n1",
+                               .behavior = "release", .ttl = "", .node_checks = no_checks,
+                               .n_node_checks = 0, .service_checks_null = true};
+  if (state_session_create(s, 5, &sess, NULL, 0) != 0) abort();
   op.verb = STATE_KV_LOCK;
   op.key = "lock";
   op.key_len = 4;
-  op.session = "s1";
-  state_kv_apply(s, 4, &op, NULL);
+  op.session = sess.id;
+  bool ok = false;
+  if (state_kv_apply(s, 6, &op, &ok) != 0 || !ok) abort();
   state_watch_add(s, STATE_WATCH_KV_PREFIX, "", 0, noop_fn, NULL);
   state_watch_add(s, STATE_WATCH_KV_KEY, "k", 1, noop_fn, NULL);
   state_watch_add(s, STATE_WATCH_TABLE, "kvs", 3, noop_fn, NULL);
