@@ -24,34 +24,15 @@
 #include "lib/alloc.h"
 #include "lib/duration.h"
 #include "lib/err.h"
+#include "api/catalog_query.h"
 #include "state/catalog.h"
 
-#define MAX_META_FILTERS 64
-#define MAX_TAG_FILTERS 64
 
 /* ---- query helpers ---- */
 
 /* ?node-meta=key:value, repeated (Consul's parseMetaFilter / ParseMetaPair). Points into
  * the request. */
-struct meta_filter {
-  struct state_pair items[MAX_META_FILTERS];
-  char buf[MAX_META_FILTERS][256];
-  size_t n;
-};
 
-static void parse_node_meta(struct http_request *req, struct meta_filter *mf)
-{
-  const char *vals[MAX_META_FILTERS];
-  size_t n = http_query_all(req, "node-meta", vals, MAX_META_FILTERS);
-  if (n > MAX_META_FILTERS) n = MAX_META_FILTERS;
-  mf->n = 0;
-  for (size_t i = 0; i < n; i++) {
-    snprintf(mf->buf[i], sizeof mf->buf[i], "%s", vals[i]);
-    char *colon = strchr(mf->buf[i], ':');
-    if (colon) *colon++ = '\0';
-    mf->items[mf->n++] = (struct state_pair){mf->buf[i], colon ? colon : ""};
-  }
-}
 
 /* Compiles ?filter= against t. Returns 0 with *out (NULL when there is no filter), or -1
  * with Consul's message in err. */
@@ -88,11 +69,6 @@ static void keep(json_t *arr, json_t *row, const struct filter *f)
   json_decref(row);
 }
 
-static void finish(struct http_request *req, struct api_read_result *res, json_t *j)
-{
-  http_json_encode(j, http_query_has(req, "pretty"), &res->body);
-  json_decref(j);
-}
 
 /* "service.<name>" / "node.<name>" watch and index names, lowercased as the store keeps
  * them. */
@@ -106,10 +82,6 @@ static void table_name(char *out, size_t outlen, const char *prefix, const char 
   out[p < outlen ? p : outlen - 1] = '\0';
 }
 
-static void watch_table(struct api_read_result *res, const char *name)
-{
-  api_read_watch(res, STATE_WATCH_TABLE, name, strlen(name));
-}
 
 /* ---- GET /v1/catalog/datacenters ---- */
 
@@ -127,7 +99,7 @@ static void catalog_datacenters(struct http_request *req, void *arg)
 struct nodes_ctx {
   json_t *arr;
   struct filter *f;
-  struct meta_filter *mf;
+  struct api_meta_filter *mf;
 };
 
 static int nodes_each(const struct state_node *n, void *arg)
@@ -140,16 +112,16 @@ static int nodes_each(const struct state_node *n, void *arg)
 
 static void nodes_read(struct api_ctx *ctx, struct http_request *req, struct api_read_result *res)
 {
-  struct meta_filter mf;
-  parse_node_meta(req, &mf);
+  struct api_meta_filter mf;
+  api_parse_node_meta(req, &mf);
   struct nodes_ctx c = {json_array(), NULL, &mf};
   char err[512];
   get_filter(req, &filter_type_node, &c.f, err, sizeof err);
   state_node_list(ctx->store, nodes_each, &c);
   filter_free(c.f);
   res->index = state_table_index(ctx->store, "nodes");
-  watch_table(res, "nodes");
-  finish(req, res, c.arr);
+  api_watch_table(res, "nodes");
+  api_finish_json(req, res, c.arr);
 }
 
 static void catalog_nodes(struct http_request *req, void *arg)
@@ -162,7 +134,7 @@ static void catalog_nodes(struct http_request *req, void *arg)
 struct services_ctx {
   json_t *names; /* name -> object used as a set of tags */
   struct filter *f;
-  struct meta_filter *mf;
+  struct api_meta_filter *mf;
 };
 
 static int services_each(const struct state_service *s, void *arg)
@@ -205,8 +177,8 @@ static const char **sorted_keys(json_t *o, size_t *n)
 static void services_read(struct api_ctx *ctx, struct http_request *req,
                           struct api_read_result *res)
 {
-  struct meta_filter mf;
-  parse_node_meta(req, &mf);
+  struct api_meta_filter mf;
+  api_parse_node_meta(req, &mf);
   struct services_ctx c = {json_object(), NULL, &mf};
   char err[512];
   get_filter(req, &filter_type_service_node, &c.f, err, sizeof err);
@@ -228,13 +200,13 @@ static void services_read(struct api_ctx *ctx, struct http_request *req,
   json_decref(c.names);
   /* ServicesByNodeMeta answers max(services, nodes) and watches both. */
   res->index = state_table_index(ctx->store, "services");
-  watch_table(res, "services");
+  api_watch_table(res, "services");
   if (mf.n) {
     uint64_t ni = state_table_index(ctx->store, "nodes");
     if (ni > res->index) res->index = ni;
-    watch_table(res, "nodes");
+    api_watch_table(res, "nodes");
   }
-  finish(req, res, out);
+  api_finish_json(req, res, out);
 }
 
 static void catalog_services(struct http_request *req, void *arg)
@@ -244,23 +216,13 @@ static void catalog_services(struct http_request *req, void *arg)
 
 /* ---- GET /v1/catalog/service/<name> ---- */
 
-/* Consul's serviceTagsFilter: every requested tag must be present, case-insensitively. */
-static bool has_tags(const struct state_service *s, const char *const *tags, size_t n)
-{
-  for (size_t i = 0; i < n; i++) {
-    bool found = false;
-    for (size_t j = 0; j < s->n_tags && !found; j++) found = strcasecmp(s->tags[j], tags[i]) == 0;
-    if (!found) return false;
-  }
-  return true;
-}
 
 static void service_read(struct api_ctx *ctx, struct http_request *req,
                          struct api_read_result *res)
 {
   const char *name = req->tail;
-  struct meta_filter mf;
-  parse_node_meta(req, &mf);
+  struct api_meta_filter mf;
+  api_parse_node_meta(req, &mf);
   const char *tags[MAX_TAG_FILTERS];
   size_t nt = http_query_all(req, "tag", tags, MAX_TAG_FILTERS);
   if (nt > MAX_TAG_FILTERS) nt = MAX_TAG_FILTERS;
@@ -271,7 +233,7 @@ static void service_read(struct api_ctx *ctx, struct http_request *req,
   const struct state_service *const *inst;
   size_t n = state_service_instances(ctx->store, name, &inst);
   for (size_t i = 0; i < n; i++) {
-    if (!has_tags(inst[i], tags, nt)) continue;
+    if (!api_service_has_tags(inst[i], tags, nt)) continue;
     if (mf.n && !state_node_meta_match(inst[i]->node, mf.items, mf.n)) continue;
     keep(arr, state_service_node_json(inst[i]), f);
   }
@@ -282,8 +244,8 @@ static void service_read(struct api_ctx *ctx, struct http_request *req,
    * instance (so that the index never goes backwards when it disappears). */
   res->index = n ? state_table_index(ctx->store, table)
                  : state_table_index(ctx->store, "service_last_extinction");
-  watch_table(res, table);
-  finish(req, res, arr);
+  api_watch_table(res, table);
+  api_finish_json(req, res, arr);
 }
 
 static void catalog_service(struct http_request *req, void *arg)
@@ -329,9 +291,9 @@ static void node_read(struct api_ctx *ctx, struct http_request *req, struct api_
   table_name(table, sizeof table, "node.", name);
   const struct state_node *n = state_node_get(ctx->store, name);
   res->index = node_index(ctx, n, table);
-  watch_table(res, table);
+  api_watch_table(res, table);
   if (!n) {
-    finish(req, res, json_null()); /* Consul answers null for an unknown node */
+    api_finish_json(req, res, json_null()); /* Consul answers null for an unknown node */
     return;
   }
   struct node_services_ctx c = {json_object(), NULL};
@@ -350,7 +312,7 @@ static void node_read(struct api_ctx *ctx, struct http_request *req, struct api_
   json_t *o = json_object();
   json_object_set_new(o, "Node", state_node_json(n));
   json_object_set_new(o, "Services", services);
-  finish(req, res, o);
+  api_finish_json(req, res, o);
 }
 
 static void node_services_read(struct api_ctx *ctx, struct http_request *req,
@@ -361,12 +323,12 @@ static void node_services_read(struct api_ctx *ctx, struct http_request *req,
   table_name(table, sizeof table, "node.", name);
   const struct state_node *n = state_node_get(ctx->store, name);
   res->index = node_index(ctx, n, table);
-  watch_table(res, table);
+  api_watch_table(res, table);
   json_t *o = json_object();
   if (!n) {
     json_object_set_new(o, "Node", json_null());
     json_object_set_new(o, "Services", json_null());
-    finish(req, res, o);
+    api_finish_json(req, res, o);
     return;
   }
   struct node_services_ctx c = {json_array(), NULL};
@@ -384,7 +346,7 @@ static void node_services_read(struct api_ctx *ctx, struct http_request *req,
   } else {
     json_object_set_new(o, "Services", c.out);
   }
-  finish(req, res, o);
+  api_finish_json(req, res, o);
 }
 
 static void catalog_node(struct http_request *req, void *arg)

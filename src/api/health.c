@@ -19,33 +19,13 @@
 #include "api/internal.h"
 #include "filter/filter.h"
 #include "http/json.h"
+#include "api/catalog_query.h"
 #include "state/catalog.h"
 
-#define MAX_META_FILTERS 64
-#define MAX_TAG_FILTERS 64
 
-/* ---- query helpers (the same rules as catalog.c) ---- */
+/* ---- query helpers (shared ones are in catalog_query.c) ---- */
 
-struct meta_filter {
-  struct state_pair items[MAX_META_FILTERS];
-  char buf[MAX_META_FILTERS][256];
-  size_t n;
-};
 
-/* ?node-meta=key:value, repeated (Consul's parseMetaFilter). */
-static void parse_node_meta(struct http_request *req, struct meta_filter *mf)
-{
-  const char *vals[MAX_META_FILTERS];
-  size_t n = http_query_all(req, "node-meta", vals, MAX_META_FILTERS);
-  if (n > MAX_META_FILTERS) n = MAX_META_FILTERS;
-  mf->n = 0;
-  for (size_t i = 0; i < n; i++) {
-    snprintf(mf->buf[i], sizeof mf->buf[i], "%s", vals[i]);
-    char *colon = strchr(mf->buf[i], ':');
-    if (colon) *colon++ = '\0';
-    mf->items[mf->n++] = (struct state_pair){mf->buf[i], colon ? colon : ""};
-  }
-}
 
 /* The compiled ?filter (NULL when absent). The handler has already answered 400 for a bad
  * one, so here it compiles. */
@@ -69,23 +49,14 @@ static bool filter_ok(struct http_request *req, const struct filter_type *t)
   return false;
 }
 
-static void finish(struct http_request *req, struct api_read_result *res, json_t *j)
-{
-  http_json_encode(j, http_query_has(req, "pretty"), &res->body);
-  json_decref(j);
-}
 
-static void watch_table(struct api_read_result *res, const char *name)
-{
-  api_read_watch(res, STATE_WATCH_TABLE, name, strlen(name));
-}
 
 /* The index of the checks table, and with ?node-meta also of the nodes it looked at. */
 static void checks_index(struct api_ctx *ctx, struct api_read_result *res, bool node_meta)
 {
   res->index = state_table_index(ctx->store, "checks");
-  watch_table(res, "checks");
-  if (node_meta) watch_table(res, "nodes");
+  api_watch_table(res, "checks");
+  if (node_meta) api_watch_table(res, "nodes");
 }
 
 /* ---- check lists ---- */
@@ -94,7 +65,7 @@ struct checks_ctx {
   struct api_ctx *ctx;
   json_t *arr;
   struct filter *f;
-  struct meta_filter *mf;
+  struct api_meta_filter *mf;
   const char *state; /* for state/: NULL for any */
 };
 
@@ -119,21 +90,21 @@ static void node_read(struct api_ctx *ctx, struct http_request *req, struct api_
   state_node_checks(ctx->store, req->tail, check_each, &x);
   filter_free(x.f);
   checks_index(ctx, res, false);
-  finish(req, res, x.arr);
+  api_finish_json(req, res, x.arr);
 }
 
 /* GET /v1/health/state/<state> */
 static void state_read(struct api_ctx *ctx, struct http_request *req, struct api_read_result *res)
 {
-  struct meta_filter mf;
-  parse_node_meta(req, &mf);
+  struct api_meta_filter mf;
+  api_parse_node_meta(req, &mf);
   const char *state = req->tail;
   struct checks_ctx x = {ctx, json_array(), get_filter(req, &filter_type_health_check), &mf,
                          strcmp(state, "any") == 0 ? NULL : state};
   state_check_list(ctx->store, check_each, &x);
   filter_free(x.f);
   checks_index(ctx, res, mf.n > 0);
-  finish(req, res, x.arr);
+  api_finish_json(req, res, x.arr);
 }
 
 /* GET /v1/health/checks/<service>: the checks of every instance of the service, in Consul's
@@ -167,8 +138,8 @@ static int collect_service_check(const struct state_check *c, void *arg)
 static void checks_read(struct api_ctx *ctx, struct http_request *req,
                         struct api_read_result *res)
 {
-  struct meta_filter mf;
-  parse_node_meta(req, &mf);
+  struct api_meta_filter mf;
+  api_parse_node_meta(req, &mf);
   const struct state_service *const *inst;
   size_t n = state_service_instances(ctx->store, req->tail, &inst);
   struct collect col = {NULL, 0, 0};
@@ -195,9 +166,9 @@ static void checks_read(struct api_ctx *ctx, struct http_request *req,
       if (nd > idx) idx = nd;
     }
     res->index = idx;
-    watch_table(res, "nodes");
+    api_watch_table(res, "nodes");
   }
-  finish(req, res, x.arr);
+  api_finish_json(req, res, x.arr);
 }
 
 /* ---- GET /v1/health/service/<service> ---- */
@@ -222,15 +193,6 @@ static int passing_param(struct http_request *req, bool *out)
   return -1;
 }
 
-static bool has_tags(const struct state_service *s, const char *const *tags, size_t n)
-{
-  for (size_t i = 0; i < n; i++) {
-    bool found = false;
-    for (size_t j = 0; j < s->n_tags && !found; j++) found = strcasecmp(s->tags[j], tags[i]) == 0;
-    if (!found) return false;
-  }
-  return true;
-}
 
 static bool all_passing(const json_t *row)
 {
@@ -246,8 +208,8 @@ static void service_read(struct api_ctx *ctx, struct http_request *req,
                          struct api_read_result *res)
 {
   const char *name = req->tail;
-  struct meta_filter mf;
-  parse_node_meta(req, &mf);
+  struct api_meta_filter mf;
+  api_parse_node_meta(req, &mf);
   const char *tags[MAX_TAG_FILTERS];
   size_t nt = http_query_all(req, "tag", tags, MAX_TAG_FILTERS);
   if (nt > MAX_TAG_FILTERS) nt = MAX_TAG_FILTERS;
@@ -260,7 +222,7 @@ static void service_read(struct api_ctx *ctx, struct http_request *req,
   if (!rows) abort();
   size_t kept = 0;
   for (size_t i = 0; i < n; i++) {
-    if (!has_tags(inst[i], tags, nt)) continue;
+    if (!api_service_has_tags(inst[i], tags, nt)) continue;
     if (mf.n && !state_node_meta_match(inst[i]->node, mf.items, mf.n)) continue;
     json_t *row = state_check_service_node_json(inst[i]);
     if (f && !filter_match(f, row)) {
@@ -297,8 +259,8 @@ static void service_read(struct api_ctx *ctx, struct http_request *req,
    * watch-limit optimisation, hashicorp/consul#4984). */
   res->index = n ? state_table_index(ctx->store, table)
                  : state_table_index(ctx->store, "service_last_extinction");
-  watch_table(res, table);
-  finish(req, res, arr);
+  api_watch_table(res, table);
+  api_finish_json(req, res, arr);
 }
 
 /* ---- handlers ---- */
