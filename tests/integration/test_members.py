@@ -118,3 +118,28 @@ def test_force_leave_failed_member(cluster):
     status, _, _ = server.request("PUT", "/v1/agent/force-leave/cli1?prune")
     assert status == 200
     assert wait_until(lambda: "cli1" not in members(server), timeout=10)
+
+
+def test_retry_join_waits_for_the_server(request):
+    """-retry-join keeps trying until the server exists: the client starts first."""
+    from agentlib import free_port
+    serf_port = free_port("127.0.0.1")
+    client = Agent(dev=False, server=False, node="cli-retry", ip="127.0.0.3",
+                   extra_args=["-retry-join", "127.0.0.1:%d" % serf_port, "-retry-interval", "1s"])
+    server = Agent(node="srv-retry", ip="127.0.0.1")
+    server.serf_port = serf_port
+
+    def fin():
+        for a in (client, server):
+            try:
+                a.stop()
+            finally:
+                a.kill()
+    request.addfinalizer(fin)
+    client.start()
+    time.sleep(2.5)  # at least two failed attempts
+    assert len(members(client)) == 1
+    server.start()
+    assert wait_until(lambda: len(members(server)) == 2, timeout=20), client.log()
+    assert "retry-join: joined" in client.log()
+    assert wait_until(lambda: serf_health(server, "cli-retry") == "passing", timeout=10)
