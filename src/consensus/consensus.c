@@ -76,6 +76,9 @@ void consensus_config_defaults(struct consensus_config *cfg)
   cfg->election_timeout_ms = 500;
   cfg->heartbeat_timeout_ms = 50;
   cfg->snapshot_fork = false;
+  cfg->transport_init = NULL;
+  cfg->transport_close = NULL;
+  cfg->transport_arg = NULL;
 }
 
 uint64_t consensus_raft_id(const char *node_id)
@@ -212,11 +215,17 @@ static void maybe_finish(struct consensus *c)
   if (cb != NULL) cb(arg);
 }
 
+static void transport_close(struct consensus *c)
+{
+  if (c->transport_close != NULL) c->transport_close(c->transport_arg, &c->transport);
+  else raft_uv_tcp_close(&c->transport);
+}
+
 static void on_raft_closed(struct raft *r)
 {
   struct consensus *c = r->data;
   raft_uv_close(&c->io);
-  raft_uv_tcp_close(&c->transport);
+  transport_close(c);
   c->raft_closed = true;
   maybe_finish(c);
 }
@@ -327,7 +336,10 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
   rv = make_dir(c->dir, errbuf, errlen);
   if (rv != 0) goto err_free;
 
-  int rrv = raft_uv_tcp_init(&c->transport, loop);
+  c->transport_close = cfg->transport_close;
+  c->transport_arg = cfg->transport_arg;
+  int rrv = cfg->transport_init != NULL ? cfg->transport_init(cfg->transport_arg, &c->transport)
+                                        : raft_uv_tcp_init(&c->transport, loop);
   if (rrv != 0) {
     snprintf(errbuf, errlen, "raft: transport: %s", c->transport.errmsg);
     rv = consensus__error(c, rrv);
@@ -337,7 +349,7 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
   if (rrv != 0) {
     snprintf(errbuf, errlen, "raft: %s: %s", c->dir, c->io.errmsg);
     rv = consensus__error(c, rrv);
-    raft_uv_tcp_close(&c->transport);
+    transport_close(c);
     goto err_free;
   }
   /* The uv backend implements async_work but reports version 1; FSM version 3 (snapshots
@@ -416,7 +428,7 @@ err_close_raft:
   return rv;
 err_close_io:
   raft_uv_close(&c->io);
-  raft_uv_tcp_close(&c->transport);
+  transport_close(c);
 err_free:
   consensus_free(c);
   return rv;

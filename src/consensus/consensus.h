@@ -15,6 +15,7 @@
 #include "state/cmd.h"
 
 struct consensus;
+struct raft_uv_transport;
 
 struct consensus_config {
   const char *data_dir;     /* raft log and snapshots live in <data_dir>/raft */
@@ -32,6 +33,13 @@ struct consensus_config {
    * default: on the 2-vCPU VM we measure on, the copy-on-write faults and TLB shootdowns in
    * the parent cost more than the encode they move off the loop (snapshot.c). */
   bool snapshot_fork;
+  /* The Raft transport. NULL transport_init: libraft's own TCP transport on `address`.
+   * Otherwise transport_init fills *t (it returns 0 or a libraft error code) and
+   * transport_close releases it once libraft has closed it; rpc/ passes one that shares the
+   * server port with RPC, as Consul's port 8300 does. */
+  int (*transport_init)(void *arg, struct raft_uv_transport *t);
+  void (*transport_close)(void *arg, struct raft_uv_transport *t);
+  void *transport_arg;
 };
 
 /* Fills a config with Concord's defaults (all fields but data_dir, node_id, address):

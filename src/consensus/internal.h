@@ -44,6 +44,8 @@ struct consensus {
   struct raft raft;
   struct raft_io io;
   struct raft_uv_transport transport;
+  void (*transport_close)(void *arg, struct raft_uv_transport *t); /* NULL: libraft's own */
+  void *transport_arg;
   struct raft_fsm fsm;
   struct state_store *store; /* borrowed from the caller for the consensus' whole life */
   struct consensus__applied applied;
