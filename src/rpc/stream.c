@@ -82,15 +82,16 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *b)
   }
   s->rbuf.len += (size_t)nread;
   size_t off = 0;
-  while (s->rbuf.len - off >= RPC_FRAME_HEADER) {
+  for (;;) {
     const uint8_t *p = (const uint8_t *)s->rbuf.data + off;
-    size_t n = rpc_codec_frame_len(p);
-    if (n == 0 || n > s->max_frame) {
-      fail(s, UV_E2BIG);
+    size_t n;
+    int rv = rpc_codec_next_frame(p, s->rbuf.len - off, s->max_frame, &n);
+    if (rv == 0) break;
+    if (rv < 0) {
+      fail(s, rv == CC_ETOOBIG ? UV_E2BIG : UV_EPROTO);
       return;
     }
-    if (s->rbuf.len - off - RPC_FRAME_HEADER < n) break;
-    int rv = s->on_frame(s, p + RPC_FRAME_HEADER, n);
+    rv = s->on_frame(s, p + RPC_FRAME_HEADER, n);
     off += RPC_FRAME_HEADER + n;
     if (s->dead) return; /* the owner closed the connection from the frame callback */
     if (rv != 0) {
