@@ -97,9 +97,11 @@ struct rpc_in {
   /* RPC */
   struct rpc_stream s;
   struct map calls;        /* seq (8 bytes) -> struct rpc_call */
+  struct rpc_list call_list; /* the same calls, for cancelling them all */
 };
 
 struct rpc_call {
+  struct rpc_list link;    /* in in->call_list while attached */
   struct rpc_in *in;       /* NULL once detached (connection gone, or cancelled) */
   uint64_t seq;
   char peer[64];

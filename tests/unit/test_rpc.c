@@ -718,11 +718,60 @@ static void test_garbage(void **state)
   run_for(loop, 100);
   assert_false(raw_closed(&fd));
   assert_int_equal(srv.r->n_inbound, 2);
+  /* a Raft handshake arriving in pieces, stalled halfway */
+  int fd2 = raw_connect(srv.port);
+  const char hs[] = "\x01\0\0\0\0\0\0\0\x01\0\x0e" "127.0.0.1:8300";
+  assert_int_equal(send(fd2, hs, 1, 0), 1);
+  run_for(loop, 20);
+  assert_int_equal(send(fd2, hs + 1, 6, 0), 6);
+  run_for(loop, 20);
+  assert_int_equal(send(fd2, hs + 7, 8, 0), 8);
+  run_for(loop, 20);
+  assert_false(raw_closed(&fd2));
+  assert_int_equal(srv.r->n_inbound, 3);
+  /* the 10 s deadline for the first byte and the handshake (swept as if time had passed) */
+  rpc__in_sweep(srv.r, uv_now(loop) + RPC_SNIFF_TIMEOUT_MS);
+  assert_true(run_until(loop, raw_closed, &fd, 2000));
+  assert_true(run_until(loop, raw_closed, &fd2, 2000));
+  assert_int_equal(srv.r->n_inbound, 1); /* the client's RPC connection stays */
+  close(fd2);
   inst_stop(loop, &cli);
   inst_stop(loop, &srv);
   assert_true(raw_closed(&fd));
   close(fd);
   buf_free(&a.body);
+}
+
+static bool hang_all(void *arg) { return ((struct hang *)arg)->calls == RPC_MAX_INFLIGHT; }
+
+/* The client caps requests in flight per connection; everything is cancelled at stop. */
+static void test_inflight_cap(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst srv, cli;
+  inst_start(loop, &srv, free_port());
+  inst_start(loop, &cli, -1);
+  struct hang h = {0};
+  rpc_handle(srv.r, "Test.Hang", hang_handler, &h);
+  struct res *res = xcalloc(RPC_MAX_INFLIGHT, sizeof *res);
+  for (int i = 0; i < RPC_MAX_INFLIGHT; i++)
+    assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Hang", NULL, 0, 0, done_cb, &res[i],
+                                 NULL), 0);
+  struct res extra = {0};
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Hang", NULL, 0, 0, done_cb, &extra,
+                               NULL), CC_EIO);
+  assert_true(run_until(loop, hang_all, &h, 10000));
+  assert_int_equal(h.calls, RPC_MAX_INFLIGHT);
+  inst_stop(loop, &srv); /* every call cancelled; every request fails with CC_EIO */
+  assert_int_equal(h.cancels, RPC_MAX_INFLIGHT);
+  assert_true(run_until(loop, res_done, &res[RPC_MAX_INFLIGHT - 1], 5000));
+  for (int i = 0; i < RPC_MAX_INFLIGHT; i++) {
+    assert_int_equal(res[i].calls, 1);
+    assert_int_equal(res[i].status, CC_EIO);
+    buf_free(&res[i].body);
+  }
+  inst_stop(loop, &cli);
+  free(res);
 }
 
 static bool pool_empty(void *arg) { return map_count(&((struct rpc *)arg)->pool) == 0; }
@@ -970,6 +1019,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
       cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
       cmocka_unit_test_setup_teardown(test_raft_over_rpc, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
