@@ -150,7 +150,7 @@ static int dial(struct rpc *r, const char *addr, struct rpc_out **res)
     uv_close((uv_handle_t *)&out->tcp, out_close_cb);
     return CC_EIO;
   }
-  uv_tcp_nodelay(&out->tcp, 1);
+  rpc__tune_socket(&out->tcp);
   out->state = RPC_OUT_CONNECTING;
   out->connect_deadline = uv_now(r->loop) + r->cfg.connect_timeout_ms;
   map_put(&r->pool, addr, strlen(addr), out);

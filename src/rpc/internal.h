@@ -180,6 +180,9 @@ void rpc__raft_accept(struct rpc *r, uv_tcp_t *tcp, uint64_t id, const char *add
 void rpc__raft_sweep(struct rpc *r, uint64_t now);
 void rpc__raft_detach(struct rpc *r);
 
+/* TCP_NODELAY, keepalive and a user timeout on a connected socket (best effort). */
+void rpc__tune_socket(uv_tcp_t *tcp);
+
 /* Parses "ip:port" / "[ip]:port". Returns 0 or CC_EINVAL. */
 int rpc__parse_addr(const char *addr, struct sockaddr_storage *ss);
 

@@ -310,6 +310,6 @@ void rpc__in_accept(struct rpc *r)
     else
       uv_ip4_name((struct sockaddr_in *)&ss, in->peer, sizeof in->peer);
   }
-  uv_tcp_nodelay(tcp, 1);
+  rpc__tune_socket(tcp);
   if (uv_read_start((uv_stream_t *)tcp, sniff_alloc, sniff_read) != 0) rpc__in_close(in);
 }
