@@ -90,7 +90,8 @@ static void out_stream_fail(struct rpc_stream *s, int status)
 {
   struct rpc_out *out = s->owner;
   if (status != UV_EOF)
-    log_debug("agent.rpc", "connection to %s: %s", out->addr, uv_strerror(status));
+    log_debug("agent.rpc", "connection to %s lost: %s", out->addr,
+              rpc__stream_strerror(status));
   out_fail(out, CC_EIO);
 }
 

@@ -62,6 +62,7 @@ struct rpc_stream {
   bool write_busy;
   bool connected;       /* writes are held in `out` until the socket is connected */
   bool dead;            /* failed or closing: no more frames or writes */
+  bool may_pause;       /* server side: stop reading while output backs up */
   bool paused;          /* reading stopped while output backs up */
   rpc_frame_fn on_frame;
   rpc_fail_fn on_fail;
@@ -78,6 +79,8 @@ int rpc__stream_read_start(struct rpc_stream *s);
 int rpc__stream_flush(struct rpc_stream *s);
 /* Marks the stream dead, stops reading and calls on_fail (once). */
 void rpc__stream_fail(struct rpc_stream *s, int uv_status);
+/* The on_fail status in words ("frame above the size limit", "malformed frame", libuv's). */
+const char *rpc__stream_strerror(int status);
 void rpc__stream_free(struct rpc_stream *s);
 
 /* ---- server side: an accepted connection (server.c) ---- */

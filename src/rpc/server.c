@@ -172,7 +172,8 @@ static void in_fail(struct rpc_stream *s, int status)
 {
   struct rpc_in *in = s->owner;
   if (status != UV_EOF)
-    log_debug("agent.rpc", "connection from %s: %s", in->peer, uv_strerror(status));
+    log_debug("agent.rpc", "closing connection from %s: %s", in->peer,
+              rpc__stream_strerror(status));
   rpc__in_close(in);
 }
 
@@ -215,6 +216,7 @@ static void start_rpc(struct rpc_in *in)
   in->state = RPC_IN_RPC;
   rpc__stream_init(&in->s, in, in->tcp, r->cfg.max_frame, in_frame, in_fail);
   in->s.connected = true;
+  in->s.may_pause = true;
   uv_read_stop((uv_stream_t *)in->tcp);
   if (rpc__stream_read_start(&in->s) != 0) rpc__in_close(in);
 }

@@ -430,6 +430,24 @@ static void test_concurrent(void **state)
     buf_free(&m->res[i].body);
   }
   assert_int_equal(map_count(&cli.r->pool), 1);
+
+  /* large bodies, both ways, several at once */
+  size_t big = 8u << 20;
+  uint8_t *body = xmalloc(big);
+  for (size_t i = 0; i < big; i++) body[i] = (uint8_t)(i * 131 + 7);
+  struct res br[3];
+  memset(br, 0, sizeof br);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", body, big - (size_t)i, 20000,
+                                 done_cb, &br[i], NULL), 0);
+  for (int i = 0; i < 3; i++) {
+    assert_true(run_until(loop, res_done, &br[i], 20000));
+    assert_int_equal(br[i].status, 0);
+    assert_int_equal(br[i].body.len, big - (size_t)i);
+    assert_memory_equal(br[i].body.data, body, big - (size_t)i);
+    buf_free(&br[i].body);
+  }
+  free(body);
   inst_stop(loop, &cli);
   inst_stop(loop, &srv);
   free(m);
