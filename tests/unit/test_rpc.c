@@ -792,6 +792,59 @@ static void test_inflight_cap(void **state)
   free(res);
 }
 
+/* A dial still connecting when the connect timeout passes fails its requests with CC_EIO
+ * (swept as if the time had passed); IPv6 literals work where the host has ::1. */
+static void test_connect_timeout_ipv6(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst srv, cli;
+  inst_start(loop, &srv, free_port());
+  inst_start(loop, &cli, -1);
+  rpc_handle(srv.r, "Test.Echo", echo_handler, NULL);
+  struct res a = {0}, b = {0};
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "1", 1, 0, done_cb, &a, NULL), 0);
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "2", 1, 0, done_cb, &b, NULL), 0);
+  assert_int_equal(a.calls, 0);
+  rpc__out_sweep(cli.r, uv_now(loop) + 5000);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(a.status, CC_EIO);
+  assert_int_equal(b.status, CC_EIO);
+  assert_int_equal(map_count(&cli.r->pool), 0);
+  /* the next request dials again */
+  a.calls = 0;
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "3", 1, 0, done_cb, &a, NULL), 0);
+  assert_true(run_until(loop, res_done, &a, 2000));
+  assert_int_equal(a.status, 0);
+  assert_string_equal(a.body.data, "3");
+
+  struct rpc_config cfg;
+  rpc_config_defaults(&cfg);
+  cfg.bind_ip = "::1";
+  cfg.port = free_port();
+  struct rpc *r6 = NULL;
+  char err[256] = "";
+  if (rpc_start(loop, &cfg, &r6, err, sizeof err) == 0) {
+    rpc_handle(r6, "Test.Peer", peer_handler, NULL);
+    char addr[64];
+    snprintf(addr, sizeof addr, "[::1]:%d", cfg.port);
+    struct res c = {0};
+    assert_int_equal(rpc_request(cli.r, addr, "Test.Peer", NULL, 0, 5000, done_cb, &c, NULL),
+                     0);
+    assert_true(run_until(loop, res_done, &c, 2000));
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.body.data, "::1");
+    buf_free(&c.body);
+    struct inst i6 = {.r = r6};
+    inst_stop(loop, &i6);
+  } else {
+    fprintf(stderr, "no IPv6 loopback here (%s): skipped\n", err);
+    run_for(loop, 20);
+  }
+  inst_stop(loop, &cli);
+  inst_stop(loop, &srv);
+  buf_free(&a.body), buf_free(&b.body);
+}
+
 static bool pool_empty(void *arg) { return map_count(&((struct rpc *)arg)->pool) == 0; }
 
 static void test_idle_close(void **state)
@@ -1037,6 +1090,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
       cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_connect_timeout_ipv6, setup, teardown),
       cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
       cmocka_unit_test_setup_teardown(test_raft_over_rpc, setup, teardown),
   };
