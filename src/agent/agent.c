@@ -387,10 +387,10 @@ static int agent_start_rpc(struct agent *a)
   return 0;
 }
 
-/* The servers gossip shows us, and forwarding to them (a -dev agent is alone: neither). */
+/* The servers gossip shows us, and forwarding to them (a -dev server too: clients may join
+ * it, as they may join Consul's). */
 static void agent_start_cluster(struct agent *a)
 {
-  if (a->cfg.dev) return;
   struct servers_config sc = {
       .datacenter = a->cfg.datacenter,
       .node_name = a->cfg.node_name,

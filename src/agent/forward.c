@@ -247,7 +247,10 @@ static void op_reply(void *arg, int status, const char *error, const uint8_t *bo
   if (op->f->servers && !op->to_leader) servers_failed(op->f->servers, op->addr);
   log_debug("agent.forward", "%s %s via %s: %s", op->req->method_name, op->req->path, op->addr,
             cc_strerror(status));
-  if (status != CC_ESHUTDOWN && op->read && ++op->tries < MAX_TRIES) {
+  /* Not connecting means nothing was sent: any request may go again (to another server, or to
+   * the leader once one is known) until the hold time is over. A lost connection or a timeout
+   * may have run the request: only reads go again. */
+  if (status == CC_ENOCONN || (status != CC_ESHUTDOWN && op->read && ++op->tries < MAX_TRIES)) {
     op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
     return;
   }
@@ -284,6 +287,11 @@ static void op_send(struct fwd_op *op)
   snprintf(op->addr, sizeof op->addr, "%s", addr);
   int rv = rpc_request(f->rpc, op->addr, "HTTP.Forward", op->raw.data, op->raw.len,
                        op->timeout_ms, op_reply, op, &op->rreq);
+  if (rv == CC_ENOCONN) {
+    if (f->servers && !op->to_leader) servers_failed(f->servers, op->addr);
+    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    return;
+  }
   if (rv != 0) {
     struct http_request *req = op->req;
     op->req = NULL;

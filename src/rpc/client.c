@@ -116,7 +116,7 @@ static void connect_cb(uv_connect_t *c, int status)
   if (out->state != RPC_OUT_CONNECTING) return; /* closed meanwhile (ECANCELED) */
   if (status < 0) {
     log_debug("agent.rpc", "connect to %s: %s", out->addr, uv_strerror(status));
-    out_fail(out, CC_EIO);
+    out_fail(out, CC_ENOCONN); /* nothing was sent: safe to try elsewhere */
     return;
   }
   out->state = RPC_OUT_OPEN;
@@ -148,7 +148,7 @@ static int dial(struct rpc *r, const char *addr, struct rpc_out **res)
     log_debug("agent.rpc", "connect to %s: %s", addr, uv_strerror(rv));
     out->state = RPC_OUT_CLOSING;
     uv_close((uv_handle_t *)&out->tcp, out_close_cb);
-    return CC_EIO;
+    return CC_ENOCONN;
   }
   uv_tcp_nodelay(&out->tcp, 1);
   out->state = RPC_OUT_CONNECTING;
@@ -243,7 +243,7 @@ void rpc__out_sweep(struct rpc *r, uint64_t now)
     e = e->next;
     if (out->state == RPC_OUT_CONNECTING && now >= out->connect_deadline) {
       log_debug("agent.rpc", "connect to %s: timed out", out->addr);
-      out_fail(out, CC_EIO);
+      out_fail(out, CC_ENOCONN);
       e = r->outbound.next;
     } else if (out->state == RPC_OUT_OPEN && map_count(&out->reqs) == 0 &&
                now - out->idle_since >= out->r->cfg.idle_timeout_ms) {
