@@ -63,6 +63,7 @@ struct rpc_stream {
   bool connected;       /* writes are held in `out` until the socket is connected */
   bool dead;            /* failed or closing: no more frames or writes */
   bool may_pause;       /* server side: stop reading while output backs up */
+  uint64_t batches;     /* writes started (each takes all of `out`) */
   bool paused;          /* reading stopped while output backs up */
   rpc_frame_fn on_frame;
   rpc_fail_fn on_fail;
@@ -136,6 +137,7 @@ struct rpc_req {
   struct rpc_out *out;
   uint64_t seq;
   uint64_t deadline;       /* uv_now ms; 0 = none */
+  uint64_t batch;          /* the stream write that carries its frame (stream.batches) */
   rpc_done_fn cb;
   void *arg;
 };

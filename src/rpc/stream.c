@@ -146,6 +146,7 @@ int rpc__stream_flush(struct rpc_stream *s)
   uv_buf_t b = uv_buf_init(s->writing.data, (unsigned)s->writing.len);
   int rv = uv_write(&s->wreq, (uv_stream_t *)s->tcp, &b, 1, write_cb);
   if (rv != 0) return CC_EIO;
+  s->batches++;
   s->write_busy = true;
   return 0;
 }

@@ -576,13 +576,13 @@ static void test_server_restart(void **state)
   assert_true(run_until(loop, res_done, &a, 2000));
   assert_int_equal(a.status, CC_EIO);
 
-  /* nobody listening: CC_EIO, after rpc_request returns */
+  /* nobody listening: CC_ENOCONN (nothing was sent), after rpc_request returns */
   struct res b = {0};
   assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "x", 1, 5000, done_cb, &b, NULL),
                    0);
   assert_int_equal(b.calls, 0);
   assert_true(run_until(loop, res_done, &b, 2000));
-  assert_int_equal(b.status, CC_EIO);
+  assert_int_equal(b.status, CC_ENOCONN);
 
   /* back on the same port: the next request dials again and succeeds */
   inst_start(loop, &srv, port);
@@ -641,6 +641,26 @@ static void test_oversize(void **state)
                                NULL), 0);
   assert_true(run_until(loop, res_done, &b, 2000));
   assert_int_equal(b.status, CC_EIO);
+
+  /* a large frame being written when the server drops the connection fails with CC_EIO
+   * (it may have run); one still queued behind it with CC_ENOCONN (it cannot have) */
+  size_t huge = 8u << 20;
+  uint8_t *hbody = xcalloc(1, huge);
+  struct res d = {0}, e = {0};
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "ok", 2, 5000, done_cb, &a, NULL),
+                   0);
+  a.calls = 0;
+  assert_true(run_until(loop, res_done, &a, 2000)); /* connected, nothing queued */
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", hbody, huge, 5000, done_cb, &d,
+                               NULL), 0);
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "q", 1, 5000, done_cb, &e, NULL),
+                   0);
+  assert_true(run_until(loop, res_done, &e, 2000));
+  assert_true(run_until(loop, res_done, &d, 2000));
+  assert_int_equal(d.status, CC_EIO);
+  assert_int_equal(e.status, CC_ENOCONN);
+  free(hbody);
+  buf_free(&d.body), buf_free(&e.body);
 
   /* a reply over the server's cap becomes an error reply */
   struct res c = {0};
@@ -777,7 +797,7 @@ static void test_inflight_cap(void **state)
                                  NULL), 0);
   struct res extra = {0};
   assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Hang", NULL, 0, 0, done_cb, &extra,
-                               NULL), CC_EIO);
+                               NULL), CC_ENOCONN);
   assert_true(run_until(loop, hang_all, &h, 10000));
   assert_int_equal(h.calls, RPC_MAX_INFLIGHT);
   inst_stop(loop, &srv); /* every call cancelled; every request fails with CC_EIO */
@@ -807,8 +827,8 @@ static void test_connect_timeout_ipv6(void **state)
   assert_int_equal(a.calls, 0);
   rpc__out_sweep(cli.r, uv_now(loop) + 5000);
   assert_int_equal(a.calls, 1);
-  assert_int_equal(a.status, CC_EIO);
-  assert_int_equal(b.status, CC_EIO);
+  assert_int_equal(a.status, CC_ENOCONN);
+  assert_int_equal(b.status, CC_ENOCONN);
   assert_int_equal(map_count(&cli.r->pool), 0);
   /* the next request dials again */
   a.calls = 0;
