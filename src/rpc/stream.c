@@ -143,7 +143,9 @@ int rpc__stream_flush(struct rpc_stream *s)
   struct buf tmp = s->writing; /* empty: swap, so both buffers keep their memory */
   s->writing = s->out;
   s->out = tmp;
-  uv_buf_t b = uv_buf_init(s->writing.data, (unsigned)s->writing.len);
+  uv_buf_t b;
+  b.base = s->writing.data;
+  b.len = s->writing.len; /* size_t on Unix; uv_buf_init would truncate above 4 GiB */
   int rv = uv_write(&s->wreq, (uv_stream_t *)s->tcp, &b, 1, write_cb);
   if (rv != 0) return CC_EIO;
   s->batches++;
