@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include <raft.h>
 #include <raft/uv.h>
 
 #include "consensus/consensus.h"
@@ -894,6 +895,168 @@ static void test_idle_close(void **state)
   buf_free(&a.body);
 }
 
+/* ---- the Raft transport alone (as libraft drives it) ---- */
+
+struct tr_side {
+  int accepts;
+  uint64_t id;
+  char address[64];
+  uv_stream_t *stream; /* accepted or connected */
+  struct buf got;
+  char rbuf[64];
+  int connects;
+  int connect_status;
+  int closed;
+};
+
+static void tr_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+  struct tr_side *x = h->data;
+  b->base = x->rbuf;
+  b->len = sizeof x->rbuf;
+}
+
+static void tr_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+  struct tr_side *x = st->data;
+  if (n > 0) buf_append(&x->got, b->base, (size_t)n);
+}
+
+static void tr_accept(struct raft_uv_transport *t, raft_id id, const char *address,
+                      uv_stream_t *stream)
+{
+  struct tr_side *x = t->data;
+  x->accepts++;
+  x->id = id;
+  snprintf(x->address, sizeof x->address, "%s", address);
+  x->stream = stream;
+  stream->data = x;
+  assert_int_equal(uv_read_start(stream, tr_alloc, tr_read), 0);
+}
+
+static void tr_connected(struct raft_uv_connect *req, uv_stream_t *stream, int status)
+{
+  struct tr_side *x = req->data;
+  x->connects++;
+  x->connect_status = status;
+  x->stream = stream;
+  if (stream) stream->data = x;
+}
+
+static void tr_closed(struct raft_uv_transport *t) { ((struct tr_side *)t->data)->closed++; }
+static bool tr_accepted(void *arg) { return ((struct tr_side *)arg)->accepts > 0; }
+static bool tr_did_connect(void *arg) { return ((struct tr_side *)arg)->connects > 0; }
+static bool tr_got7(void *arg) { return ((struct tr_side *)arg)->got.len >= 7; }
+
+static void raft_free_cb(uv_handle_t *h) { raft_free(h); }
+
+static void tr_reset(struct tr_side *x)
+{
+  if (x->stream) uv_close((uv_handle_t *)x->stream, raft_free_cb);
+  x->stream = NULL;
+  x->accepts = x->connects = 0;
+  x->connect_status = -100;
+  buf_reset(&x->got);
+}
+
+static void test_raft_transport(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst a, b;
+  inst_start(loop, &a, free_port());
+  inst_start(loop, &b, -1);
+  struct raft_uv_transport ta, tb;
+  memset(&ta, 0, sizeof ta);
+  memset(&tb, 0, sizeof tb);
+  struct tr_side xa, xb;
+  memset(&xa, 0, sizeof xa);
+  memset(&xb, 0, sizeof xb);
+  ta.data = &xa;
+  tb.data = &xb;
+  assert_int_equal(rpc_raft_transport_init(a.r, &ta), 0);
+  assert_int_equal(rpc_raft_transport_init(b.r, &tb), 0);
+  assert_ptr_equal(ta.data, &xa); /* the transport's user data is left alone */
+  assert_int_equal(ta.init(&ta, 7, a.addr), 0);
+  assert_int_equal(tb.init(&tb, 9, "127.0.0.1:9999"), 0);
+  assert_int_equal(ta.listen(&ta, tr_accept), 0);
+  assert_int_not_equal(tb.listen(&tb, tr_accept), 0); /* b has no listener */
+
+  /* handshake and payload in one segment: the payload is libraft's, to the byte */
+  int fd = raw_connect(a.port);
+  const char hs[] = "\x01\0\0\0\0\0\0\0\x2a\0\x0b" "127.0.0.1:1" "PAYLOAD";
+  assert_int_equal(send(fd, hs, sizeof hs - 1, 0), (ssize_t)(sizeof hs - 1));
+  assert_true(run_until(loop, tr_accepted, &xa, 2000));
+  assert_int_equal(xa.id, 42);
+  assert_string_equal(xa.address, "127.0.0.1:1");
+  assert_true(run_until(loop, tr_got7, &xa, 2000));
+  assert_int_equal(xa.got.len, 7);
+  assert_memory_equal(xa.got.data, "PAYLOAD", 7);
+  close(fd);
+  tr_reset(&xa);
+
+  /* dial: b connects to a; a accepts with b's identity; bytes flow */
+  struct raft_uv_connect req;
+  req.data = &xb;
+  assert_int_equal(tb.connect(&tb, &req, 7, a.addr, tr_connected), 0);
+  assert_int_equal(xb.connects, 0);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, 0);
+  assert_true(run_until(loop, tr_accepted, &xa, 2000));
+  assert_int_equal(xa.id, 9);
+  assert_string_equal(xa.address, "127.0.0.1:9999");
+  uv_write_t w;
+  uv_buf_t wb = uv_buf_init((char *)"0123456", 7);
+  assert_int_equal(uv_write(&w, xb.stream, &wb, 1, NULL), 0);
+  assert_true(run_until(loop, tr_got7, &xa, 2000));
+  assert_memory_equal(xa.got.data, "0123456", 7);
+  tr_reset(&xa);
+  tr_reset(&xb);
+
+  /* nobody there: RAFT_NOCONNECTION, from the loop */
+  char dead[64];
+  snprintf(dead, sizeof dead, "127.0.0.1:%d", free_port());
+  assert_int_equal(tb.connect(&tb, &req, 7, dead, tr_connected), 0);
+  assert_int_equal(xb.connects, 0);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, RAFT_NOCONNECTION);
+  assert_null(xb.stream);
+  tr_reset(&xb);
+  assert_int_not_equal(tb.connect(&tb, &req, 7, "nonsense", tr_connected), 0);
+
+  /* the connect timeout (swept as if the time had passed) */
+  assert_int_equal(tb.connect(&tb, &req, 7, a.addr, tr_connected), 0);
+  rpc__raft_sweep(b.r, uv_now(loop) + 5000);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, RAFT_NOCONNECTION);
+  tr_reset(&xb);
+  run_for(loop, 50); /* a may have seen the connection come and go */
+  tr_reset(&xa);
+
+  /* close with a connect pending: RAFT_CANCELED, then the close callback */
+  assert_int_equal(tb.connect(&tb, &req, 7, a.addr, tr_connected), 0);
+  tb.close(&tb, tr_closed);
+  assert_int_equal(xb.connects, 0);
+  assert_int_equal(xb.closed, 0);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, RAFT_CANCELED);
+  assert_int_equal(xb.closed, 1);
+  rpc_raft_transport_close(b.r, &tb);
+  /* after close, a's rpc takes no raft connections: they are closed */
+  ta.close(&ta, tr_closed);
+  assert_int_equal(xa.closed, 1);
+  rpc_raft_transport_close(a.r, &ta);
+  fd = raw_connect(a.port);
+  assert_int_equal(send(fd, hs, sizeof hs - 1, 0), (ssize_t)(sizeof hs - 1));
+  assert_true(run_until(loop, raw_closed, &fd, 2000));
+  close(fd);
+  assert_int_equal(xa.accepts, 0);
+
+  inst_stop(loop, &a);
+  inst_stop(loop, &b);
+  buf_free(&xa.got);
+  buf_free(&xb.got);
+}
+
 /* ---- Raft over the shared port ---- */
 
 struct node {
@@ -1112,6 +1275,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connect_timeout_ipv6, setup, teardown),
       cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_raft_transport, setup, teardown),
       cmocka_unit_test_setup_teardown(test_raft_over_rpc, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
