@@ -866,6 +866,114 @@ static void test_connect_timeout_ipv6(void **state)
   buf_free(&a.body), buf_free(&b.body);
 }
 
+/* A raw client that writes `out` without blocking and collects answers, driving the loop
+ * until `want` response frames are in (or the server closes, or time runs out). */
+struct pump {
+  int fd;
+  uv_loop_t *loop;
+  const uint8_t *out;
+  size_t out_len, sent;
+  struct buf in;
+  size_t want, frames;
+  bool closed;
+  size_t max_in_before_read; /* read nothing until this much was sent (0: read always) */
+};
+
+static size_t count_frames(struct pump *p)
+{
+  size_t off = 0, n = 0, len;
+  while (rpc_codec_next_frame((const uint8_t *)p->in.data + off, p->in.len - off, UINT32_MAX,
+                              &len) == 1) {
+    off += RPC_FRAME_HEADER + len;
+    n++;
+  }
+  return n;
+}
+
+static bool pump_step(void *arg)
+{
+  struct pump *p = arg;
+  while (p->sent < p->out_len) {
+    ssize_t n = send(p->fd, p->out + p->sent, p->out_len - p->sent, MSG_DONTWAIT);
+    if (n <= 0) break;
+    p->sent += (size_t)n;
+  }
+  if (p->sent < p->max_in_before_read) return false;
+  char tmp[65536];
+  for (;;) {
+    ssize_t n = recv(p->fd, tmp, sizeof tmp, MSG_DONTWAIT);
+    if (n == 0) p->closed = true;
+    if (n <= 0) break;
+    buf_append(&p->in, tmp, (size_t)n);
+  }
+  p->frames = count_frames(p);
+  return p->closed || p->frames >= p->want;
+}
+
+/* Server-side limits: the in-flight cap answers an error; a client that does not read its
+ * answers makes the server stop reading (and resume once it reads); a reused sequence number
+ * closes the connection. */
+static void test_server_limits(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst srv;
+  inst_start(loop, &srv, free_port());
+  struct hang h = {0};
+  rpc_handle(srv.r, "Test.Hang", hang_handler, &h);
+  rpc_handle(srv.r, "Test.Echo", echo_handler, NULL);
+
+  /* RPC_MAX_INFLIGHT + 1 hanging requests: the last is refused with an error reply */
+  struct buf out = BUF_INIT;
+  buf_putc(&out, RPC_BYTE_RPC);
+  for (uint64_t seq = 1; seq <= RPC_MAX_INFLIGHT + 1; seq++)
+    rpc_codec_put_request(&out, seq, "Test.Hang", NULL, 0);
+  struct pump p = {.fd = raw_connect(srv.port), .loop = loop, .out = (uint8_t *)out.data,
+                   .out_len = out.len, .want = 1};
+  assert_true(run_until(loop, pump_step, &p, 10000));
+  assert_false(p.closed);
+  assert_int_equal(p.frames, 1);
+  struct rpc_frame f;
+  assert_int_equal(rpc_codec_decode((uint8_t *)p.in.data + 4, p.in.len - 4, &f), 0);
+  assert_int_equal(f.seq, RPC_MAX_INFLIGHT + 1);
+  assert_non_null(f.error);
+  assert_memory_equal(f.error, "rpc: too many requests in flight", f.error_len);
+  assert_int_equal(h.calls, RPC_MAX_INFLIGHT);
+  /* a sequence number still in flight, reused: protocol error, connection closed */
+  buf_reset(&out);
+  rpc_codec_put_request(&out, 5, "Test.Hang", NULL, 0);
+  p.out = (uint8_t *)out.data, p.out_len = out.len, p.sent = 0, p.want = 2;
+  assert_true(run_until(loop, pump_step, &p, 5000));
+  assert_true(p.closed);
+  assert_int_equal(h.cancels, RPC_MAX_INFLIGHT);
+  close(p.fd);
+  buf_free(&p.in);
+
+  /* 48 MiB of echo requests, answers read only once everything is sent: the server stops
+   * reading while its answers back up, and every answer arrives in the end */
+  size_t body = 1u << 20;
+  int n = 48;
+  uint8_t *payload = xcalloc(1, body);
+  buf_reset(&out);
+  buf_putc(&out, RPC_BYTE_RPC);
+  for (int i = 1; i <= n; i++) rpc_codec_put_request(&out, (uint64_t)i, "Test.Echo", payload, body);
+  struct pump q = {.fd = raw_connect(srv.port), .loop = loop, .out = (uint8_t *)out.data,
+                   .out_len = out.len, .want = (size_t)n, .max_in_before_read = out.len};
+  assert_false(run_until(loop, pump_step, &q, 1500)); /* stuck: nobody reads the answers */
+  assert_true(q.sent < q.out_len);
+  struct rpc_in *in = RPC_CONTAINER(srv.r->inbound.next, struct rpc_in, link);
+  assert_true(in->s.paused);
+  q.max_in_before_read = 0;
+  assert_true(run_until(loop, pump_step, &q, 20000));
+  assert_false(q.closed);
+  assert_int_equal(q.frames, (size_t)n);
+  assert_false(in->s.paused);
+  close(q.fd);
+  buf_free(&q.in);
+  free(payload);
+  buf_free(&out);
+  inst_stop(loop, &srv);
+}
+
 static bool pool_empty(void *arg) { return map_count(&((struct rpc *)arg)->pool) == 0; }
 
 static void test_idle_close(void **state)
@@ -1275,6 +1383,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connect_timeout_ipv6, setup, teardown),
       cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_limits, setup, teardown),
       cmocka_unit_test_setup_teardown(test_raft_transport, setup, teardown),
       cmocka_unit_test_setup_teardown(test_raft_over_rpc, setup, teardown),
   };
