@@ -882,6 +882,7 @@ struct pump {
 static size_t count_frames(struct pump *p)
 {
   size_t off = 0, n = 0, len;
+  if (p->in.len == 0) return 0;
   while (rpc_codec_next_frame((const uint8_t *)p->in.data + off, p->in.len - off, UINT32_MAX,
                               &len) == 1) {
     off += RPC_FRAME_HEADER + len;
