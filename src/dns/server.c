@@ -60,6 +60,7 @@ struct tcp_conn {
   uv_timer_t idle;
   int open; /* handles not yet closed (2, then 0) */
   bool closing, reading;
+  bool eof; /* the client sent FIN while a query waited: answer it, then close */
   bool in_process; /* inside conn_process: a forward ending now must not re-enter it */
   struct sockaddr_storage peer;
   uint8_t *buf; /* received bytes not yet answered */
@@ -661,6 +662,14 @@ static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
   struct tcp_conn *c = st->data;
   (void)buf;
+  if (nread == UV_EOF && c->fwd) {
+    /* A half-close means "no more queries", not "gone": the waiting one is still answered
+     * (as miekg/dns does). A client that is really gone resets, or fails the write. */
+    c->eof = true;
+    uv_read_stop(st);
+    c->reading = false;
+    return;
+  }
   if (nread < 0) { /* EOF, reset, or ENOBUFS (a client sending more than it reads) */
     conn_close(c);
     return;
@@ -672,7 +681,7 @@ static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* Answers every complete frame received, in order, stopping at a forward (which resumes
- * this when it ends); reads more only when nothing is pending. */
+ * this when it ends); reads more while the buffer and the write queue have room. */
 static void conn_process(struct tcp_conn *c)
 {
   struct dns_server *s = c->s;
@@ -708,11 +717,18 @@ static void conn_process(struct tcp_conn *c)
   c->in_process = false;
   if (c->closing)
     return;
+  if (c->eof && !c->fwd) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->h) == 0)
+      conn_close(c); /* else on_tcp_written comes back here */
+    return;
+  }
   if (off > 0) {
     memmove(c->buf, c->buf + off, c->len - off);
     c->len -= off;
   }
-  bool want = !c->fwd && c->len < TCP_BUF_MAX &&
+  /* Reading goes on while a query waits (up to the buffer's cap), so that a client leaving
+   * is noticed and an upstream query it no longer wants is cancelled. */
+  bool want = !c->eof && c->len < TCP_BUF_MAX &&
               uv_stream_get_write_queue_size((uv_stream_t *)&c->h) < TCP_WRITE_QUEUE_MAX;
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->h, on_conn_alloc, on_conn_read) != 0) {
