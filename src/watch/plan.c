@@ -147,6 +147,24 @@ static enum watch_step retry(struct watch_plan *p, uint64_t *retry_ms, char *msg
   return WATCH_STEP_RETRY;
 }
 
+/* api.KVPair's field order (Key, CreateIndex, ModifyIndex, LockIndex, Flags, Value, then
+ * the omitempty Session, Namespace, Partition), which is what Consul's handlers receive: the
+ * api package decodes the agent's answer and encodes its own struct. */
+static json_t *kv_api_order(json_t *pair)
+{
+  static const char *const order[] = {"Key", "CreateIndex", "ModifyIndex", "LockIndex",
+                                      "Flags", "Value", "Session", "Namespace", "Partition"};
+  if (!json_is_object(pair)) return json_incref(pair);
+  json_t *o = json_object();
+  for (size_t i = 0; i < sizeof order / sizeof *order; i++) {
+    json_t *v = json_object_get(pair, order[i]);
+    if (!v) continue;
+    if (i >= 6 && json_is_string(v) && json_string_length(v) == 0) continue; /* omitempty */
+    json_object_set(o, order[i], v);
+  }
+  return o;
+}
+
 /* Decodes the answer into the value handed to the handler. Returns NULL with a reason. */
 static json_t *decode(const struct watch_plan *p, int status, const char *body, size_t len,
                       char *msg, size_t msglen)
@@ -170,10 +188,18 @@ static json_t *decode(const struct watch_plan *p, int status, const char *body, 
   }
   if (s->type == WATCH_KEY) {
     /* kv.Get hands out the first pair, not the list. */
-    json_t *first = json_is_array(v) && json_array_size(v) ? json_incref(json_array_get(v, 0))
+    json_t *first = json_is_array(v) && json_array_size(v) ? kv_api_order(json_array_get(v, 0))
                                                             : json_null();
     json_decref(v);
     return first;
+  }
+  if (s->type == WATCH_KEYPREFIX && json_is_array(v)) {
+    json_t *list = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(v, i, e) json_array_append_new(list, kv_api_order(e));
+    json_decref(v);
+    return list;
   }
   if (s->type == WATCH_EVENT && json_is_array(v) && p->have_last) {
     /* Only the events after the one we last reported. */
