@@ -246,7 +246,7 @@ static void run_http_done(void *arg, const struct local_httpc_result *res)
     log_error(WATCHES_LOG, "Failed to invoke http watch handler '%s': %s", r->name, res->error);
   } else {
     bool cut = res->body_total > res->body_len;
-    char head[64] = "";
+    char head[96] = "";
     if (cut) snprintf(head, sizeof head, "Captured %zu of %zu bytes\n...\n", res->body_len, res->body_total);
     if (res->status_code >= 200 && res->status_code <= 299)
       log_trace(WATCHES_LOG, "http watch handler '%s' output: %s%s", r->name, head, res->body);
@@ -311,12 +311,13 @@ static void watch_answer(void *arg, const struct local_httpc_result *res)
   bool has_index = res->captured_header != NULL;
   if (has_index) index = strtoull(res->captured_header, NULL, 10);
   int status = res->status_code;
+  const char *error = res->error;
   if (status && res->body_total > res->body_len) {
     /* An answer over WATCH_MAX_BODY cannot be handed on whole. */
     status = 0;
-    res = &(struct local_httpc_result){.error = "answer too large"};
+    error = "the answer is larger than the watch limit (64 MiB)";
   }
-  enum watch_step step = watch_plan_feed(&w->plan, status, res->error, has_index, index,
+  enum watch_step step = watch_plan_feed(&w->plan, status, error, has_index, index,
                                          res->body, res->body_len, &result, &index, &retry_ms,
                                          msg, sizeof msg);
   if (step == WATCH_STEP_RETRY) {
