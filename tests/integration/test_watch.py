@@ -371,3 +371,40 @@ def test_event_watch(agent):
         assert [base64.b64decode(e["Payload"]).decode() for e in last] == ["v2"]
     finally:
         stop_cli(p)
+
+
+def test_agent_changes_during_a_run_fold_into_one(request):
+    """Consul's plan runs its handler inline: writes made while a handler runs are seen by the
+    next query as one change, not queued as one run each."""
+    rec = Recorder()
+    slow = rec.script + ".slow"
+    with open(slow, "w") as f:
+        f.write("#!/bin/sh\n%s\nsleep 1.5\n" % rec.script)
+    os.chmod(slow, 0o755)
+    cfg = watch_config({"type": "key", "key": "f", "args": [slow]})
+    a = start_agent(request, node="watch-fold", extra_args=["-config-file", cfg])
+    rec.wait_runs(1)
+    put_kv(a, "f", "0")  # the handler of this one is running for 1.5 s ...
+    rec.wait_runs(2)
+    for i in range(1, 6):  # ... while these land
+        put_kv(a, "f", str(i))
+    runs = rec.wait_runs(3)
+    time.sleep(2.5)
+    runs = rec.runs()
+    assert [kv_value(r[1]) for r in runs[1:]] == ["0", "5"], runs
+    # The last run is the last write.
+    assert runs[-1][0] == a.get_json("/v1/kv/f")[0][0]["ModifyIndex"]
+
+
+def test_validate_checks_watches(tmp_path):
+    f = tmp_path / "w.json"
+    f.write_text(json.dumps({"data_dir": str(tmp_path), "watches": [{"type": "keyprefix",
+                                                                       "args": ["x"]}]}))
+    p = subprocess.run([BIN, "validate", str(f)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1
+    assert "Must specify a single prefix to watch" in p.stdout + p.stderr
+    f.write_text(json.dumps({"data_dir": str(tmp_path), "watches": [{"type": "keyprefix",
+                                                                       "prefix": "a/",
+                                                                       "args": ["x"]}]}))
+    p = subprocess.run([BIN, "validate", str(f)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
