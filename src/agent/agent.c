@@ -244,7 +244,7 @@ static void agent_stop(struct agent *a)
   a->stopping = true;
   log_info("agent", "caught signal, shutting down");
   /* watches: stop before the HTTP API they query goes away */
-  agent_watches_stop(a->watches, true);
+  agent_watches_stop(a->watches);
   a->watches = NULL;
   if (a->http) http_server_close(a->http, agent_http_closed, a);
   else agent_http_closed(a);
@@ -293,11 +293,7 @@ static void agent_reload(void *arg)
     if (defs) local_defs_free(defs);
   }
   /* watches: a reload replaces the whole set, as Consul's reloadWatches does */
-  if (a->watches && !a->stopping) {
-    agent_watches_stop(a->watches, false);
-    a->watches = agent_watches_start(&a->loop, fresh.watches, a->cfg.client_addrs[0],
-                                     a->cfg.port_http);
-  }
+  if (a->watches && !a->stopping) agent_watches_reload(a->watches, fresh.watches);
   log_info("agent", "reloaded configuration (log level %s)", a->cfg.log_level);
   config_free(&fresh);
 }

@@ -40,9 +40,12 @@ extern char **environ;
 struct watch;
 
 /* One handler run. Lives until its process and pipes are closed (or its HTTP request done);
- * `w` is NULL once the watch has been stopped. */
+ * `w` is NULL once the watch has been stopped, and the run then sits on its set's `detached`
+ * list so that shutdown can still let it go. */
 struct run {
+  struct agent_watches *set;
   struct watch *w;
+  struct run *next, *prev; /* on set->detached */
   char *name;          /* for the log: the handler's command or URL */
   uv_process_t proc;
   uv_pipe_t in, out, err;
@@ -73,7 +76,8 @@ struct agent_watches {
   char *base_url;      /* "http://127.0.0.1:8500" */
   struct watch **w;
   size_t n;
-  int open;            /* timers not closed yet, plus one until stop */
+  struct run *detached; /* runs of stopped watches, still going */
+  int open;             /* timers not closed yet and detached runs, plus one until stop */
 };
 
 static void set_maybe_free(struct agent_watches *s)
@@ -117,14 +121,22 @@ static void run_finish(struct run *r)
       log_debug(WATCHES_LOG, "watch handler '%s' output: %.*s", r->name, (int)keep, tail);
   }
   struct watch *w = r->w;
+  struct agent_watches *s = r->set;
   buf_free(&r->input);
   buf_free(&r->output);
   free(r->name);
-  free(r);
   if (w) {
+    free(r);
     w->run = NULL;
     if (!w->stopped) watch_query(w);
+    return;
   }
+  if (r->prev) r->prev->next = r->next;
+  else s->detached = r->next;
+  if (r->next) r->next->prev = r->prev;
+  free(r);
+  s->open--;
+  set_maybe_free(s);
 }
 
 static void run_handle_closed(uv_handle_t *h)
@@ -175,6 +187,7 @@ static void run_script(struct watch *w, const char *json, size_t len, uint64_t i
 {
   struct agent_watches *s = w->set;
   struct run *r = xcalloc(1, sizeof *r);
+  r->set = s;
   r->w = w;
   w->run = r;
   const char *shell = getenv("SHELL");
@@ -261,6 +274,7 @@ static void run_http(struct watch *w, const char *json, size_t len, uint64_t ind
 {
   (void)len;
   struct run *r = xcalloc(1, sizeof *r);
+  r->set = w->set;
   r->w = w;
   w->run = r;
   r->name = xstrdup(w->spec.http.path);
@@ -376,22 +390,13 @@ static void watch_timer_closed(uv_handle_t *h)
   set_maybe_free(s);
 }
 
-struct agent_watches *agent_watches_start(uv_loop_t *loop, const json_t *watches,
-                                          const char *http_host, int http_port)
+/* Starts the watches of a config's list into s. */
+static void set_add_watches(struct agent_watches *s, const json_t *watches)
 {
-  struct agent_watches *s = xcalloc(1, sizeof *s);
-  s->loop = loop;
-  s->open = 1;
-  struct buf u = BUF_INIT;
-  /* A wildcard client address is reached on loopback; IPv6 needs brackets. */
-  const char *host = http_host;
-  if (strcmp(host, "0.0.0.0") == 0) host = "127.0.0.1";
-  else if (strcmp(host, "::") == 0) host = "::1";
-  if (strchr(host, ':')) buf_printf(&u, "http://[%s]:%d", host, http_port);
-  else buf_printf(&u, "http://%s:%d", host, http_port);
-  s->base_url = buf_steal(&u, NULL);
   size_t n = json_array_size(watches);
+  free(s->w);
   s->w = xcalloc(n ? n : 1, sizeof *s->w);
+  s->n = 0;
   size_t i;
   json_t *e;
   json_array_foreach(watches, i, e) {
@@ -411,7 +416,7 @@ struct agent_watches *agent_watches_start(uv_loop_t *loop, const json_t *watches
     w->label = buf_steal(&l, NULL);
     w->set = s;
     watch_plan_init(&w->plan, &w->spec);
-    uv_timer_init(loop, &w->timer);
+    uv_timer_init(s->loop, &w->timer);
     w->timer.data = w;
     s->open++;
     s->w[s->n++] = w;
@@ -419,12 +424,25 @@ struct agent_watches *agent_watches_start(uv_loop_t *loop, const json_t *watches
     watch_query(w);
   }
   if (s->n) log_info(WATCHES_LOG, "running %zu watch%s", s->n, s->n == 1 ? "" : "es");
-  return s;
 }
 
-void agent_watches_stop(struct agent_watches *s, bool shutdown)
+static void run_let_go(struct run *r)
 {
-  if (!s) return;
+  if (r->http) {
+    local__httpc_cancel(r->http);
+    r->http = NULL;
+    run_finish(r);
+    return;
+  }
+  run_close(r, (uv_handle_t *)&r->proc);
+  run_close(r, (uv_handle_t *)&r->in);
+  run_close(r, (uv_handle_t *)&r->out);
+  run_close(r, (uv_handle_t *)&r->err);
+}
+
+/* Stops every watch of s; their running handlers are detached (and with shutdown let go). */
+static void set_stop_watches(struct agent_watches *s, bool shutdown)
+{
   for (size_t i = 0; i < s->n; i++) {
     struct watch *w = s->w[i];
     w->stopped = true;
@@ -434,23 +452,55 @@ void agent_watches_stop(struct agent_watches *s, bool shutdown)
       struct run *r = w->run;
       r->w = NULL; /* the run outlives its watch */
       w->run = NULL;
-      if (shutdown) {
-        if (r->http) {
-          local__httpc_cancel(r->http);
-          r->http = NULL;
-          run_finish(r);
-        } else {
-          run_close(r, (uv_handle_t *)&r->proc);
-          run_close(r, (uv_handle_t *)&r->in);
-          run_close(r, (uv_handle_t *)&r->out);
-          run_close(r, (uv_handle_t *)&r->err);
-        }
-      }
+      r->prev = NULL;
+      r->next = s->detached;
+      if (s->detached) s->detached->prev = r;
+      s->detached = r;
+      s->open++;
     }
     uv_timer_stop(&w->timer);
     uv_close((uv_handle_t *)&w->timer, watch_timer_closed);
   }
   s->n = 0;
+  if (shutdown) {
+    /* run_let_go may free a run at once (HTTP), or later from close callbacks. */
+    struct run *r = s->detached;
+    while (r) {
+      struct run *next = r->next;
+      run_let_go(r);
+      r = next;
+    }
+  }
+}
+
+struct agent_watches *agent_watches_start(uv_loop_t *loop, const json_t *watches,
+                                          const char *http_host, int http_port)
+{
+  struct agent_watches *s = xcalloc(1, sizeof *s);
+  s->loop = loop;
+  s->open = 1;
+  struct buf u = BUF_INIT;
+  /* A wildcard client address is reached on loopback; IPv6 needs brackets. */
+  const char *host = http_host;
+  if (strcmp(host, "0.0.0.0") == 0) host = "127.0.0.1";
+  else if (strcmp(host, "::") == 0) host = "::1";
+  if (strchr(host, ':')) buf_printf(&u, "http://[%s]:%d", host, http_port);
+  else buf_printf(&u, "http://%s:%d", host, http_port);
+  s->base_url = buf_steal(&u, NULL);
+  set_add_watches(s, watches);
+  return s;
+}
+
+void agent_watches_reload(struct agent_watches *s, const json_t *watches)
+{
+  set_stop_watches(s, false);
+  set_add_watches(s, watches);
+}
+
+void agent_watches_stop(struct agent_watches *s)
+{
+  if (!s) return;
+  set_stop_watches(s, true);
   s->open--;
   set_maybe_free(s);
 }

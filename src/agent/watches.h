@@ -15,10 +15,11 @@ struct agent_watches;
  * are none). Watches that fail to parse (they were checked at load) are logged and skipped. */
 struct agent_watches *agent_watches_start(uv_loop_t *loop, const json_t *watches,
                                           const char *http_host, int http_port);
-/* Stops every watch: queries and retry timers are dropped at once; a handler already running
- * is left to finish (its output is still logged), as Consul's Stop leaves it. With
- * `shutdown`, running handlers are let go too (their handles closed; the processes live on,
- * as Consul's do when the agent exits). The set frees itself. */
-void agent_watches_stop(struct agent_watches *w, bool shutdown);
+/* Replaces the set's watches (SIGHUP): the old ones stop at once (queries and retry timers
+ * dropped); a handler already running is left to finish and log, as Consul's Stop leaves it. */
+void agent_watches_reload(struct agent_watches *w, const json_t *watches);
+/* Stops every watch for shutdown: running handlers are let go too (their handles closed; the
+ * processes live on, as Consul's do when the agent exits). The set frees itself. */
+void agent_watches_stop(struct agent_watches *w);
 
 #endif
