@@ -165,6 +165,58 @@ static json_t *kv_api_order(json_t *pair)
   return o;
 }
 
+/* Integers above INT64_MAX (KV Flags are uint64: Consul's semaphore flag is
+ * 0xe0f69a2baa414de0) do not fit jansson's json_int_t. They are carried through as strings
+ * holding this marker and the digits, and watch_encode prints them back as bare numbers. */
+#define BIG_MARK "\0u64:"
+#define BIG_MARK_LEN 5
+
+static bool big_digits(const char *p, size_t n)
+{
+  /* More than 19 digits, or 19 that compare above INT64_MAX. */
+  static const char max[] = "9223372036854775807";
+  if (n > 1 && p[0] == '0') return false; /* not a JSON number; let jansson refuse it */
+  return n > 19 || (n == 19 && memcmp(p, max, 19) > 0);
+}
+
+/* Copies body into out, quoting (with the marker) every unsigned integer token that is too
+ * big for jansson. Returns false when there was none (out untouched). */
+static bool wrap_big_ints(const char *body, size_t len, struct buf *out)
+{
+  bool any = false, in_str = false;
+  size_t copied = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = body[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = false;
+      continue;
+    }
+    if (c == '"') {
+      in_str = true;
+      continue;
+    }
+    /* A token starts here unless this digit continues a number (sign, fraction, exponent). */
+    if (c < '0' || c > '9' || (i > 0 && (strchr("-+.eE", body[i - 1]) ||
+                                        (body[i - 1] >= '0' && body[i - 1] <= '9'))))
+      continue;
+    size_t j = i;
+    while (j < len && body[j] >= '0' && body[j] <= '9') j++;
+    bool plain = j == len || (body[j] != '.' && body[j] != 'e' && body[j] != 'E');
+    if (plain && big_digits(body + i, j - i)) {
+      buf_append(out, body + copied, i - copied);
+      buf_puts(out, "\"\\u0000u64:");
+      buf_append(out, body + i, j - i);
+      buf_putc(out, '"');
+      copied = j;
+      any = true;
+    }
+    i = j - 1;
+  }
+  if (any) buf_append(out, body + copied, len - copied);
+  return any;
+}
+
 /* Decodes the answer into the value handed to the handler. Returns NULL with a reason. */
 static json_t *decode(const struct watch_plan *p, int status, const char *body, size_t len,
                       char *msg, size_t msglen)
@@ -181,7 +233,13 @@ static json_t *decode(const struct watch_plan *p, int status, const char *body, 
     return NULL;
   }
   json_error_t je;
-  json_t *v = json_loadb(body ? body : "", len, JSON_DECODE_ANY, &je);
+  struct buf wrapped = BUF_INIT;
+  if (body && wrap_big_ints(body, len, &wrapped)) {
+    body = wrapped.data;
+    len = wrapped.len;
+  }
+  json_t *v = json_loadb(body ? body : "", len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
+  buf_free(&wrapped);
   if (!v) {
     snprintf(msg, msglen, "cannot decode the answer: %s", len ? je.text : "EOF");
     return NULL;
@@ -275,9 +333,15 @@ static void enc(struct jsonw *w, const json_t *v)
     jsonw_array_end(w);
     break;
   }
-  case JSON_STRING:
-    jsonw_stringn(w, json_string_value(v), json_string_length(v));
+  case JSON_STRING: {
+    const char *str = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n > BIG_MARK_LEN && memcmp(str, BIG_MARK, BIG_MARK_LEN) == 0)
+      jsonw_raw(w, str + BIG_MARK_LEN, n - BIG_MARK_LEN); /* a uint64 above INT64_MAX */
+    else
+      jsonw_stringn(w, str, n);
     break;
+  }
   case JSON_INTEGER:
     jsonw_i64(w, (int64_t)json_integer_value(v));
     break;

@@ -245,6 +245,30 @@ static void test_key_order(void **state)
   teardown(&f);
 }
 
+static void test_big_flags(void **state)
+{
+  (void)state;
+  struct fixture f;
+  setup_key(&f, "{\"type\":\"keyprefix\",\"prefix\":\"s\"}");
+  const json_t *res;
+  uint64_t retry;
+  /* Consul's semaphore flag is above INT64_MAX; "1e30" and strings must pass untouched. */
+  const char *body = "[{\"LockIndex\":0,\"Key\":\"s/.lock 18446744073709551615\","
+                     "\"Flags\":16210313421097356768,\"Value\":null,\"X\":1e30,"
+                     "\"CreateIndex\":9223372036854775807,\"ModifyIndex\":18446744073709551615}]";
+  assert_int_equal(feed(&f, 200, 5, body, &res, &retry), WATCH_STEP_FIRE);
+  struct buf b = BUF_INIT;
+  watch_encode(res, false, &b);
+  assert_string_equal(b.data, "[{\"Key\":\"s/.lock 18446744073709551615\","
+                              "\"CreateIndex\":9223372036854775807,"
+                              "\"ModifyIndex\":18446744073709551615,\"LockIndex\":0,"
+                              "\"Flags\":16210313421097356768,\"Value\":null}]\n");
+  buf_free(&b);
+  /* The same answer at a new index is no change. */
+  assert_int_equal(feed(&f, 200, 6, body, &res, &retry), WATCH_STEP_NONE);
+  teardown(&f);
+}
+
 static void test_events(void **state)
 {
   (void)state;
@@ -275,6 +299,7 @@ int main(void)
       cmocka_unit_test(test_spec_errors), cmocka_unit_test(test_spec_ok),
       cmocka_unit_test(test_targets),     cmocka_unit_test(test_plan_rules),
       cmocka_unit_test(test_key_order),   cmocka_unit_test(test_events),
+      cmocka_unit_test(test_big_flags),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
