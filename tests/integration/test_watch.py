@@ -442,3 +442,27 @@ def test_agent_stops_promptly_with_handlers_running(tmp_path):
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_agent_watch_on_a_client_agent(request):
+    """A watch in a client agent's config blocks on the client's own HTTP API, which forwards
+    to the servers: the same watch works on servers and clients."""
+    server = start_agent(request, dev=False, node="watch-srv")
+    rec = Recorder()
+    cfg = watch_config({"type": "key", "key": "c/k", "args": [rec.script]})
+    client = Agent(dev=False, server=False, node="watch-cli1", ip="127.0.0.2",
+                   extra_args=["-join", server.serf_addr, "-config-file", cfg])
+    client.start()
+
+    def fin():
+        try:
+            code = client.stop()
+        finally:
+            client.kill()
+        assert code == 0, client.log()
+    request.addfinalizer(fin)
+    status, _, _ = client.request("GET", "/v1/kv/c/k")
+    if status not in (200, 404):
+        pytest.skip("this build's client agents do not forward reads yet")
+    put_kv(server, "c/k", "from-server")
+    wait_for(lambda: rec.runs() and kv_value(rec.runs()[-1][1]) == "from-server", timeout=30)
