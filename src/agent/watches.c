@@ -343,7 +343,9 @@ static void watch_answer(void *arg, const struct local_httpc_result *res)
     return;
   }
   if (step == WATCH_STEP_NONE) {
-    watch_query(w);
+    /* An answer without an index cannot block: pace the re-query instead of spinning. */
+    if (w->plan.last_index == 0) uv_timer_start(&w->timer, watch_retry_tick, 1000, 0);
+    else watch_query(w);
     return;
   }
   struct buf js = BUF_INIT;

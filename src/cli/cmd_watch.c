@@ -289,7 +289,11 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
       sleep_ms(retry_ms);
       continue;
     }
-    if (step == WATCH_STEP_NONE) continue;
+    if (step == WATCH_STEP_NONE) {
+      /* An answer without an index cannot block: pace the re-query instead of spinning. */
+      if (plan.last_index == 0) sleep_ms(1000);
+      continue;
+    }
     struct buf js = BUF_INIT;
     if (nargs == 0) {
       watch_encode(result, true, &js);

@@ -90,7 +90,7 @@ struct watch_plan {
 };
 
 enum watch_step {
-  WATCH_STEP_NONE,  /* no change: query again at once */
+  WATCH_STEP_NONE,  /* no change: query again (drivers wait 1 s when the index is 0: it cannot block) */
   WATCH_STEP_FIRE,  /* a change: run the handler, then query again */
   WATCH_STEP_RETRY, /* an error: query again after *retry_ms */
 };
