@@ -416,6 +416,9 @@ static void set_add_watches(struct agent_watches *s, const json_t *watches)
                (long long)json_integer_value(json_object_get(e, "index")),
                watch_type_name(w->spec.type));
     w->label = buf_steal(&l, NULL);
+    if (w->spec.handler)
+      log_warn(WATCHES_LOG, "%s: the 'handler' field in watches is deprecated and replaced "
+                            "by the 'args' field", w->label);
     w->set = s;
     watch_plan_init(&w->plan, &w->spec);
     uv_timer_init(s->loop, &w->timer);
