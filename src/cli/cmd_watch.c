@@ -46,8 +46,8 @@ static void flags(struct cli__flagset *fs, struct opts *o)
   cli__flag_list(fs, "tag", &o->tag,
                  "Only instances with this tag (type service; repeat for several tags).");
   cli__flag_string(fs, "passingonly", &o->passingonly, "",
-                   "With `[true|false]`, whether only instances whose checks all pass are "
-                   "shown (type service). The default is false.");
+                   "Whether only instances whose checks all pass are shown (type service), "
+                   "one of `[true|false]`. The default is false.");
   cli__flag_bool(fs, "shell", &o->shell,
                  "Runs the handler through a shell ($SHELL, or /bin/sh) instead of executing "
                  "its arguments directly.");
