@@ -24,6 +24,7 @@
 #include "agent/forward.h"
 #include "agent/servers.h"
 #include "agent/session_ttl.h"
+#include "agent/watches.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
 #include "config/config.h"
@@ -71,6 +72,7 @@ struct agent {
   struct tombstone_gc tombstone_gc;
   struct session_ttl session_ttl; /* leader: destroys sessions not renewed in TTL*2 */
   bool session_ttl_started;
+  struct agent_watches *watches; /* "watches" from the config (agent/watches.c) */
   bool stopping;
   int exit_code;
 };
@@ -276,6 +278,9 @@ static void agent_stop(struct agent *a)
   if (a->stopping) return;
   a->stopping = true;
   log_info("agent", "caught signal, shutting down");
+  /* watches: stop before the HTTP API they query goes away */
+  agent_watches_stop(a->watches);
+  a->watches = NULL;
   if (a->http) http_server_close(a->http, agent_http_closed, a);
   else agent_http_closed(a);
 }
@@ -322,6 +327,8 @@ static void agent_reload(void *arg)
       log_error("agent", "reload of services and checks failed, keeping the running set: %s", err);
     if (defs) local_defs_free(defs);
   }
+  /* watches: a reload replaces the whole set, as Consul's reloadWatches does */
+  if (a->watches && !a->stopping) agent_watches_reload(a->watches, fresh.watches);
   log_info("agent", "reloaded configuration (log level %s)", a->cfg.log_level);
   config_free(&fresh);
 }
@@ -928,6 +935,10 @@ int agent_main(int argc, char **argv)
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
   if (started && agent_start_dns(a) != 0) started = false;
+  /* watches: blocking queries against our own HTTP API (checked at load: it is enabled) */
+  if (started && a->cfg.port_http >= 0)
+    a->watches = agent_watches_start(&a->loop, a->cfg.watches, a->cfg.client_addrs[0],
+                                     a->cfg.port_http);
   if (started && a->consensus) {
     consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
     uv_timer_start(&a->leader_timer, agent_leader_tick, 5000, 5000);
