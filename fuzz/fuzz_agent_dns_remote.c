@@ -29,18 +29,16 @@ static uint8_t out[DNS_TCP_MAX];
 static void init(void)
 {
   char err[256];
-  cat = dns_memcat_new("dc1");
-  if (dns_memcat_load_json(cat, catalog, sizeof catalog - 1, err, sizeof err) != 0)
-    abort();
-  struct dns_backend be;
-  dns_memcat_backend(cat, &be);
   struct dns_config c;
   dns_config_defaults(&c);
   c.n_recursors = 1; /* so that unknown reverse names take the DNS_FORWARD path */
   strcpy(c.recursors[0], "127.0.0.1:53");
   strcpy(c.alt_domain, "alt.test");
+  struct dns_backend be;
+  cat = dns_memcat_new("dc1");
+  dns_memcat_backend(cat, &be);
   engine = dns_engine_new(&c, &be, err, sizeof err);
-  if (!engine)
+  if (!engine || dns_memcat_load_json(cat, catalog, sizeof catalog - 1, err, sizeof err) != 0)
     abort();
 }
 

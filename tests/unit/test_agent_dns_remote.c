@@ -24,9 +24,23 @@
 #include "dns/server.h"
 #include "lib/err.h"
 
-static const char *catalog =
-    "{\"Nodes\": [{\"Node\": \"node1\", \"Address\": \"10.7.7.7\"}],"
-    " \"Services\": [{\"Node\": \"node1\", \"Service\": \"web\", \"Port\": 80}]}";
+/* node1 and web, plus 300 instances of "huge" (one per node h<i>), as Consul's JSON. */
+static char *make_catalog(void)
+{
+  size_t cap = 64 * 1024, n = 0;
+  char *j = malloc(cap);
+  n += (size_t)snprintf(j + n, cap - n, "{\"Nodes\": [{\"Node\": \"node1\", \"Address\": "
+                                        "\"10.7.7.7\"}");
+  for (int i = 0; i < 300; i++)
+    n += (size_t)snprintf(j + n, cap - n, ", {\"Node\": \"h%d\", \"Address\": \"10.4.%d.%d\"}",
+                          i, i / 250, i % 250 + 1);
+  n += (size_t)snprintf(j + n, cap - n, "], \"Services\": [{\"Node\": \"node1\", "
+                                        "\"Service\": \"web\", \"Port\": 80}");
+  for (int i = 0; i < 300; i++)
+    n += (size_t)snprintf(j + n, cap - n, ", {\"Node\": \"h%d\", \"Service\": \"huge\"}", i);
+  snprintf(j + n, cap - n, "]}");
+  return j;
+}
 
 static struct dns_memcat *cat;
 static struct dns_engine *server_engine; /* the server's, with a recursor configured */
@@ -36,17 +50,10 @@ static int setup(void **state)
 {
   char err[256];
   (void)state;
+  char *catalog = make_catalog();
   cat = dns_memcat_new("dc1");
   assert_int_equal(dns_memcat_load_json(cat, catalog, strlen(catalog), err, sizeof err), 0);
-  for (int i = 0; i < 300; i++) {
-    char name[16], addr[32];
-    snprintf(name, sizeof name, "h%d", i);
-    snprintf(addr, sizeof addr, "10.4.%d.%d", i / 250, i % 250 + 1);
-    struct dns_node node = {.name = name, .address = addr};
-    dns_memcat_add_node(cat, &node);
-    struct dns_memcat_service svc = {.node = name, .name = "huge", .port = 1};
-    dns_memcat_add_service(cat, &svc);
-  }
+  free(catalog);
   struct dns_config cfg;
   dns_config_defaults(&cfg);
   strcpy(cfg.recursors[0], "192.0.2.53");
