@@ -540,7 +540,8 @@ static int agent_dns_send(void *ctx, const uint8_t *body, size_t len, dns_remote
   c->done = done;
   c->arg = arg;
   snprintf(c->addr, sizeof c->addr, "%s", addr);
-  int rv = rpc_request(a->rpc, c->addr, DNS_REMOTE_METHOD, body, len, 5000, agent_dns_answered, c,
+  /* under the DNS side's 5 s, so a slow server is noticed here and the next query moves on */
+  int rv = rpc_request(a->rpc, c->addr, DNS_REMOTE_METHOD, body, len, 4000, agent_dns_answered, c,
                        &c->req);
   if (rv != 0) {
     free(c);
