@@ -420,6 +420,16 @@ static void agent_start_cluster(struct agent *a)
 
 /* The agent's own services and checks (src/local): from config files and persisted API
  * registrations, run here and synced into the catalog. */
+/* How many agents gossip knows (for anti-entropy's interval scaling). */
+static size_t agent_cluster_size(void *arg)
+{
+  struct agent *a = arg;
+  struct gossip_member *m;
+  size_t n = 1;
+  if (a->gossip && gossip_members(a->gossip, &m, &n) == 0) gossip_members_free(m, n);
+  return n ? n : 1;
+}
+
 static int agent_start_local(struct agent *a, const char *data_dir)
 {
   char err[1024] = "";
@@ -438,6 +448,8 @@ static int agent_start_local(struct agent *a, const char *data_dir)
   lc.enable_script_checks = a->cfg.enable_script_checks;
   lc.enable_local_script_checks = a->cfg.enable_local_script_checks;
   lc.check_update_interval_ms = (uint64_t)(a->cfg.check_update_interval_ns / 1000000LL);
+  lc.cluster_size = agent_cluster_size;
+  lc.cluster_size_arg = a;
   a->local = local_agent_new(&a->loop, &lc, a->store, a->consensus, err, sizeof err);
   if (a->local && a->forward) {
     struct local_remote remote;

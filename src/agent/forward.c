@@ -14,6 +14,7 @@
 #include "lib/err.h"
 #include "lib/log.h"
 #include "rpc/rpc.h"
+#include "state/catalog.h"
 #include "state/cmd.h"
 
 #define HOLD_RETRY_MS 100
@@ -546,6 +547,151 @@ static int remote_write(void *ctx, const struct buf *cmd, local_remote_done_fn d
   return rv;
 }
 
+/* ---- anti-entropy on clients: this node's catalog rows, read from a server ----
+ *
+ * Catalog.NodeDump answers with the node's rows as catalog register commands (each as a u32
+ * length and the command): the node, each service, each check. The client applies them to a
+ * store of its own, which anti-entropy compares with what the agent has, exactly as a server
+ * compares with its replica. */
+
+static void dump_cmd(struct buf *out, const struct state_register *reg)
+{
+  struct buf cmd = BUF_INIT;
+  state_cmd_encode_register(&cmd, reg);
+  put_u32(out, (uint32_t)cmd.len);
+  buf_append(out, cmd.data, cmd.len);
+  buf_free(&cmd);
+}
+
+struct dump_ctx {
+  struct buf *out;
+  const struct state_node *node;
+};
+
+static int dump_service(const struct state_service *svc, void *arg)
+{
+  struct dump_ctx *d = arg;
+  struct state_register_service rs = {
+      .kind = svc->kind, .id = svc->id, .name = svc->name, .tags = svc->tags,
+      .n_tags = svc->n_tags, .tags_null = svc->tags_null, .address = svc->address,
+      .tagged_addresses = svc->tagged_addresses, .n_tagged = svc->n_tagged, .meta = svc->meta,
+      .port = svc->port, .socket_path = svc->socket_path, .has_weights = true,
+      .weight_passing = svc->weight_passing, .weight_warning = svc->weight_warning,
+      .enable_tag_override = svc->enable_tag_override, .proxy = svc->proxy,
+      .connect = svc->connect, .locality = svc->locality,
+  };
+  struct state_register reg = {.node = d->node->name, .address = d->node->address,
+                               .skip_node_update = true, .service = &rs};
+  dump_cmd(d->out, &reg);
+  return 0;
+}
+
+static int dump_check(const struct state_check *c, void *arg)
+{
+  struct dump_ctx *d = arg;
+  struct state_register_check rc = {
+      .node = d->node->name, .check_id = c->check_id, .name = c->name, .status = c->status,
+      .notes = c->notes, .output = c->output, .service_id = c->service_id, .type = c->type,
+      .interval = c->interval, .timeout = c->timeout, .exposed_port = c->exposed_port,
+      .definition = c->definition,
+  };
+  struct state_register reg = {.node = d->node->name, .address = d->node->address,
+                               .skip_node_update = true, .checks = &rc, .n_checks = 1};
+  dump_cmd(d->out, &reg);
+  return 0;
+}
+
+static void handle_node_dump(struct rpc_call *call, const uint8_t *body, size_t len, void *arg)
+{
+  struct forward *f = arg;
+  if (len == 0 || len > 256 || memchr(body, 0, len)) {
+    rpc_call_reply(call, "invalid node name", NULL, 0);
+    return;
+  }
+  char *name = xstrndup((const char *)body, len);
+  struct buf out = BUF_INIT;
+  const struct state_node *n = state_node_get(f->store, name);
+  if (n) {
+    struct state_register reg = {
+        .id = n->id, .node = n->name, .address = n->address, .datacenter = n->datacenter,
+        .tagged_addresses = n->tagged_addresses, .node_meta = n->meta, .locality = n->locality,
+    };
+    dump_cmd(&out, &reg);
+    struct dump_ctx d = {&out, n};
+    state_node_services(f->store, name, dump_service, &d);
+    state_node_checks(f->store, name, dump_check, &d);
+  }
+  rpc_call_reply(call, NULL, out.data ? out.data : "", out.len);
+  buf_free(&out);
+  free(name);
+}
+
+struct fetch_op {
+  struct forward *f;
+  void (*cb)(void *arg, struct state_store *st);
+  void *arg;
+  struct rpc_req *req;
+  char addr[64];
+};
+
+static void fetch_replied(void *arg, int status, const char *error, const uint8_t *body,
+                          size_t len)
+{
+  struct fetch_op *op = arg;
+  struct state_store *st = NULL;
+  if (status == 0 && !error) {
+    st = state_store_new();
+    const uint8_t *p = body, *end = body + len;
+    uint64_t index = 1;
+    while (p < end && st) {
+      uint32_t n;
+      struct state_cmd_result res;
+      if (!get_u32(&p, end, &n) || (size_t)(end - p) < n ||
+          state_cmd_apply(st, index++, p, n, &res) != 0 || res.err != 0) {
+        log_warn("agent.forward", "catalog rows from %s: malformed answer", op->addr);
+        state_store_free(st);
+        st = NULL;
+        break;
+      }
+      p += n;
+    }
+  } else if (status != 0 && op->f->servers) {
+    servers_failed(op->f->servers, op->addr);
+  }
+  op->cb(op->arg, st);
+  if (st) state_store_free(st);
+  free(op);
+}
+
+static int remote_fetch(void *ctx, const char *node, void (*cb)(void *arg, struct state_store *st),
+                        void *arg, void **handle)
+{
+  struct forward *f = ctx;
+  const char *addr = f->servers ? servers_pick(f->servers) : NULL;
+  if (!addr) return CC_ENOTFOUND;
+  struct fetch_op *op = xcalloc(1, sizeof *op);
+  op->f = f;
+  op->cb = cb;
+  op->arg = arg;
+  snprintf(op->addr, sizeof op->addr, "%s", addr);
+  int rv = rpc_request(f->rpc, op->addr, "Catalog.NodeDump", node, strlen(node), PLAIN_TIMEOUT_MS,
+                       fetch_replied, op, &op->req);
+  if (rv != 0) {
+    free(op);
+    return rv;
+  }
+  *handle = op;
+  return 0;
+}
+
+static void remote_fetch_cancel(void *ctx, void *handle)
+{
+  struct fetch_op *op = handle;
+  (void)ctx;
+  rpc_request_cancel(op->req);
+  free(op);
+}
+
 static struct state_store *remote_store(void *ctx)
 {
   struct forward *f = ctx;
@@ -554,9 +700,11 @@ static struct state_store *remote_store(void *ctx)
 
 void forward_local_remote(struct forward *f, struct local_remote *out)
 {
-  out->write = remote_write;
-  out->store = remote_store;
-  out->ctx = f;
+  *out = (struct local_remote){.write = remote_write, .store = remote_store, .ctx = f};
+  if (!f->store) {
+    out->fetch = remote_fetch;
+    out->fetch_cancel = remote_fetch_cancel;
+  }
 }
 
 /* ---- life ---- */
@@ -570,7 +718,10 @@ struct forward *forward_new(uv_loop_t *loop, const struct forward_config *cfg)
   f->consensus = cfg->consensus;
   f->store = cfg->store;
   f->hold_ms = cfg->hold_timeout_ms ? cfg->hold_timeout_ms : DEFAULT_HOLD_MS;
-  if (f->consensus) rpc_handle(f->rpc, "Catalog.Apply", handle_catalog_apply, f);
+  if (f->consensus) {
+    rpc_handle(f->rpc, "Catalog.Apply", handle_catalog_apply, f);
+    rpc_handle(f->rpc, "Catalog.NodeDump", handle_node_dump, f);
+  }
   return f;
 }
 

@@ -171,6 +171,7 @@ struct local_agent {
   struct local_watch *watches;
   bool watches_dirty;
   struct local_sync_op *sync_ops; /* in flight; detached at close */
+  void *fetching;                 /* remote.fetch in flight (its handle) */
 };
 
 /* ---- state.c: changes the runners and the sync report ---- */

@@ -47,7 +47,15 @@ struct local_config {
   uint64_t check_deregister_interval_min_ms; /* check_deregister_interval_min: 1 min */
   uint64_t check_min_interval_ms;          /* checks.MinInterval: 1 s */
   size_t check_output_max_size;            /* check_output_max_size: 4 KiB */
+  /* How many agents the cluster has (NULL: one), asked before each full sync: Consul scales
+   * the full-sync interval with it so that 10,000 agents do not all sync every minute. */
+  size_t (*cluster_size)(void *arg);
+  void *cluster_size_arg;
 };
+
+/* Consul's ae scaleFactor: the full-sync interval for a cluster of n agents: the interval
+ * itself up to 128 agents, then one more interval per doubling (n = 256: x2, 512: x3, ...). */
+uint64_t local_sync_interval_scaled(uint64_t interval_ms, size_t n);
 
 /* Consul's defaults; the node fields are left NULL. */
 void local_config_defaults(struct local_config *cfg);
@@ -67,6 +75,13 @@ struct local_remote {
   /* A store holding the catalog (a server's replica), or NULL when none can be read here:
    * the full sync then pushes everything instead of comparing. */
   struct state_store *(*store)(void *ctx);
+  /* When store gives NULL (a client agent): fetches what the catalog holds for `node` into a
+   * store of its own and calls cb with it (NULL on failure), later, exactly once unless
+   * fetch_cancel ran first; the store is the callee's to free after cb returns. Returns 0,
+   * or non-zero without calling cb. NULL: the full sync pushes everything, comparing nothing. */
+  int (*fetch)(void *ctx, const char *node, void (*cb)(void *arg, struct state_store *st),
+               void *arg, void **handle);
+  void (*fetch_cancel)(void *ctx, void *handle);
   void *ctx;
 };
 

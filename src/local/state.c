@@ -1251,12 +1251,26 @@ static void tick(uv_timer_t *t)
   bool became_leader = leader && !la->was_leader;
   la->was_leader = leader;
   if (became_leader || now >= la->next_full_sync) {
-    la->next_full_sync = now + la->cfg.sync_interval_ms;
+    /* scaled by cluster size, plus a random stagger of up to a sixteenth, as Consul's
+     * StateSyncer, so that agents started together do not sync together forever */
+    size_t n = la->cfg.cluster_size ? la->cfg.cluster_size(la->cfg.cluster_size_arg) : 1;
+    uint64_t every = local_sync_interval_scaled(la->cfg.sync_interval_ms, n);
+    la->next_full_sync = now + every + rand_below(every / 16 + 1);
     local__sync_full(la);
   } else if (la->retry_at && now >= la->retry_at) {
     la->retry_at = 0;
     local__sync_soon(la);
   }
+}
+
+uint64_t local_sync_interval_scaled(uint64_t interval_ms, size_t n)
+{
+  const size_t threshold = 128; /* Consul's scaleThreshold */
+  if (n <= threshold) return interval_ms;
+  /* ceil(log2(n) - log2(128)) + 1 */
+  unsigned mult = 1;
+  for (size_t limit = threshold; limit < n; limit *= 2) mult++;
+  return interval_ms * mult;
 }
 
 /* ---- life ---- */

@@ -61,6 +61,8 @@ static void op_unlink(struct local_sync_op *op)
 
 void local__sync_detach_all(struct local_agent *la)
 {
+  if (la->fetching && la->remote.fetch_cancel) la->remote.fetch_cancel(la->remote.ctx, la->fetching);
+  la->fetching = NULL;
   while (la->sync_ops) {
     struct local_sync_op *op = la->sync_ops;
     op_unlink(op);
@@ -103,9 +105,7 @@ static struct state_store *default_store(void *ctx)
 
 void local__remote_default(struct local_agent *la, struct local_remote *out)
 {
-  out->write = default_write;
-  out->store = default_store;
-  out->ctx = la;
+  *out = (struct local_remote){.write = default_write, .store = default_store, .ctx = la};
 }
 
 /* ---- requests ---- */
@@ -535,32 +535,65 @@ static int scan_check(const struct state_check *r, void *arg)
   return 0;
 }
 
+/* Marks what differs between the agent and the catalog's rows in store. */
+static void compare_with(struct local_agent *la, struct state_store *store)
+{
+  struct remote_scan sc = {la, {0}};
+  map_init(&sc.seen);
+  state_node_services(store, la->node_name, scan_service, &sc);
+  for (struct map_iter it = map_iter_start(&la->services); map_iter_next(&it);) {
+    struct local_svc *s = it.entry->value;
+    if (!s->deleted && !s->inflight && !map_get(&sc.seen, s->id, strlen(s->id))) s->in_sync = false;
+  }
+  map_free(&sc.seen);
+  map_init(&sc.seen);
+  state_node_checks(store, la->node_name, scan_check, &sc);
+  for (struct map_iter it = map_iter_start(&la->checks); map_iter_next(&it);) {
+    struct local_chk *c = it.entry->value;
+    if (!c->deleted && !c->inflight && !map_get(&sc.seen, c->id, strlen(c->id))) c->in_sync = false;
+  }
+  map_free(&sc.seen);
+}
+
+static void push_everything(struct local_agent *la)
+{
+  for (struct map_iter it = map_iter_start(&la->services); map_iter_next(&it);)
+    ((struct local_svc *)it.entry->value)->in_sync = false;
+  for (struct map_iter it = map_iter_start(&la->checks); map_iter_next(&it);)
+    ((struct local_chk *)it.entry->value)->in_sync = false;
+}
+
+/* A client's copy of its node's catalog rows arrived (NULL: the fetch failed). */
+static void fetched(void *arg, struct state_store *st)
+{
+  struct local_agent *la = arg;
+  la->fetching = NULL;
+  if (la->closing || !la->loaded) return;
+  if (st) compare_with(la, st);
+  else push_everything(la);
+  la->retry_at = 0;
+  sync_changes(la);
+}
+
 void local__sync_full(struct local_agent *la)
 {
   if (la->closing || !la->loaded) return;
   struct state_store *store = la->remote.store ? la->remote.store(la->remote.ctx) : NULL;
   if (store) {
-    struct remote_scan sc = {la, {0}};
-    map_init(&sc.seen);
-    state_node_services(store, la->node_name, scan_service, &sc);
-    for (struct map_iter it = map_iter_start(&la->services); map_iter_next(&it);) {
-      struct local_svc *s = it.entry->value;
-      if (!s->deleted && !s->inflight && !map_get(&sc.seen, s->id, strlen(s->id))) s->in_sync = false;
+    compare_with(la, store);
+  } else if (la->remote.fetch) {
+    /* a client agent: read the catalog's rows for this node from a server first, so that
+     * entries the agent no longer has are found and removed (Consul's updateSyncState) */
+    if (la->fetching) return;
+    void *h = NULL;
+    if (la->remote.fetch(la->remote.ctx, la->node_name, fetched, la, &h) == 0) {
+      la->fetching = h;
+      return;
     }
-    map_free(&sc.seen);
-    map_init(&sc.seen);
-    state_node_checks(store, la->node_name, scan_check, &sc);
-    for (struct map_iter it = map_iter_start(&la->checks); map_iter_next(&it);) {
-      struct local_chk *c = it.entry->value;
-      if (!c->deleted && !c->inflight && !map_get(&sc.seen, c->id, strlen(c->id))) c->in_sync = false;
-    }
-    map_free(&sc.seen);
+    push_everything(la);
   } else {
     /* Nothing to compare with: push everything again. */
-    for (struct map_iter it = map_iter_start(&la->services); map_iter_next(&it);)
-      ((struct local_svc *)it.entry->value)->in_sync = false;
-    for (struct map_iter it = map_iter_start(&la->checks); map_iter_next(&it);)
-      ((struct local_chk *)it.entry->value)->in_sync = false;
+    push_everything(la);
   }
   la->retry_at = 0;
   sync_changes(la);

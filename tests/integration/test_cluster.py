@@ -222,3 +222,26 @@ def test_cli_against_a_client(cluster):
     assert r.stdout.count("voter") >= 3 or r.stdout.count("true") >= 3, r.stdout
     r = clients[0].cli("members")
     assert r.returncode == 0 and r.stdout.count("alive") == 5, r.stdout
+
+
+def test_client_anti_entropy_removes_what_it_does_not_have(cluster):
+    """A client agent reads its node's rows back from a server at each full sync: a service
+    the catalog lists for it but the agent does not have is removed, one it has is kept."""
+    servers, clients = cluster
+    client = clients[1]
+    svc = {"Name": "kept", "Port": 7000}
+    status, _, body = client.request("PUT", "/v1/agent/service/register", body=json.dumps(svc))
+    assert status == 200, body
+    assert wait_until(lambda: servers[0].get_json("/v1/catalog/service/kept")[0], timeout=30)
+    ghost = {"Node": client.node, "Address": client.ip, "SkipNodeUpdate": True,
+             "Service": {"ID": "ghost", "Service": "ghost", "Port": 1}}
+    status, _, body = servers[0].request("PUT", "/v1/catalog/register", body=json.dumps(ghost))
+    assert status == 200, body
+    assert servers[0].get_json("/v1/catalog/service/ghost")[0]
+    # a restart runs a full sync at once (Consul's StateSyncer does one at start)
+    assert client.stop() == 0
+    client.start(wait=False)
+    client.wait_http()
+    assert wait_until(lambda: servers[1].get_json("/v1/catalog/service/ghost")[0] == [],
+                      timeout=30), client.log()[-3000:]
+    assert [n["Node"] for n in servers[1].get_json("/v1/catalog/service/kept")[0]] == [client.node]

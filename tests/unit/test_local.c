@@ -135,7 +135,7 @@ static void env_start(struct env *e)
   char err[256];
   e->la = local_agent_new(&e->loop, &e->cfg, NULL, NULL, err, sizeof err);
   assert_non_null(e->la);
-  struct local_remote r = {fake_write, fake_store, &e->remote};
+  struct local_remote r = {.write = fake_write, .store = fake_store, .ctx = &e->remote};
   local_agent_set_remote(e->la, &r);
 }
 
@@ -1101,6 +1101,18 @@ static void test_many_services(void **state)
   env_close(&e);
 }
 
+/* Consul's ae scaleFactor: ceil(log2(n) - log2(128)) + 1 intervals above 128 agents. */
+static void test_sync_interval_scaled(void **state)
+{
+  (void)state;
+  assert_int_equal(local_sync_interval_scaled(60000, 1), 60000);
+  assert_int_equal(local_sync_interval_scaled(60000, 128), 60000);
+  assert_int_equal(local_sync_interval_scaled(60000, 129), 120000);
+  assert_int_equal(local_sync_interval_scaled(60000, 256), 120000);
+  assert_int_equal(local_sync_interval_scaled(60000, 257), 180000);
+  assert_int_equal(local_sync_interval_scaled(60000, 10000), 480000);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -1125,6 +1137,7 @@ int main(void)
       cmocka_unit_test(test_persist_and_restore),
       cmocka_unit_test(test_config_load_and_reload),
       cmocka_unit_test(test_many_services),
+      cmocka_unit_test(test_sync_interval_scaled),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
