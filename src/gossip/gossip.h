@@ -132,7 +132,9 @@ struct gossip_config {
   /* Consul's encrypt_verify_incoming/outgoing (default true): false lets plaintext in, or
    * sends plaintext, while a pool is being switched to encryption. */
   bool encrypt_verify_incoming, encrypt_verify_outgoing;
-  /* Where keyring changes made by key queries are saved (serf's KeyringFile); NULL: nowhere. */
+  /* The keyring file (Consul's <data_dir>/serf/local.keyring); NULL: none. When set, keys come
+   * from it: the first start writes encrypt_keys[0] there, later starts read it (the file
+   * wins). Key queries save their changes to it, as serf's KeyringFile. */
   const char *keyring_file;
 
   void (*on_member)(void *ctx, enum gossip_event ev, const struct gossip_member *m);

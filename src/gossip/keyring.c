@@ -17,6 +17,7 @@
 #include "lib/alloc.h"
 #include "lib/b64.h"
 #include "lib/err.h"
+#include "lib/log.h"
 
 #define FILE_MAX (64 * 1024)
 
@@ -171,5 +172,55 @@ int keyring_save_file(const char *path, const struct keyring *k, char *errbuf, s
     snprintf(errbuf, errlen, "Failed to write keyring file: %s", strerror(werr));
     return CC_EIO;
   }
+  return 0;
+}
+
+static int mkdir_parent(const char *path) {
+  char dir[4096];
+  if ((size_t)snprintf(dir, sizeof dir, "%s", path) >= sizeof dir) return -1;
+  char *slash = strrchr(dir, '/');
+  if (!slash || slash == dir) return 0;
+  *slash = '\0';
+  for (char *p = dir + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  return mkdir(dir, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+int keyring_setup(const char *path, const char *encrypt_b64, struct keyring *k, char *errbuf,
+                  size_t errlen) {
+  memset(k, 0, sizeof *k);
+  uint8_t key[KEYRING_KEY_MAX];
+  size_t klen = 0;
+  bool existing = false;
+  if (encrypt_b64) {
+    char why[64];
+    if (keyring_decode(encrypt_b64, key, &klen, why, sizeof why)) {
+      snprintf(errbuf, errlen, "Invalid key: %s", why);
+      return CC_EINVAL;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0) {
+      existing = true;
+    } else {
+      struct keyring init = {0};
+      keyring_add(&init, key, klen);
+      if (mkdir_parent(path) != 0) {
+        snprintf(errbuf, errlen, "cannot create the directory of %s: %s", path, strerror(errno));
+        return CC_EIO;
+      }
+      int rc = keyring_save_file(path, &init, errbuf, errlen);
+      if (rc) return rc;
+    }
+  }
+  int rc = keyring_load_file(path, k, errbuf, errlen);
+  if (rc == CC_ENOTFOUND) return 0;
+  if (rc) return rc;
+  if (existing && !keyring_has(k, key, klen))
+    log_warn("gossip", "LAN keyring doesn't include key provided with -encrypt, using keyring "
+                       "(%s)", path);
   return 0;
 }

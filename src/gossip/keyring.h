@@ -46,4 +46,11 @@ int keyring_load_file(const char *path, struct keyring *k, char *errbuf, size_t 
  * file and a rename so a crash never leaves half a keyring. 0 or CC_EIO with a sentence. */
 int keyring_save_file(const char *path, const struct keyring *k, char *errbuf, size_t errlen);
 
+/* Consul's setupKeyrings for one pool. With encrypt_b64 (may be NULL) and no file yet, the
+ * file is created holding that key (its directory too, mode 0700). Then an existing file is
+ * loaded into k (empty: no encryption); when it lacks the -encrypt key, that is logged and the
+ * file wins, as in Consul. 0, or CC_EINVAL/CC_EIO with a sentence in errbuf. */
+int keyring_setup(const char *path, const char *encrypt_b64, struct keyring *k, char *errbuf,
+                  size_t errlen);
+
 #endif

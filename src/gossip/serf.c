@@ -1418,7 +1418,11 @@ struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr 
     return NULL;
   }
   struct keyring keys = {0};
-  for (size_t i = 0; i < cfg->nencrypt_keys; i++) {
+  if (cfg->keyring_file) {
+    const char *enc = cfg->nencrypt_keys ? cfg->encrypt_keys[0] : NULL;
+    if (keyring_setup(cfg->keyring_file, enc, &keys, errbuf, errlen)) return NULL;
+  }
+  for (size_t i = 0; !cfg->keyring_file && i < cfg->nencrypt_keys; i++) {
     uint8_t key[KEYRING_KEY_MAX];
     size_t klen;
     char why[64];
