@@ -207,8 +207,8 @@ struct gossip_key_response {
 typedef void (*gossip_key_cb)(void *arg, const struct gossip_key_response *r);
 
 /* Starts a key operation (key: base64, ignored for LIST). cb runs once, from the loop: when
- * every live member has answered, or at the query timeout. Returns 0, or CC_EINVAL with a
- * sentence in errbuf for a key that is not base64 (cb never runs then). */
+ * every live member has answered, at the query timeout, or inside gossip_stop. Returns 0, or
+ * CC_EINVAL with a sentence in errbuf for a key that is not base64 (cb never runs then). */
 int gossip_key_op(struct gossip *g, enum gossip_key_op op, const char *key, gossip_key_cb cb,
                   void *arg, char *errbuf, size_t errlen);
 /* Our own keyring as base64 strings, primary first, into out (up to max entries of 48 bytes).

@@ -153,6 +153,8 @@ bool serf_keys_answer(struct ml *ml, const char *keyring_file, const char *name,
 
 /* ---- asking ---- */
 
+/* One operation in flight. Owned by its query: freed when the query reports DONE (at its
+ * timeout or at shutdown), which always comes, after cb has run exactly once. */
 struct key_op {
   struct gossip_key_response r;
   gossip_key_cb cb;
