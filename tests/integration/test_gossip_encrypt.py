@@ -249,3 +249,18 @@ def test_bad_encrypt_key_is_refused():
                            text=True, timeout=20)
         assert r.returncode != 0
         assert "encrypt has invalid key" in r.stderr + r.stdout and msg in r.stderr + r.stdout
+
+
+def test_agent_joins_serf_encrypted(tmp, procs):
+    key = keygen()
+    s = SerfAgent(tmp, "serf-1", {"role": "serf"}, extra=["-encrypt", key])
+    procs.append(s)
+    a = start_agent(procs, key, node="agent-a", extra=["-join", s.addr])
+    alive_in(lambda: agent_members(a), "serf-1", 20, "agent to list serf-1")
+    alive_in(s.members, "agent-a", 20, "serf to list agent-a")
+    # With another key the start-up join fails, and the agent stops as Consul's does.
+    b = Agent(dev=True, node="agent-b", extra_args=["-encrypt", keygen(), "-join", s.addr])
+    procs.append(b)
+    b.start(wait=False)
+    assert b.proc.wait(30) == 1
+    assert "agent-b" not in s.members()
