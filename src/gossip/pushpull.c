@@ -5,7 +5,9 @@
  * reader parses incrementally (proto_parse_stream says "need more" until a whole message is
  * there). The side that connects writes first. Every stream has a deadline (TCPTimeout, or the
  * probe's deadline for a ping) and a size cap (memberlist's maxPushStateBytes), so a slow or
- * hostile peer costs a bounded amount. */
+ * hostile peer costs a bounded amount. With a keyring, every message we write is encrypted
+ * ([10][length][AES-GCM], crypt.h) and an incoming one is read whole and decrypted before it is
+ * parsed (docs/gossip.md, "Encryption"). */
 #include <stdlib.h>
 #include <string.h>
 
