@@ -10,7 +10,8 @@
  *   mode & 3 == 2: every chunk is a raw (unsealed) packet
  *   mode & 3 == 3: every chunk is a serf message in a sealed user packet (key queries!)
  *   mode & 4: encryption version 0 instead of 1; mode & 16: A does not verify incoming.
- * Each chunk is also fed straight to crypt_decrypt and to every key query handler. */
+ * Each chunk is also fed straight to crypt_decrypt, to every key query handler and to the
+ * parser of key query answers. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -50,6 +51,10 @@ static void raw_paths(const uint8_t *p, size_t n) {
   }
   free(m);
   buf_free(&out);
+  struct gossip_key_response r = {0};
+  serf_keys_tally(&r, "x", p, n);
+  serf_keys_tally(&r, "y", p, n);
+  serf_keys_response_free(&r);
 }
 
 struct member {

@@ -52,6 +52,11 @@ int serf_health_score(struct serf *s);
  * internal query. Applies the change to ml's keyring and saves keyring_file (may be NULL). */
 bool serf_keys_answer(struct ml *ml, const char *keyring_file, const char *name,
                       const uint8_t *payload, size_t len, size_t limit, struct buf *out);
+/* Counts one member's answer into r (serf's streamKeyResp); r's memory is freed with
+ * serf_keys_response_free. Exposed for the fuzzer and tests. */
+void serf_keys_tally(struct gossip_key_response *r, const char *from, const uint8_t *p,
+                     size_t len);
+void serf_keys_response_free(struct gossip_key_response *r);
 int serf_keys_op(struct serf *s, enum gossip_key_op op, const char *key, gossip_key_cb cb,
                  void *arg, char *errbuf, size_t errlen);
 

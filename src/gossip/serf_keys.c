@@ -189,7 +189,8 @@ static void add_message(struct gossip_key_response *r, const char *from, const c
 }
 
 /* serf streamKeyResp for one answer. */
-static void tally(struct gossip_key_response *r, const char *from, const uint8_t *p, size_t len) {
+void serf_keys_tally(struct gossip_key_response *r, const char *from, const uint8_t *p,
+                     size_t len) {
   r->num_resp++;
   if (len < 1 || p[0] != SERF_MSG_KEY_RESPONSE) {
     const char *m = "Invalid key query response type";
@@ -266,8 +267,7 @@ static void report(struct key_op *op) {
   op->cb(op->arg, r);
 }
 
-static void key_op_free(struct key_op *op) {
-  struct gossip_key_response *r = &op->r;
+void serf_keys_response_free(struct gossip_key_response *r) {
   for (size_t i = 0; i < r->nmessages; i++) {
     free(r->msg_nodes[i]);
     free(r->msg_texts[i]);
@@ -276,6 +276,11 @@ static void key_op_free(struct key_op *op) {
   free(r->msg_texts);
   free(r->keys);
   free(r->primary_keys);
+  memset(r, 0, sizeof *r);
+}
+
+static void key_op_free(struct key_op *op) {
+  serf_keys_response_free(&op->r);
   free(op);
 }
 
@@ -288,7 +293,7 @@ static void on_answer(void *arg, enum gossip_query_result what, const char *from
     return;
   }
   if (what != GOSSIP_QUERY_RESPONSE || op->reported) return;
-  tally(&op->r, from, payload, len);
+  serf_keys_tally(&op->r, from, payload, len);
   if (op->r.num_resp == op->r.num_nodes) report(op);
 }
 

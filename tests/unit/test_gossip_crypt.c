@@ -474,6 +474,45 @@ static void test_key_queries(void **state) {
   free(m);
 }
 
+/* serf streamKeyResp: answers from three members, one failing, one not a key answer. */
+static void test_key_tally(void **state) {
+  (void)state;
+  struct ml *m = calloc(1, sizeof *m);
+  uint8_t a[16], b[32];
+  seq(a, 16, 1);
+  seq(b, 32, 9);
+  keyring_add(&m->cfg.keyring, a, 16);
+  keyring_add(&m->cfg.keyring, b, 32);
+  struct buf ok = BUF_INIT, fail = BUF_INIT, req = BUF_INIT;
+  assert_true(serf_keys_answer(m, NULL, "list-keys", NULL, 0, 900, &ok));
+  key_request(&req, a, 16);
+  assert_true(serf_keys_answer(m, NULL, "remove-key", (const uint8_t *)req.data, req.len, 900,
+                               &fail));
+  struct gossip_key_response r = {0};
+  serf_keys_tally(&r, "n1", (const uint8_t *)ok.data, ok.len);
+  serf_keys_tally(&r, "n2", (const uint8_t *)ok.data, ok.len);
+  serf_keys_tally(&r, "n3", (const uint8_t *)fail.data, fail.len);
+  serf_keys_tally(&r, "n4", (const uint8_t *)"\x05junk", 5);
+  assert_int_equal(r.num_resp, 4);
+  assert_int_equal(r.num_err, 2);
+  assert_int_equal(r.nkeys, 2);
+  assert_int_equal(r.keys[0].count, 2);
+  assert_int_equal(r.keys[1].count, 2);
+  char a64[KEYRING_B64_MAX];
+  keyring_encode(&m->cfg.keyring, 0, a64);
+  assert_string_equal(r.keys[0].key, a64);
+  assert_int_equal(r.nmessages, 2);
+  assert_string_equal(r.msg_nodes[0], "n3");
+  assert_string_equal(r.msg_texts[0], "Removing the primary key is not allowed");
+  assert_string_equal(r.msg_nodes[1], "n4");
+  assert_string_equal(r.msg_texts[1], "Invalid key query response type");
+  serf_keys_response_free(&r);
+  buf_free(&ok);
+  buf_free(&fail);
+  buf_free(&req);
+  free(m);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_go_vectors),
@@ -484,6 +523,7 @@ int main(void) {
       cmocka_unit_test(test_keyring_ops),
       cmocka_unit_test(test_keyring_file),
       cmocka_unit_test(test_key_queries),
+      cmocka_unit_test(test_key_tally),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
