@@ -716,7 +716,8 @@ static bool handle_query(struct serf *s, const struct serf_query_msg *q) {
     size_t limit = QUERY_RESPONSE_SIZE_LIMIT - 64 - strlen(s->node_name);
     if (serf_keys_answer(&s->ml, s->keyring_file, iname, q->payload.p, q->payload.len, limit,
                          &ans))
-      send_query_response(s, q, 0, (struct proto_bytes){(const uint8_t *)ans.data, (uint32_t)ans.len});
+      send_query_response(s, q, 0,
+                          (struct proto_bytes){(const uint8_t *)ans.data, (uint32_t)ans.len});
     buf_free(&ans);
   }
   char src[PROTO_NAME_MAX + 1];

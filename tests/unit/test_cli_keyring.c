@@ -74,7 +74,8 @@ static void test_keyring(void **state)
   assert_int_equal(r.code, 0);
   assert_string_equal(r.out, "==> Installing new gossip encryption key...\n");
   assert_true(request_is(f.requests[1], "POST /v1/operator/keyring"));
-  assert_non_null(strstr(f.requests[1], "{\"Key\":\"pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=\"}"));
+  assert_non_null(
+      strstr(f.requests[1], "{\"Key\":\"pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=\"}"));
   run_free(&r);
 
   r = RUN(NULL, "keyring", "-use", k1, "-relay-factor", "2");
