@@ -143,11 +143,11 @@ def test_verify_incoming_off_accepts_plaintext(tmp, procs):
     alive_in(p.members, "serf-1", 15, "concord-1 to list serf-1")
 
 
-def start_agent(procs, key=None, dev=True, node=None, extra=()):
+def start_agent(procs, key=None, dev=True, node=None, extra=(), server=True):
     args = list(extra)
     if key:
         args += ["-encrypt", key]
-    a = Agent(dev=dev, node=node, extra_args=args)
+    a = Agent(dev=dev, node=node, extra_args=args, server=server)
     procs.append(a)
     return a.start()
 
@@ -164,7 +164,10 @@ def keyring_list(a):
 def test_agents_and_serf_rotate_keys(tmp, procs):
     k1, k2 = keygen(), keygen()
     a = start_agent(procs, k1, node="agent-a")
-    b = start_agent(procs, k1, dev=False, node="agent-b", extra=["-join", a.serf_addr])
+    # agent-b is a client agent with a data dir (a second bootstrapped server would make a
+    # second Raft cluster).
+    b = start_agent(procs, k1, dev=False, node="agent-b", extra=["-join", a.serf_addr],
+                    server=False)
     alive_in(lambda: agent_members(a), "agent-b", 20, "agent-a to list agent-b")
     s = SerfAgent(tmp, "serf-1", {"role": "serf"}, extra=["-encrypt", k1])
     procs.append(s)
@@ -182,7 +185,10 @@ def test_agents_and_serf_rotate_keys(tmp, procs):
 
     r = a.cli("keyring", "-install", k2)
     assert r.returncode == 0 and r.stdout == "==> Installing new gossip encryption key...\n", r
-    assert keyring_list(b) == sorted(["%s [3/3]" % k1, "%s [3/3]" % k2])
+    assert keyring_list(a) == sorted(["%s [3/3]" % k1, "%s [3/3]" % k2])
+    # As in Consul, a client agent does not run key operations.
+    st, _, body = b.request("GET", "/v1/operator/keyring")
+    assert st == 500 and body == b"keyring operations must run against a server node", body
     r = subprocess.run([SERF, "keys", "-list", "-rpc-addr=" + s.rpc], capture_output=True,
                        text=True, timeout=20)
     assert k2 in r.stdout and k1 in r.stdout, r.stdout
