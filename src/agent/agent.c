@@ -172,12 +172,13 @@ static void agent_banner(struct agent *a)
           "            Server: %s (Bootstrap: %s)\n"
           "       Client Addr: [%s] (HTTP: %d, HTTPS: -1, gRPC: -1, DNS: %d)\n"
           "      Cluster Addr: %s (LAN: %d, WAN: %d)\n"
-          "           Encrypt: Gossip: false, TLS-Outgoing: false, TLS-Incoming: false\n\n"
+          "           Encrypt: Gossip: %s, TLS-Outgoing: false, TLS-Incoming: false\n\n"
           "==> Log data will now stream in as it occurs:\n\n",
           CONCORD_VERSION, CONCORD_CONSUL_VERSION, a->node_id, c->node_name, c->datacenter,
           c->server ? "<all>" : "", c->server ? "true" : "false",
           c->bootstrap_expect == 1 ? "true" : "false", clients.data, c->port_http, c->port_dns,
-          a->advertise, c->port_serf_lan, c->port_serf_wan);
+          a->advertise, c->port_serf_lan, c->port_serf_wan,
+          c->encrypt_key && c->encrypt_key[0] ? "true" : "false");
   buf_free(&clients);
 }
 
@@ -849,6 +850,17 @@ static int agent_start_gossip(struct agent *a)
   gc.ntags = ntags;
   gc.on_member = agent_on_member;
   gc.cb_ctx = a;
+  /* Gossip encryption: -encrypt, encrypt_verify_*, <data_dir>/serf/local.keyring. */
+  const char *enc = a->cfg.encrypt_key && a->cfg.encrypt_key[0] ? a->cfg.encrypt_key : NULL;
+  char keyring_path[4096];
+  gc.encrypt_keys = enc ? &enc : NULL;
+  gc.nencrypt_keys = enc ? 1 : 0;
+  gc.encrypt_verify_incoming = a->cfg.encrypt_verify_incoming;
+  gc.encrypt_verify_outgoing = a->cfg.encrypt_verify_outgoing;
+  if (a->cfg.data_dir && !a->cfg.disable_keyring_file &&
+      (size_t)snprintf(keyring_path, sizeof keyring_path, "%s/serf/local.keyring",
+                       a->cfg.data_dir) < sizeof keyring_path)
+    gc.keyring_file = keyring_path;
   char err[256] = "";
   int rv = gossip_start(&a->loop, &gc, &a->gossip, err, sizeof err);
   free(tags);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "lib/alloc.h"
+#include "lib/b64.h"
 #include "lib/buf.h"
 #include "lib/duration.h"
 #include "lib/log.h"
@@ -93,6 +94,10 @@ static const struct config_setting config_settings[] = {
     {NULL, "dns_config.soa.expire", CK_UINT, OFF(dns_soa_expire), 0, 0, NULL},
     {NULL, "dns_config.soa.min_ttl", CK_UINT, OFF(dns_soa_min_ttl), 0, 0, NULL},
     {NULL, "ui_config.enabled", CK_BOOL, OFF(ui), 0, 0, NULL},
+    {"encrypt", "encrypt", CK_STR, OFF(encrypt_key), 0, 0, "Gossip encryption key: base64 of 16, 24 or 32 bytes (see keygen)."},
+    {NULL, "encrypt_verify_incoming", CK_BOOL, OFF(encrypt_verify_incoming), 0, 0, NULL},
+    {NULL, "encrypt_verify_outgoing", CK_BOOL, OFF(encrypt_verify_outgoing), 0, 0, NULL},
+    {"disable-keyring-file", "disable_keyring_file", CK_BOOL, OFF(disable_keyring_file), 0, 0, "Do not keep the gossip keyring in <data-dir>/serf/local.keyring."},
     {"node-meta", "node_meta", CK_META, OFF(node_meta), 0, 0, "Node metadata key:value (repeatable)."},
 };
 
@@ -100,8 +105,7 @@ static const struct config_setting config_settings[] = {
 static const char *const config_consul_only_keys[] = {
     "acl", "addresses", "advertise_addr", "advertise_addr_wan", "auto_encrypt", "autopilot",
     "ca_file", "cert_file", "connect",
-    "disable_remote_exec", "disable_update_check", "enable_syslog", "encrypt", "encrypt_verify_incoming",
-    "encrypt_verify_outgoing", "http_config", "key_file", "leave_on_terminate", "log_file",
+    "disable_remote_exec", "disable_update_check", "enable_syslog", "http_config", "key_file", "leave_on_terminate", "log_file",
     "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave",
     "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "limits",
@@ -561,6 +565,7 @@ static void config_defaults(struct config *cfg)
   cfg->dns_soa_expire = 86400;
   cfg->dns_soa_min_ttl = 0;
   cfg->config_sources = xcalloc(1, sizeof(char *));
+  cfg->encrypt_verify_incoming = cfg->encrypt_verify_outgoing = true;
 }
 
 void config_free(struct config *cfg)
@@ -574,6 +579,7 @@ void config_free(struct config *cfg)
   free(cfg->domain);
   free(cfg->alt_domain);
   free(cfg->log_level);
+  free(cfg->encrypt_key);
   json_decref(cfg->node_meta);
   config_list_free(cfg->recursors);
   config_list_free(cfg->start_join);
@@ -685,6 +691,7 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
     config_set_str(&cfg->bind_addr, "127.0.0.1");
     config_set_str(&cfg->log_level, "debug");
     cfg->raft_multiplier = 1;
+    cfg->disable_keyring_file = true; /* Consul's dev defaults: nothing on disk */
   }
   for (char **src = cfg->config_sources; *src; src++) {
     int r = (*src)[0] == 'f' ? config_load_file(cfg, *src + 2, errbuf, errlen)
@@ -742,6 +749,19 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
   if (cfg->node_id[0] && !uuid_is_valid(cfg->node_id)) {
     config_err(errbuf, errlen, "node_id \"%s\" is not a UUID", cfg->node_id);
     goto out;
+  }
+  if (cfg->encrypt_key && cfg->encrypt_key[0]) {
+    /* Consul checks the base64 here; memberlist checks the size when the agent starts. */
+    size_t n = strlen(cfg->encrypt_key), klen;
+    uint8_t key[64];
+    if (n > 64 || b64_decode(cfg->encrypt_key, n, key, &klen) != 0) {
+      config_err(errbuf, errlen, "encrypt has invalid key: illegal base64 data");
+      goto out;
+    }
+    if (klen != 16 && klen != 24 && klen != 32) {
+      config_err(errbuf, errlen, "encrypt has invalid key: key size must be 16, 24 or 32 bytes");
+      goto out;
+    }
   }
   rv = 0;
 out:

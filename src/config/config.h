@@ -66,6 +66,11 @@ struct config {
   int64_t dns_recursor_timeout_ns;
   bool dns_node_meta_txt;
   unsigned dns_soa_refresh, dns_soa_retry, dns_soa_expire, dns_soa_min_ttl;
+  /* Gossip encryption (Consul's keys): the -encrypt key (base64, checked), whether to insist
+   * on encrypted traffic each way, and whether to keep <data_dir>/serf/local.keyring. */
+  char *encrypt_key;
+  bool encrypt_verify_incoming, encrypt_verify_outgoing;
+  bool disable_keyring_file;
   char **config_sources; /* the -config-file/-config-dir arguments; NULL-terminated */
   int argc;              /* a copy of the command line, so reload applies the same precedence */
   char **argv;

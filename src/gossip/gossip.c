@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gossip/io_uv.h"
+#include "gossip/keyring.h"
 #include "gossip/serf.h"
 #include "gossip/swim.h"
 #include "lib/alloc.h"
@@ -126,3 +127,15 @@ int gossip_local_member(struct gossip *g, struct gossip_member *out) {
 }
 
 int gossip_health_score(struct gossip *g) { return serf_health_score(g->serf); }
+
+int gossip_key_op(struct gossip *g, enum gossip_key_op op, const char *key, gossip_key_cb cb,
+                  void *arg, char *errbuf, size_t errlen) {
+  return serf_keys_op(g->serf, op, key, cb, arg, errbuf, errlen);
+}
+
+size_t gossip_local_keys(struct gossip *g, char (*out)[48], size_t max) {
+  const struct keyring *k = &serf_ml(g->serf)->cfg.keyring;
+  size_t n = k->n < max ? k->n : max;
+  for (size_t i = 0; i < n; i++) keyring_encode(k, i, out[i]);
+  return n;
+}

@@ -125,6 +125,17 @@ struct gossip_config {
   /* serf delegate protocol we speak: Consul speaks 4 (its protocolVersionMap), range 2..5. */
   uint8_t protocol_version;
   bool disable_compression;
+  /* Gossip encryption (memberlist's keyring): base64 AES keys of 16, 24 or 32 bytes, the first
+   * primary (it encrypts; all are tried to decrypt). None: no encryption. */
+  const char *const *encrypt_keys;
+  size_t nencrypt_keys;
+  /* Consul's encrypt_verify_incoming/outgoing (default true): false lets plaintext in, or
+   * sends plaintext, while a pool is being switched to encryption. */
+  bool encrypt_verify_incoming, encrypt_verify_outgoing;
+  /* The keyring file (Consul's <data_dir>/serf/local.keyring); NULL: none. When set, keys come
+   * from it: the first start writes encrypt_keys[0] there, later starts read it (the file
+   * wins). Key queries save their changes to it, as serf's KeyringFile. */
+  const char *keyring_file;
 
   void (*on_member)(void *ctx, enum gossip_event ev, const struct gossip_member *m);
   void (*on_user_event)(void *ctx, const struct gossip_user_event *ev);
@@ -172,6 +183,37 @@ int gossip_query(struct gossip *g, const char *name, const void *payload, size_t
  * deadline, CC_ETOOBIG when too large. */
 int gossip_query_respond(struct gossip *g, const struct gossip_query_token *t, const void *payload,
                          size_t len);
+
+/* serf's KeyManager: a key operation run as an internal query ("_serf_list-keys",
+ * "_serf_install-key", "_serf_use-key", "_serf_remove-key") on every member, ourselves
+ * included, and the tally of their answers (serf's KeyResponse). */
+enum gossip_key_op { GOSSIP_KEY_LIST, GOSSIP_KEY_INSTALL, GOSSIP_KEY_USE, GOSSIP_KEY_REMOVE };
+
+struct gossip_key_count {
+  char key[48]; /* base64 */
+  int count;
+};
+
+struct gossip_key_response {
+  int num_nodes, num_resp, num_err;
+  struct gossip_key_count *keys, *primary_keys; /* in first-seen order */
+  size_t nkeys, nprimary_keys;
+  char **msg_nodes, **msg_texts; /* per-node messages (errors, warnings) */
+  size_t nmessages;
+  char error[96]; /* "" when every member answered with success; else serf's sentence */
+};
+
+/* r is lent for the call. */
+typedef void (*gossip_key_cb)(void *arg, const struct gossip_key_response *r);
+
+/* Starts a key operation (key: base64, ignored for LIST). cb runs once, from the loop: when
+ * every live member has answered, at the query timeout, or inside gossip_stop. Returns 0, or
+ * CC_EINVAL with a sentence in errbuf for a key that is not base64 (cb never runs then). */
+int gossip_key_op(struct gossip *g, enum gossip_key_op op, const char *key, gossip_key_cb cb,
+                  void *arg, char *errbuf, size_t errlen);
+/* Our own keyring as base64 strings, primary first, into out (up to max entries of 48 bytes).
+ * Returns the count (0: encryption off). */
+size_t gossip_local_keys(struct gossip *g, char (*out)[48], size_t max);
 
 /* Snapshot of every known member (any status); the caller frees it. */
 int gossip_members(struct gossip *g, struct gossip_member **out, size_t *n);

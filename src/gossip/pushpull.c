@@ -5,10 +5,13 @@
  * reader parses incrementally (proto_parse_stream says "need more" until a whole message is
  * there). The side that connects writes first. Every stream has a deadline (TCPTimeout, or the
  * probe's deadline for a ping) and a size cap (memberlist's maxPushStateBytes), so a slow or
- * hostile peer costs a bounded amount. */
+ * hostile peer costs a bounded amount. With a keyring, every message we write is encrypted
+ * ([10][length][AES-GCM], crypt.h) and an incoming one is read whole and decrypted before it is
+ * parsed (docs/gossip.md, "Encryption"). */
 #include <stdlib.h>
 #include <string.h>
 
+#include "gossip/crypt.h"
 #include "gossip/proto.h"
 #include "gossip/swim.h"
 #include "lib/alloc.h"
@@ -114,19 +117,38 @@ static struct ml_stream *new_stream(struct ml *m, uint64_t id, enum st_kind kind
   return s;
 }
 
-/* memberlist rawSendMsgStream: compressed when enabled (always, not only when smaller).
- * Returns the io's result; a failed write means the connection is gone. */
-static int stream_send(struct ml *m, struct ml_stream *s, const struct buf *msg) {
-  int rc;
+/* memberlist rawSendMsgStream: compressed when enabled (always, not only when smaller), then
+ * encrypted (encryptLocalState): [10][length:4, big-endian][encrypted], the 5-byte header
+ * being the additional data. Returns the io's result; a failed write means the connection is
+ * gone. */
+static int stream_write_msg(struct ml *m, uint64_t id, const void *msg, size_t len) {
+  struct buf z = BUF_INIT, e = BUF_INIT;
   if (m->cfg.enable_compression) {
-    struct buf z = BUF_INIT;
-    proto_encode_compress(&z, msg->data, msg->len);
-    rc = m->io->ops->stream_write(m->io, s->id, z.data, z.len);
-    buf_free(&z);
-  } else {
-    rc = m->io->ops->stream_write(m->io, s->id, msg->data, msg->len);
+    proto_encode_compress(&z, msg, len);
+    msg = z.data;
+    len = z.len;
   }
+  int rc = 0;
+  if (ml__encrypt_out(m)) {
+    int vsn = ml__encryption_version(m);
+    size_t elen = crypt_encrypted_length(vsn, len);
+    uint8_t hdr[5] = {PROTO_ENCRYPT, (uint8_t)(elen >> 24), (uint8_t)(elen >> 16),
+                      (uint8_t)(elen >> 8), (uint8_t)elen};
+    buf_append(&e, hdr, sizeof hdr);
+    const struct keyring *k = &m->cfg.keyring;
+    rc = crypt_encrypt(vsn, k->key[0], k->len[0], msg, len, hdr, sizeof hdr, &e);
+    if (rc) log_error(MOD, "failed to encrypt local state: %s", cc_strerror(rc));
+    msg = e.data;
+    len = e.len;
+  }
+  if (!rc) rc = m->io->ops->stream_write(m->io, id, msg, len);
+  buf_free(&z);
+  buf_free(&e);
   return rc;
+}
+
+static int stream_send(struct ml *m, struct ml_stream *s, const struct buf *msg) {
+  return stream_write_msg(m, s->id, msg->data, msg->len);
 }
 
 static struct ml_stream *open_stream(struct ml *m, const struct gossip_addr *to, enum st_kind kind,
@@ -261,27 +283,84 @@ static int conclude(struct ml *m, struct ml_stream *s, struct proto_stream_msg *
   return 0;
 }
 
+/* memberlist readStream's encryption check: an encrypted stream is [10][length][payload],
+ * which must be whole before it can be opened. Returns 0 with the plaintext in *plain (or
+ * plain untouched and *use_rx set for a plain stream), CC_ECORRUPT for "need more", or another
+ * error with *why set. */
+static int open_stream_msg(struct ml *m, struct ml_stream *s, struct buf *plain, bool *use_rx,
+                           const char **why) {
+  const uint8_t *p = (const uint8_t *)s->rx.data;
+  size_t len = s->rx.len;
+  *use_rx = false;
+  if (len == 0) return CC_ECORRUPT;
+  if (p[0] != PROTO_ENCRYPT) {
+    if (m->cfg.keyring.n && m->cfg.verify_incoming) {
+      *why = "Encryption is configured but remote state is not encrypted";
+      return CC_EINVAL;
+    }
+    *use_rx = true;
+    return 0;
+  }
+  if (!m->cfg.keyring.n) {
+    *why = "Remote state is encrypted and encryption is not configured";
+    return CC_EINVAL;
+  }
+  if (len < 5) return CC_ECORRUPT;
+  uint32_t more = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+  if (more > PROTO_STREAM_MAX) {
+    *why = "Remote node state is larger than limit";
+    return CC_ETOOBIG;
+  }
+  if (len - 5 < more) return CC_ECORRUPT;
+  int rc = crypt_decrypt(&m->cfg.keyring, p + 5, more, p, 5, plain);
+  if (rc) {
+    *why = rc == CC_ECORRUPT ? "No installed keys could decrypt the message"
+                             : "invalid encrypted payload";
+    return CC_EINVAL;
+  }
+  if (plain->len == 0) {
+    *why = "empty encrypted message";
+    return CC_EINVAL;
+  }
+  return 0;
+}
+
 static void on_data(struct ml *m, struct ml_stream *s, const uint8_t *p, size_t len) {
-  if (s->rx.len + len > PROTO_STREAM_MAX) {
+  /* An encrypted stream is at most the limit plus its 5-byte header. */
+  if (s->rx.len + len > PROTO_STREAM_MAX + 5) {
     finish(m, s, CC_ETOOBIG, false);
     return;
   }
   buf_append(&s->rx, p, len);
   struct proto_stream_msg msg = {0};
-  int rc = proto_parse_stream((const uint8_t *)s->rx.data, s->rx.len, &msg);
+  struct buf plain = BUF_INIT;
+  bool use_rx;
+  const char *why = NULL;
+  int rc = open_stream_msg(m, s, &plain, &use_rx, &why);
+  if (rc == 0) {
+    const uint8_t *mp = use_rx ? (const uint8_t *)s->rx.data : (const uint8_t *)plain.data;
+    size_t mlen = use_rx ? s->rx.len : plain.len;
+    rc = proto_parse_stream(mp, mlen, &msg);
+    /* A decrypted message is complete: "need more" means it is cut short. */
+    if (rc == CC_ECORRUPT && !use_rx) rc = CC_EINVAL;
+  }
   if (rc == CC_ECORRUPT) { /* need more */
     proto_stream_msg_free(&msg);
+    buf_free(&plain);
     return;
   }
   if (rc) {
-    log_warn(MOD, "bad stream message: %s", cc_strerror(rc));
+    char a[GOSSIP_ADDR_STRLEN];
+    log_warn(MOD, "failed to receive: %s from=%s", why ? why : cc_strerror(rc),
+             gossip_addr_format(&s->peer, a, sizeof a));
     if (s->kind == ST_IN) {
       struct buf out = BUF_INIT;
-      proto_encode_err(&out, "bad message");
-      m->io->ops->stream_write(m->io, s->id, out.data, out.len);
+      proto_encode_err(&out, why ? why : "bad message");
+      stream_write_msg(m, s->id, out.data, out.len);
       buf_free(&out);
     }
     proto_stream_msg_free(&msg);
+    buf_free(&plain);
     finish(m, s, CC_EINVAL, false);
     return;
   }
@@ -292,6 +371,7 @@ static void on_data(struct ml *m, struct ml_stream *s, const uint8_t *p, size_t 
     rc = conclude(m, s, &msg);
   }
   proto_stream_msg_free(&msg);
+  buf_free(&plain);
   /* serve/conclude may have run delegate code that shut us down. */
   if (m->shutdown) return;
   finish(m, s, rc, false);

@@ -19,7 +19,9 @@
  * failed/alive, and forgotten (reaped) after ReconnectTimeout; left members after
  * TombstoneTimeout.
  *
- * Departures from serf: no snapshots, no encryption keyring queries, no coordinate (Vivaldi)
+ * serf's key queries (install/use/remove/list) are in serf_keys.c.
+ *
+ * Departures from serf: no snapshots, no coordinate (Vivaldi)
  * payloads on acks (serf skips empty payloads), no event coalescing, no relayed copies of
  * query answers (RelayFactor is sent but not acted on). A prune of a member that is still
  * leaving is immediate (serf sleeps in that case). Tag maps are written with sorted keys (Go's map order is random). */
@@ -31,6 +33,7 @@
 #include <string.h>
 
 #include "gossip/broadcast.h"
+#include "gossip/keyring.h"
 #include "gossip/mp.h"
 #include "gossip/proto.h"
 #include "gossip/serf_proto.h"
@@ -144,6 +147,7 @@ struct serf {
   struct local_query *local_queries, **local_queries_tail;
   struct gtimer local_query_timer;
   struct pending_query *queries_out;
+  char *keyring_file; /* owned; NULL: key changes are not saved */
   void (*leave_cb)(void *arg, int err);
   void *leave_arg;
   int leave_phase, leave_err;
@@ -192,6 +196,7 @@ void gossip_config_default(struct gossip_config *c) {
   c->leave_propagate_delay = 1000;
   c->user_event_size_limit = 512;
   c->protocol_version = 4;
+  c->encrypt_verify_incoming = c->encrypt_verify_outgoing = true;
 }
 
 /* ---- small helpers ---- */
@@ -697,9 +702,24 @@ static bool handle_query(struct serf *s, const struct serf_query_msg *q) {
   if (!should_process(s, q)) return rebroadcast;
   if (q->flags & SERF_QUERY_FLAG_ACK)
     send_query_response(s, q, SERF_QUERY_FLAG_ACK, (struct proto_bytes){NULL, 0});
-  /* serf's internal queries ("_serf_ping" needs only the ack) never reach the application. */
+  /* serf's internal queries ("_serf_ping" needs only the ack) never reach the application;
+   * the key queries are answered here (serf_keys.c). */
   size_t plen = strlen(INTERNAL_QUERY_PREFIX);
   bool internal = q->name.len >= plen && memcmp(q->name.p, INTERNAL_QUERY_PREFIX, plen) == 0;
+  if (internal && q->name.len - plen < 32 && !memchr(q->name.p, 0, q->name.len)) {
+    char iname[32];
+    memcpy(iname, q->name.p + plen, q->name.len - plen);
+    iname[q->name.len - plen] = '\0';
+    struct buf ans = BUF_INIT;
+    /* The answer travels inside a query response: From, ID, LTime and the envelope take the
+     * name plus under 64 bytes of the 1 KiB limit. */
+    size_t limit = QUERY_RESPONSE_SIZE_LIMIT - 64 - strlen(s->node_name);
+    if (serf_keys_answer(&s->ml, s->keyring_file, iname, q->payload.p, q->payload.len, limit,
+                         &ans))
+      send_query_response(s, q, 0,
+                          (struct proto_bytes){(const uint8_t *)ans.data, (uint32_t)ans.len});
+    buf_free(&ans);
+  }
   char src[PROTO_NAME_MAX + 1];
   if (!internal && s->cfg.on_query && q->name.p && !memchr(q->name.p, 0, q->name.len) &&
       (q->addr.len == 4 || q->addr.len == 16)) {
@@ -1398,6 +1418,22 @@ struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr 
     snprintf(errbuf, errlen, "protocol version '%u' out of range [2, 5]", pv);
     return NULL;
   }
+  struct keyring keys = {0};
+  if (cfg->keyring_file) {
+    const char *enc = cfg->nencrypt_keys ? cfg->encrypt_keys[0] : NULL;
+    if (keyring_setup(cfg->keyring_file, enc, &keys, errbuf, errlen)) return NULL;
+  }
+  for (size_t i = 0; !cfg->keyring_file && i < cfg->nencrypt_keys; i++) {
+    uint8_t key[KEYRING_KEY_MAX];
+    size_t klen;
+    char why[64];
+    int rc = keyring_decode(cfg->encrypt_keys[i], key, &klen, why, sizeof why);
+    if (!rc) rc = keyring_add(&keys, key, klen);
+    if (rc) {
+      snprintf(errbuf, errlen, "Invalid key: %s", rc == CC_ETOOBIG ? "too many keys" : why);
+      return NULL;
+    }
+  }
   struct serf *s = xcalloc(1, sizeof *s);
   const struct gossip_tag *tags = cfg->tags;
   size_t ntags = cfg->ntags;
@@ -1454,6 +1490,13 @@ struct serf *serf_new(const struct gossip_config *cfg, const struct gossip_addr 
                           .notify_join = notify_join,
                           .notify_leave = notify_leave,
                           .notify_update = notify_update};
+  mc.verify_incoming = cfg->encrypt_verify_incoming;
+  mc.verify_outgoing = cfg->encrypt_verify_outgoing;
+  mc.keyring = keys;
+  s->cfg.encrypt_keys = NULL; /* borrowed; the keyring holds them now */
+  s->cfg.nencrypt_keys = 0;
+  s->keyring_file = cfg->keyring_file ? xstrdup(cfg->keyring_file) : NULL;
+  s->cfg.keyring_file = NULL;
   ml_init(&s->ml, &mc, io, &d);
   gtimer_init(&s->reap_timer, reap_tick);
   gtimer_init(&s->reconnect_timer, reconnect_tick);
@@ -1516,6 +1559,7 @@ void serf_free(struct serf *s) {
   local_events_free(s);
   local_queries_free(s);
   tags_free(s);
+  free(s->keyring_file);
   free(s->node_name);
   free(s);
 }

@@ -11,6 +11,7 @@
 
 #include "gossip/gossip.h"
 #include "gossip/io.h"
+#include "lib/buf.h"
 
 struct serf;
 struct ml;
@@ -45,6 +46,19 @@ enum gossip_status serf_member_status(struct serf *s, const char *name);
 size_t serf_num_members(struct serf *s);
 struct ml *serf_ml(struct serf *s);
 int serf_health_score(struct serf *s);
+
+/* serf_keys.c: a key query for us (name without "_serf_"); true with the answer ([8][...],
+ * a key list cut to fit limit bytes) appended to out when it is one, false for any other
+ * internal query. Applies the change to ml's keyring and saves keyring_file (may be NULL). */
+bool serf_keys_answer(struct ml *ml, const char *keyring_file, const char *name,
+                      const uint8_t *payload, size_t len, size_t limit, struct buf *out);
+/* Counts one member's answer into r (serf's streamKeyResp); r's memory is freed with
+ * serf_keys_response_free. Exposed for the fuzzer and tests. */
+void serf_keys_tally(struct gossip_key_response *r, const char *from, const uint8_t *p,
+                     size_t len);
+void serf_keys_response_free(struct gossip_key_response *r);
+int serf_keys_op(struct serf *s, enum gossip_key_op op, const char *key, gossip_key_cb cb,
+                 void *arg, char *errbuf, size_t errlen);
 
 /* Encodes tags as serf node meta; CC_ETOOBIG past memberlist's 512 bytes. */
 int serf__encode_tags(const struct gossip_tag *tags, size_t n, void *buf_out);

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gossip/crypt.h"
 #include "gossip/lzw.h"
 #include "gossip/proto.h"
 #include "lib/alloc.h"
@@ -192,6 +193,17 @@ static size_t k_random_nodes(struct ml *m, size_t k, node_filter skip, const voi
 
 /* ---- sending ---- */
 
+bool ml__encrypt_out(const struct ml *m) { return m->cfg.keyring.n > 0 && m->cfg.verify_outgoing; }
+
+int ml__encryption_version(const struct ml *m) { return m->cfg.vsn[2] == 1 ? 0 : 1; }
+
+/* What piggybacking may fill: the packet budget less encryption's worst case. */
+static size_t packet_budget(const struct ml *m) {
+  size_t b = m->cfg.udp_buffer_size;
+  if (ml__encrypt_out(m)) b -= crypt_overhead(ml__encryption_version(m));
+  return b;
+}
+
 void ml__send_raw(struct ml *m, const struct gossip_addr *addr, const struct ml_node *to,
                   const void *msg, size_t len) {
   struct buf *z = &m->scratch_z, *c = &m->scratch_crc;
@@ -208,6 +220,19 @@ void ml__send_raw(struct ml *m, const struct gossip_addr *addr, const struct ml_
     proto_encode_crc(c, msg, len);
     msg = c->data;
     len = c->len;
+  }
+  /* memberlist rawSendMsgPacket: compress, CRC, then encrypt with the primary key. */
+  if (ml__encrypt_out(m)) {
+    struct buf *e = &m->scratch_enc;
+    buf_reset(e);
+    const struct keyring *k = &m->cfg.keyring;
+    int rc = crypt_encrypt(ml__encryption_version(m), k->key[0], k->len[0], msg, len, NULL, 0, e);
+    if (rc) {
+      log_error(MOD, "encryption of message failed: %s", cc_strerror(rc));
+      return;
+    }
+    msg = e->data;
+    len = e->len;
   }
   m->stat_udp_sent++;
   m->stat_bytes_sent += len;
@@ -241,8 +266,9 @@ static void get_broadcasts(struct ml *m, size_t overhead, size_t limit, struct b
 /* memberlist sendMsg: piggybacks pending broadcasts on a message. */
 static void send_msg(struct ml *m, const struct gossip_addr *addr, const struct ml_node *to,
                      const struct buf *msg) {
-  size_t avail = m->cfg.udp_buffer_size > msg->len + COMPOUND_HEADER_OVERHEAD
-                     ? m->cfg.udp_buffer_size - msg->len - COMPOUND_HEADER_OVERHEAD
+  size_t budget = packet_budget(m);
+  size_t avail = budget > msg->len + COMPOUND_HEADER_OVERHEAD
+                     ? budget - msg->len - COMPOUND_HEADER_OVERHEAD
                      : 0;
   struct bcast_out *out = &m->scratch_out;
   bcast_out_reset(out);
@@ -720,7 +746,7 @@ static void gossip_tick(struct gtimer *t) {
   size_t k = (size_t)m->cfg.gossip_nodes;
   if (k > 16) k = 16;
   size_t got = k_random_nodes(m, k, skip_for_gossip, NULL, targets);
-  size_t avail = m->cfg.udp_buffer_size - COMPOUND_HEADER_OVERHEAD;
+  size_t avail = packet_budget(m) - COMPOUND_HEADER_OVERHEAD;
   struct bcast_out *out = &m->scratch_out;
   for (size_t i = 0; i < got; i++) {
     bcast_out_reset(out);
@@ -1046,6 +1072,28 @@ static void sink_packet(void *ctx, const struct gossip_addr *from, const uint8_t
   struct ml *m = ctx;
   if (m->shutdown || len == 0 || len > PROTO_UDP_MAX) return;
   m->stat_udp_recv++;
+  /* memberlist ingestPacket: with a keyring, decrypt first; a packet no key opens is dropped,
+   * unless verify_incoming is off (the upgrade window), when it is taken as plaintext. */
+  struct buf *plain = &m->scratch_plain; /* not scratch_enc: answers encrypt while we parse */
+  if (m->cfg.keyring.n) {
+    buf_reset(plain);
+    int rc = crypt_decrypt(&m->cfg.keyring, p, len, NULL, 0, plain);
+    if (rc == 0) {
+      p = (const uint8_t *)plain->data;
+      len = plain->len;
+    } else if (m->cfg.verify_incoming) {
+      char a[GOSSIP_ADDR_STRLEN];
+      log_error(MOD, "decrypt packet failed: %s from=%s",
+                rc == CC_ECORRUPT ? "No installed keys could decrypt the message"
+                                  : "invalid encrypted payload",
+                gossip_addr_format(from, a, sizeof a));
+      m->stat_decrypt_failed++;
+      m->stat_bad_packets++;
+      rearm_wake(m);
+      return;
+    }
+    if (len == 0) return;
+  }
   if (len >= 5 && p[0] == PROTO_HAS_CRC) {
     struct proto_bytes inner;
     if (proto_check_crc(p + 1, len - 1, &inner)) {
@@ -1149,6 +1197,8 @@ void ml_free(struct ml *m) {
   buf_free(&m->scratch_compound);
   buf_free(&m->scratch_z);
   buf_free(&m->scratch_crc);
+  buf_free(&m->scratch_enc);
+  buf_free(&m->scratch_plain);
   lzw_release();
 }
 

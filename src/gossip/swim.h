@@ -13,6 +13,7 @@
 
 #include "gossip/broadcast.h"
 #include "gossip/io.h"
+#include "gossip/keyring.h"
 #include "gossip/proto.h"
 #include "gossip/suspicion.h"
 #include "gossip/timer.h"
@@ -31,6 +32,10 @@ struct ml_config {
   bool disable_tcp_pings;
   bool enable_compression;
   uint8_t vsn[6]; /* pmin pmax pcur dmin dmax dcur */
+  /* Gossip encryption (memberlist Keyring, GossipVerifyIncoming/Outgoing). An empty keyring
+   * is no encryption. serf's key queries change it at run time (m->cfg.keyring). */
+  struct keyring keyring;
+  bool verify_incoming, verify_outgoing;
 };
 
 void ml_config_lan(struct ml_config *c);
@@ -102,12 +107,14 @@ struct ml {
   struct gtimer leave_timer;
 
   /* Reused per packet so the hot path does not allocate: piggybacked messages, the compound
-   * being built, the compressed form, the CRC-wrapped form. Never held across calls. */
+   * being built, the compressed form, the CRC-wrapped form, the encrypted form, and the
+   * decrypted incoming packet. Never held across calls. */
   struct bcast_out scratch_out;
-  struct buf scratch_compound, scratch_z, scratch_crc;
+  struct buf scratch_compound, scratch_z, scratch_crc, scratch_enc, scratch_plain;
 
   /* Counters for tests and metrics. */
   uint64_t stat_udp_sent, stat_udp_recv, stat_bytes_sent, stat_tcp_accept, stat_bad_packets;
+  uint64_t stat_decrypt_failed;
 };
 
 /* Prepares m (does nothing on the network). Copies cfg. */
@@ -162,6 +169,10 @@ void ml__encode_local_state(struct ml *m, bool join, struct buf *out);
 void ml__streams_free(struct ml *m);
 /* Starts a push-pull with addr; op (may be NULL) learns the outcome. */
 void ml__push_pull(struct ml *m, const struct gossip_addr *addr, bool join, struct ml_join_op *op);
+/* Encryption as memberlist applies it: on when the keyring has keys; outgoing only with
+ * verify_outgoing; the version follows our memberlist protocol (0 for protocol 1, else 1). */
+bool ml__encrypt_out(const struct ml *m);
+int ml__encryption_version(const struct ml *m);
 /* Wraps and sends a complete packet: compression, CRC when `to` understands it. */
 void ml__send_raw(struct ml *m, const struct gossip_addr *addr, const struct ml_node *to,
                   const void *msg, size_t len);

@@ -44,7 +44,7 @@ def wait_for(pred, timeout, what):
 
 
 class SerfAgent:
-    def __init__(self, tmp, node, tags):
+    def __init__(self, tmp, node, tags, extra=()):
         self.node = node
         self.port = free_port()
         self.rpc_port = free_port()
@@ -65,6 +65,7 @@ class SerfAgent:
                 "-event-handler", handler, "-log-level", "debug"]
         for k, v in tags.items():
             args += ["-tag", "%s=%s" % (k, v)]
+        args += list(extra)
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for(self._rpc_up, 10, "serf RPC on " + self.rpc)

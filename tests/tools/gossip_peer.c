@@ -232,7 +232,8 @@ static void on_signal(uv_signal_t *h, int signum) {
 
 static void usage(void) {
   fprintf(stderr, "usage: gossip_peer -node NAME -bind IP:PORT [-tag k=v]... [-join IP:PORT]...\n"
-                  "                   [-log-level LEVEL] [-profile lan|wan] [-reconnect-timeout MS]\n");
+                  "                   [-log-level LEVEL] [-profile lan|wan] [-reconnect-timeout MS]\n"
+                  "                   [-encrypt KEY]... [-verify-incoming 0|1] [-verify-outgoing 0|1]\n");
   exit(2);
 }
 
@@ -243,8 +244,8 @@ int main(int argc, char **argv) {
   gossip_config_default(&cfg);
   struct gossip_tag tags[MAX_ITEMS];
   size_t ntags = 0;
-  const char *joins[MAX_ITEMS];
-  size_t njoins = 0;
+  const char *joins[MAX_ITEMS], *keys[MAX_ITEMS];
+  size_t njoins = 0, nkeys = 0;
   char bind_ip[64] = "127.0.0.1";
   log_set_level(LOG_WARN);
   for (int i = 1; i < argc; i += 2) {
@@ -278,6 +279,12 @@ int main(int argc, char **argv) {
       if (log_parse_level(v, &lv) == 0) log_set_level(lv);
     } else if (strcmp(a, "-profile") == 0) {
       if (strcmp(v, "wan") == 0) gossip_timing_wan(&cfg.timing);
+    } else if (strcmp(a, "-encrypt") == 0 && nkeys < MAX_ITEMS) {
+      keys[nkeys++] = v; /* the first is primary */
+    } else if (strcmp(a, "-verify-incoming") == 0) {
+      cfg.encrypt_verify_incoming = atoi(v) != 0;
+    } else if (strcmp(a, "-verify-outgoing") == 0) {
+      cfg.encrypt_verify_outgoing = atoi(v) != 0;
     } else if (strcmp(a, "-reconnect-timeout") == 0) {
       cfg.reconnect_timeout = strtoull(v, NULL, 10);
     } else {
@@ -289,6 +296,8 @@ int main(int argc, char **argv) {
   cfg.bind_addr = bind_ip;
   cfg.tags = tags;
   cfg.ntags = ntags;
+  cfg.encrypt_keys = keys;
+  cfg.nencrypt_keys = nkeys;
   cfg.on_member = on_member;
   cfg.on_user_event = on_user_event;
   cfg.on_query = on_query;

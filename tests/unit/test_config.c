@@ -203,6 +203,46 @@ static void test_dns_settings(void **state)
   unlink(path);
 }
 
+/* Gossip encryption: encrypt (flag and file), encrypt_verify_*, disable_keyring_file. */
+static void test_encrypt_settings(void **state)
+{
+  (void)state;
+  struct config c;
+  char err[512];
+  assert_int_equal(LOAD(&c, err, "agent", "-data-dir", "/tmp/x"), 0);
+  assert_null(c.encrypt_key);
+  assert_true(c.encrypt_verify_incoming);
+  assert_true(c.encrypt_verify_outgoing);
+  assert_false(c.disable_keyring_file);
+  config_free(&c);
+  assert_int_equal(LOAD(&c, err, "agent", "-dev"), 0);
+  assert_true(c.disable_keyring_file); /* Consul's dev mode keeps nothing on disk */
+  config_free(&c);
+  const char *k32 = "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=";
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-encrypt", (char *)k32), 0);
+  assert_string_equal(c.encrypt_key, k32);
+  config_free(&c);
+  char path[] = "/tmp/concord-enccfg-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  write_file(path, "{\"encrypt\": \"AAECAwQFBgcICQoLDA0ODw==\", \"encrypt_verify_incoming\": false,"
+                   " \"encrypt_verify_outgoing\": false, \"disable_keyring_file\": true}");
+  assert_int_equal(LOAD(&c, err, "agent", "-data-dir", "/tmp/x", "-config-file", path), 0);
+  assert_string_equal(c.encrypt_key, "AAECAwQFBgcICQoLDA0ODw==");
+  assert_false(c.encrypt_verify_incoming);
+  assert_false(c.encrypt_verify_outgoing);
+  assert_true(c.disable_keyring_file);
+  config_free(&c);
+  unlink(path);
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-encrypt", "not base64!"), -1);
+  assert_string_equal(err, "encrypt has invalid key: illegal base64 data");
+  config_free(&c);
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-encrypt", "AAAA"), -1);
+  assert_string_equal(err, "encrypt has invalid key: key size must be 16, 24 or 32 bytes");
+  config_free(&c);
+}
+
 int main(void)
 {
   log_set_level(LOG_ERROR); /* the "not supported yet" warnings are expected here */
@@ -212,6 +252,7 @@ int main(void)
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_files_and_precedence),
       cmocka_unit_test(test_dns_settings),
+      cmocka_unit_test(test_encrypt_settings),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

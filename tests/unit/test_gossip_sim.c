@@ -80,6 +80,8 @@ static void on_event(void *ctx, const struct gossip_user_event *ev) {
  * inflates and handles the same messages) but is a fifth of the run time under ASan. The
  * five-member test keeps it on, as do the codec tests and the serf interop test. */
 static bool sim_compress = true;
+/* Gossip encryption: when set, member i gets the key sim_keys(i) (NULL: none). */
+static const char *(*sim_keys)(size_t i);
 
 static struct sim *sim_new(size_t n, uint64_t seed) {
   log_set_level(LOG_OFF);
@@ -104,6 +106,9 @@ static struct sim *sim_new(size_t n, uint64_t seed) {
     cfg.on_query = on_query;
     cfg.cb_ctx = sn;
     cfg.disable_compression = !sim_compress;
+    const char *key = sim_keys ? sim_keys(i) : NULL;
+    cfg.encrypt_keys = key ? &key : NULL;
+    cfg.nencrypt_keys = key ? 1 : 0;
     char err[128];
     sn->serf = serf_new(&cfg, &sn->addr, sn->io, err, sizeof err);
     assert_non_null(sn->serf);
@@ -456,8 +461,100 @@ static void test_queries(void **state) {
   assert_int_equal(t4.done, 1);
 }
 
+/* Three keys (base64 of 32 bytes of 0x01, 0x02, 0x03). */
+static const char *const enc_k1 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+static const char *const enc_k2 = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+static const char *const enc_k3 = "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM=";
+
+/* Members 0..4 share k1, member 5 holds k3, member 6 only k2 (the key rotated to). */
+static const char *enc_key_of(size_t i) { return i < 5 ? enc_k1 : i == 5 ? enc_k3 : enc_k2; }
+
+struct key_result {
+  int calls, num_nodes, num_resp, num_err;
+  char error[96];
+  int k1, k2; /* holders reported */
+};
+
+static void on_key_result(void *arg, const struct gossip_key_response *r) {
+  struct key_result *kr = arg;
+  kr->calls++;
+  kr->num_nodes = r->num_nodes;
+  kr->num_resp = r->num_resp;
+  kr->num_err = r->num_err;
+  snprintf(kr->error, sizeof kr->error, "%s", r->error);
+  kr->k1 = kr->k2 = 0;
+  for (size_t i = 0; i < r->nkeys; i++) {
+    if (strcmp(r->keys[i].key, enc_k1) == 0) kr->k1 = r->keys[i].count;
+    if (strcmp(r->keys[i].key, enc_k2) == 0) kr->k2 = r->keys[i].count;
+  }
+}
+
+static void key_op(struct sim *s, size_t from, enum gossip_key_op op, const char *key,
+                   struct key_result *kr) {
+  memset(kr, 0, sizeof *kr);
+  char err[64];
+  assert_int_equal(serf_keys_op(s->nodes[from].serf, op, key, on_key_result, kr, err, sizeof err),
+                   0);
+  sim_run(s, 5000);
+  assert_int_equal(kr->calls, 1);
+}
+
+/* An encrypted pool converges; a member with another key never gets in; the pool rotates to a
+ * new key with serf's key queries and then admits a member that knows only the new key. */
+static void test_encrypted_pool_and_rotation(void **state) {
+  (void)state;
+  sim_compress = true;
+  sim_keys = enc_key_of;
+  struct sim *s = sim_new(7, 4);
+  sim_keys = NULL;
+  for (size_t i = 0; i < 7; i++) serf_start(s->nodes[i].serf);
+  for (size_t i = 1; i < 5; i++) sim_join(s, i, 0);
+  sim_join(s, 5, 0);
+  s->nodes[6].dead = true; /* not part of the pool yet (counts as absent for convergence) */
+  s->nodes[5].dead = true;
+  assert_true(run_until_converged(s, 10000, 100) != UINT64_MAX);
+  sim_run(s, 5000);
+  for (size_t i = 0; i < 5; i++)
+    assert_int_equal(serf_member_status(s->nodes[i].serf, "node-005"), GOSSIP_STATUS_NONE);
+  assert_int_equal(serf_member_status(s->nodes[5].serf, "node-000"), GOSSIP_STATUS_NONE);
+
+  struct key_result kr;
+  key_op(s, 1, GOSSIP_KEY_LIST, NULL, &kr);
+  assert_int_equal(kr.num_nodes, 5);
+  assert_int_equal(kr.num_resp, 5);
+  assert_string_equal(kr.error, "");
+  assert_int_equal(kr.k1, 5);
+  key_op(s, 2, GOSSIP_KEY_INSTALL, enc_k2, &kr);
+  assert_string_equal(kr.error, "");
+  key_op(s, 3, GOSSIP_KEY_USE, enc_k2, &kr);
+  assert_string_equal(kr.error, "");
+  key_op(s, 4, GOSSIP_KEY_REMOVE, enc_k2, &kr); /* the primary now: every member refuses */
+  assert_int_equal(kr.num_err, 5);
+  assert_string_equal(kr.error, "5/5 nodes reported failure");
+  key_op(s, 0, GOSSIP_KEY_REMOVE, enc_k1, &kr);
+  assert_string_equal(kr.error, "");
+  key_op(s, 0, GOSSIP_KEY_LIST, NULL, &kr);
+  assert_int_equal(kr.k1, 0);
+  assert_int_equal(kr.k2, 5);
+  /* Member 6, holding only k2, joins; the pool stays healthy under the new key. */
+  s->nodes[6].dead = false;
+  sim_join(s, 6, 3);
+  assert_true(run_until_converged(s, 10000, 100) != UINT64_MAX);
+  sim_run(s, 10000);
+  for (size_t i = 0; i < 7; i++) {
+    if (i == 5) continue;
+    assert_int_equal(s->nodes[i].fails, 0);
+  }
+  /* Not base64: refused at once. */
+  char err[64];
+  assert_int_equal(serf_keys_op(s->nodes[0].serf, GOSSIP_KEY_INSTALL, "!!", on_key_result, &kr,
+                                err, sizeof err), CC_EINVAL);
+  sim_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_encrypted_pool_and_rotation),
       cmocka_unit_test(test_small_cluster),
       cmocka_unit_test(test_queries),
       cmocka_unit_test(test_200_converge_and_detect),
