@@ -134,9 +134,16 @@ def run_contenders(agents, child, log, prefix, n, count, hold):
     return results
 
 
-@pytest.mark.parametrize("nagents", [1])
-def test_five_contenders_never_overlap(agent, child, tmp_path, nagents):
-    agents = [agent] * nagents
+@pytest.fixture
+def contenders(agent):
+    """The agents the contending `concord lock` processes use, in turn (process i talks to
+    contenders[i % len]). One server today; five agents of a cluster once client agents
+    forward to the servers (then the cleanup checks below should read from any of them)."""
+    return [agent]
+
+
+def test_five_contenders_never_overlap(agent, contenders, child, tmp_path):
+    agents = contenders
     log = str(tmp_path / "log")
     run_contenders(agents, child, log, "test/mutex", 1, 5, 0.4)
     spans = intervals(log)
@@ -151,8 +158,8 @@ def test_five_contenders_never_overlap(agent, child, tmp_path, nagents):
     assert not [s for s in sessions(agent) if "test/mutex" in s["Name"]]
 
 
-def test_semaphore_three_holders(agent, child, tmp_path):
-    agents = [agent]
+def test_semaphore_three_holders(agent, contenders, child, tmp_path):
+    agents = contenders
     log = str(tmp_path / "log")
     prefix = "test/sem"
     procs = []
