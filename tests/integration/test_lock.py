@@ -406,3 +406,52 @@ def test_bad_flags_and_unreachable_agent(agent):
                                'self": dial tcp 127.0.0.1:1: connect: connection refused')
     p = subprocess.run([agent.bin, "lock", "-h"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0 and p.stdout.startswith("Usage: concord lock [options] prefix")
+
+
+def test_semaphore_slot_lost_when_session_destroyed(agent, child, tmp_path):
+    log = str(tmp_path / "log")
+    prefix = "test/sem-lost"
+    holder = start_lock(agent, "-n", "2", "-shell=false", "-name", "semholder", prefix,
+                        sys.executable, child, log, "holder", "120", "note-term")
+    try:
+        wait_for(lambda: started(log, "holder"), 30, "holder to start")
+        sid = session_named(agent, "semholder")[0]["ID"]
+        status, _, _ = agent.request("PUT", "/v1/session/destroy/" + sid)
+        assert status == 200
+        code, out, err = finish(holder, timeout=30)
+        assert code == 0, (out, err)
+        assert [w for w, n, _, _ in events(log) if n == "holder"] == ["start", "term", "end"]
+        # The contender key went with the session (Behavior delete); the entry was cleaned up.
+        status, _, _ = agent.request("GET", "/v1/kv/%s?recurse" % prefix)
+        assert status == 404
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_agent_unreachable_loses_the_lock(child, tmp_path):
+    """The agent goes away: after -monitor-retry retries the child is stopped; releasing then
+    fails, which (as in Consul) is exit 1."""
+    from agentlib import Agent
+    a = Agent(node="lock-gone")
+    a.start()
+    log = str(tmp_path / "log")
+    holder = None
+    try:
+        holder = start_lock(a, "-shell=false", "-monitor-retry=2", "test/gone", sys.executable,
+                            child, log, "holder", "120", "note-term")
+        wait_for(lambda: started(log, "holder"), 30, "holder to start")
+        assert a.stop() == 0
+        t0 = time.monotonic()
+        code, out, err = finish(holder, timeout=60)
+        assert code == 1
+        assert "Lock release failed: failed to release lock: " in err
+        assert "connection refused" in err
+        terms = [t for w, n, t, _ in events(log) if w == "term"]
+        assert terms and terms[0] - t0 < 15  # two 1 s retries, then SIGTERM
+    finally:
+        if holder and holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        a.kill()
