@@ -595,6 +595,16 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
     buf_free(&name);
     return 1;
   }
+  /* From here on SIGINT/SIGTERM only ask us to stop (Consul's ShutdownCh): the loop below
+   * acts on one that came early, before anything is held. */
+  int sfd[2];
+  struct sigaction old[3];
+  if (install_signals(sfd, old) != 0) {
+    cli__error(ctx, "Error creating a pipe: %s", strerror(errno));
+    cli__client_free(&c);
+    buf_free(&name);
+    return 1;
+  }
   if (cli__client_json(ctx, &c, "GET", "/v1/agent/self", NULL, NULL, 0, false, NULL, err,
                        sizeof(err)) != 0) {
     cli__error(ctx, "Error querying Consul agent: %s", err);
@@ -637,13 +647,6 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   ren.last_ok = now_ns();
   ren.next = ren.last_ok + ren.ttl_ns / 2;
 
-  int sfd[2];
-  struct sigaction old[3];
-  if (install_signals(sfd, old) != 0) {
-    cli__error(ctx, "Lock acquisition failed: pipe: %s", strerror(errno));
-    session_destroy(ctx, &c, l.session);
-    goto out_lock;
-  }
   struct run_state s = {.ctx = ctx, .l = &l, .o = &o, .phase = ACQUIRING, .child = -1,
                         .wfd = -1};
   s.worker = worker_start(&l, &s.wfd);
@@ -652,11 +655,14 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
     s.phase = DONE;
   }
 
+  bool again = false; /* the phase just changed: look at everything again before sleeping */
   while (s.phase != DONE && s.phase != RELEASING) {
     int64_t now = now_ns(), wake = ren.next;
     if (s.phase == KILLING && (!wake || s.kill_at < wake)) wake = s.kill_at;
     int ms = -1;
     if (wake) ms = wake <= now ? 0 : (int)((wake - now) / DURATION_MS + 1);
+    if (again) ms = 0;
+    enum phase before = s.phase;
     struct pollfd pf[2] = {{.fd = sfd[0], .events = POLLIN}, {.fd = s.wfd, .events = POLLIN}};
     int pr = poll(pf, s.wfd >= 0 ? 2 : 1, ms);
     if (pr < 0 && errno != EINTR) break;
@@ -744,6 +750,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
       break;
     default: break;
     }
+    again = s.phase != before;
     fflush(ctx->out);
     fflush(ctx->err);
   }
@@ -754,7 +761,6 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
     while (waitpid(s.child, NULL, 0) < 0 && errno == EINTR) {
     }
   }
-  restore_signals(sfd, old);
   buf_free(&s.wmsg);
 
   if (s.phase != RELEASING) {
@@ -778,6 +784,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
 out_lock:
   cli__lock_free(&l);
 out_client:
+  restore_signals(sfd, old);
   cli__client_free(&c);
   buf_free(&name);
   return code;
