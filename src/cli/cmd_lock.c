@@ -351,7 +351,7 @@ static const char *go_signame(int sig)
   case SIGPIPE: return "broken pipe";
   case SIGALRM: return "alarm clock";
   case SIGTERM: return "terminated";
-  default: return "unknown signal";
+  default: return NULL; /* Go: "signal <n>" */
   }
 }
 
@@ -361,7 +361,9 @@ static bool child_report(struct cli__ctx *ctx, int status)
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return false;
   if (WIFEXITED(status)) cli__error(ctx, "Error running handler: exit status %d",
                                     WEXITSTATUS(status));
-  else cli__error(ctx, "Error running handler: signal: %s", go_signame(WTERMSIG(status)));
+  else if (go_signame(WTERMSIG(status)))
+    cli__error(ctx, "Error running handler: signal: %s", go_signame(WTERMSIG(status)));
+  else cli__error(ctx, "Error running handler: signal: signal %d", WTERMSIG(status));
   fflush(ctx->err);
   return true;
 }

@@ -455,3 +455,26 @@ def test_agent_unreachable_loses_the_lock(child, tmp_path):
             holder.kill()
             holder.wait()
         a.kill()
+
+
+def test_verbose_messages(agent):
+    code, out, err = finish(start_lock(agent, "-verbose", "/test/verbose", "true"))
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Setting up lock at path: test/verbose/.lock",
+        "Attempting lock acquisition",
+        "Starting handler",
+        "Child terminated, releasing lock",
+        "Cleanup succeeded",
+    ]
+    code, out, err = finish(start_lock(agent, "-verbose", "-n=2", "-pass-stdin", "test/verbose2",
+                                       "true"))
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "Setting up semaphore (limit 2) at prefix: test/verbose2",
+        "Attempting lock acquisition",
+        "Starting handler",
+        "Stdin passed to handler process",
+        "Child terminated, releasing lock",
+        "Cleanup succeeded",
+    ]
