@@ -276,7 +276,7 @@ def test_sigint_releases_at_once(agent, child, tmp_path):
         assert code == 0, (out, err)
         ws = [t for w, n, t, _ in events(log) if w == "start" and n == "waiter"]
         # No lock-delay after an explicit release: well under its 15 s.
-        assert ws and ws[0] - t0 < 8, ws[0] - t0
+        assert ws and ws[0] - t0 < 12, ws[0] - t0
         assert not session_named(agent, "h")
     finally:
         for p in (holder, waiter):
@@ -297,7 +297,7 @@ def test_sigint_while_waiting(agent, child, tmp_path):
         t0 = time.monotonic()
         waiter.send_signal(signal.SIGINT)
         code, out, err = finish(waiter, timeout=30)
-        assert time.monotonic() - t0 < 5  # the pending blocking query is dropped
+        assert time.monotonic() - t0 < 10  # the pending 15 s blocking query is dropped
         assert code == 1
         assert err == "Shutdown triggered or timeout during lock acquisition\n"
         assert not session_named(agent, "sw")
