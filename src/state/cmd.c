@@ -13,9 +13,12 @@
  *                              "Session": structs.Session (shape in session_mp.c)}
  *   STATE_CMD_TXN             {"Datacenter"?, "Ops": [{"KV": {"Verb", "DirEnt": {"Key",
  *                              "Value"(bin|nil), "Flags", "ModifyIndex", "Session"}}}
- *                              | {"Node": {"Verb", "Node": {"Node"}}}
- *                              | {"Service": {"Verb", "Node", "Service": {"ID"}}}
- *                              | {"Check": {"Verb", "Check": {"Node", "CheckID"}}}]}
+ *                              | {"Node": {"Verb", "Node": {"Node", "ID"}, CAT}}
+ *                              | {"Service": {"Verb", "Node", "Service": {"ID"}, CAT}}
+ *                              | {"Check": {"Verb", "Check": {"Node", "CheckID"}, CAT}}]}
+ *                             CAT: "ModifyIndex" (cas, delete-cas) and "Register" (set,
+ *                             cas: the row as a RegisterRequest, or nil); entries written
+ *                             before catalog writes existed lack both and decode as reads.
  *                                                                      (structs.TxnRequest)
  * Decoding is strict about what it reads (types, caps, a known Op, exactly one map with no
  * trailing bytes) and skips fields it does not know, so a newer writer can add fields. The
@@ -137,6 +140,16 @@ void state_cmd_encode_session_destroy(struct buf *out, const char *id)
 
 static const char *const txn_kinds[] = {"KV", "Node", "Service", "Check"};
 
+/* The two map entries every catalog op ends with. */
+static void pack_txn_cat(msgpack_packer *pk, const struct state_txn_op *op)
+{
+  state__mp_pack_cstr(pk, "ModifyIndex");
+  msgpack_pack_uint64(pk, op->index);
+  state__mp_pack_cstr(pk, "Register");
+  if (op->reg) state__mp_pack_register(pk, op->reg);
+  else msgpack_pack_nil(pk);
+}
+
 void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_t n)
 {
   msgpack_packer pk;
@@ -169,16 +182,19 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
       state__mp_pack_cstr(&pk, op->session ? op->session : "");
       break;
     case STATE_TXN_NODE:
-      msgpack_pack_map(&pk, 2);
+      msgpack_pack_map(&pk, 4);
       state__mp_pack_cstr(&pk, "Verb");
       state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
       state__mp_pack_cstr(&pk, "Node");
-      msgpack_pack_map(&pk, 1);
+      msgpack_pack_map(&pk, 2);
       state__mp_pack_cstr(&pk, "Node");
       state__mp_pack_cstr(&pk, op->node ? op->node : "");
+      state__mp_pack_cstr(&pk, "ID");
+      state__mp_pack_cstr(&pk, op->node_id ? op->node_id : "");
+      pack_txn_cat(&pk, op);
       break;
     case STATE_TXN_SERVICE:
-      msgpack_pack_map(&pk, 3);
+      msgpack_pack_map(&pk, 5);
       state__mp_pack_cstr(&pk, "Verb");
       state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
       state__mp_pack_cstr(&pk, "Node");
@@ -187,9 +203,10 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
       msgpack_pack_map(&pk, 1);
       state__mp_pack_cstr(&pk, "ID");
       state__mp_pack_cstr(&pk, op->service_id ? op->service_id : "");
+      pack_txn_cat(&pk, op);
       break;
     case STATE_TXN_CHECK:
-      msgpack_pack_map(&pk, 2);
+      msgpack_pack_map(&pk, 4);
       state__mp_pack_cstr(&pk, "Verb");
       state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
       state__mp_pack_cstr(&pk, "Check");
@@ -198,6 +215,7 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
       state__mp_pack_cstr(&pk, op->node ? op->node : "");
       state__mp_pack_cstr(&pk, "CheckID");
       state__mp_pack_cstr(&pk, op->check_id ? op->check_id : "");
+      pack_txn_cat(&pk, op);
       break;
     }
   }
@@ -310,10 +328,19 @@ static int decode_txn_op(const msgpack_object *o, struct state__arena *a, struct
   while (kind < 4 && !str_is(k, txn_kinds[kind])) kind++;
   if (kind == 4) return CC_ECORRUPT;
   op->kind = (enum state_txn_kind)kind;
-  struct state__mp_field f[] = {{"Verb", NULL}, {"DirEnt", NULL}, {"Node", NULL},
-                                {"Service", NULL}, {"Check", NULL}};
-  if (state__mp_fields(v, f, 5) || !f[0].val || txn_str(f[0].val, a, 64, &op->verb))
+  struct state__mp_field f[] = {{"Verb", NULL},    {"DirEnt", NULL}, {"Node", NULL},
+                                {"Service", NULL}, {"Check", NULL},  {"ModifyIndex", NULL},
+                                {"Register", NULL}};
+  if (state__mp_fields(v, f, 7) || !f[0].val || txn_str(f[0].val, a, 64, &op->verb))
     return CC_ECORRUPT;
+  if (op->kind != STATE_TXN_KV) {
+    if (f[5].val && state__mp_uint(f[5].val, &op->index)) return CC_ECORRUPT;
+    if (f[6].val && f[6].val->type != MSGPACK_OBJECT_NIL) {
+      struct state_register *reg = state__arena_alloc(a, sizeof *reg);
+      if (state__mp_decode_register(f[6].val, a, reg)) return CC_ECORRUPT;
+      op->reg = reg;
+    }
+  }
   switch (op->kind) {
   case STATE_TXN_KV: {
     struct state__mp_field e[] = {{"Key", NULL},         {"Value", NULL}, {"Flags", NULL},
@@ -335,8 +362,9 @@ static int decode_txn_op(const msgpack_object *o, struct state__arena *a, struct
     return txn_str(e[4].val, a, STATE_KV_MAX_SESSION, &op->session);
   }
   case STATE_TXN_NODE: {
-    struct state__mp_field g[] = {{"Node", NULL}};
-    if (!f[2].val || state__mp_fields(f[2].val, g, 1)) return CC_ECORRUPT;
+    struct state__mp_field g[] = {{"Node", NULL}, {"ID", NULL}};
+    if (!f[2].val || state__mp_fields(f[2].val, g, 2)) return CC_ECORRUPT;
+    if (txn_str(g[1].val, a, STATE_CAT_MAX_NAME, &op->node_id)) return CC_ECORRUPT;
     return txn_str(g[0].val, a, STATE_CAT_MAX_NAME, &op->node);
   }
   case STATE_TXN_SERVICE: {

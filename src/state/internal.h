@@ -109,6 +109,16 @@ void state__kv_undo_rollback(struct state_store *s);
 /* check_op of store.c: 0 or CC_EINVAL for a malformed op. */
 int state__kv_check_op(const struct state_store *s, uint64_t index, const struct state_kv_op *op);
 
+/* ---- snapshot.c, for txn.c ---- */
+
+/* A transaction's copy of the catalog and sessions tables (a snapshot document without KVs
+ * and tombstones), appended to out; and putting it back after a rollback (the KV tables
+ * are the undo log's): swaps in rebuilt catalog and sessions tables, keeping the sessions'
+ * clock, lock-delays and TTL tracking, without firing or flushing watches. 0 or
+ * CC_ECORRUPT (nothing changed). */
+void state__catalog_save(const struct state_store *s, struct buf *out);
+int state__catalog_rollback(struct state_store *s, const void *data, size_t len);
+
 /* ---- session.c, for store.c, catalog.c, snapshot.c and txn.c ---- */
 
 struct state__sessions;
@@ -135,6 +145,9 @@ void state__sessions_restore_index(struct state__sessions *t, uint64_t index);
 /* After the restored tables are in the store (s->sess is the new table): rebuilds the held
  * keys from the KV rows, keeps old's clock and tracking, frees old. */
 void state__sessions_adopt(struct state_store *s, struct state__sessions *old);
+/* Moves old's lock-delays (memory only, not in snapshots) into t, before adopt: a rolled
+ * back transaction keeps them as they were. */
+void state__sessions_keep_delays(struct state__sessions *t, struct state__sessions *old);
 
 /* ---- session_mp.c: sessions as msgpack (command and snapshot rows) ---- */
 

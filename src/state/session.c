@@ -757,3 +757,11 @@ void state__sessions_adopt(struct state_store *s, struct state__sessions *old)
   if (old->tracking) state_session_ttl_track(s, true);
   state__sessions_free(old);
 }
+
+void state__sessions_keep_delays(struct state__sessions *t, struct state__sessions *old)
+{
+  struct map m = t->delays;
+  t->delays = old->delays;
+  t->delays_sweep_at = old->delays_sweep_at;
+  old->delays = m;
+}

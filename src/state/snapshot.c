@@ -45,7 +45,9 @@ static void pack_session(void *arg, const struct state_session *se)
   state__mp_pack_session(arg, se, true);
 }
 
-void state_store_snapshot(const struct state_store *s, struct buf *out)
+/* The document; without_kv leaves the KVs and Tombstones arrays empty (a transaction's copy
+ * of the other tables, state__catalog_save). */
+static void pack_doc(const struct state_store *s, struct buf *out, bool without_kv)
 {
   msgpack_packer pk;
   state__mp_packer_init(&pk, out);
@@ -77,14 +79,14 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
 
   struct state__titer it;
   state__mp_pack_cstr(&pk, "KVs");
-  msgpack_pack_array(&pk, s->kv_count);
-  state__tree_seek(&it, s->kvs, NULL, 0);
+  msgpack_pack_array(&pk, without_kv ? 0 : s->kv_count);
+  state__tree_seek(&it, without_kv ? NULL : s->kvs, NULL, 0);
   for (struct state__tnode *n; (n = state__tree_next(&it));)
     pack_kv(&pk, &((struct state__kv_row *)n)->kv);
 
   state__mp_pack_cstr(&pk, "Tombstones");
-  msgpack_pack_array(&pk, s->tomb_count);
-  state__tree_seek(&it, s->tombs, NULL, 0);
+  msgpack_pack_array(&pk, without_kv ? 0 : s->tomb_count);
+  state__tree_seek(&it, without_kv ? NULL : s->tombs, NULL, 0);
   for (struct state__tnode *n; (n = state__tree_next(&it));) {
     msgpack_pack_map(&pk, 2);
     state__mp_pack_cstr(&pk, "Key");
@@ -97,6 +99,16 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
   state__mp_pack_cstr(&pk, "Sessions");
   msgpack_pack_array(&pk, state__sessions_count(s->sess));
   state__sessions_walk(s->sess, pack_session, &pk);
+}
+
+void state_store_snapshot(const struct state_store *s, struct buf *out)
+{
+  pack_doc(s, out, false);
+}
+
+void state__catalog_save(const struct state_store *s, struct buf *out)
+{
+  pack_doc(s, out, true);
 }
 
 /* ---- reading ---- */
@@ -285,5 +297,29 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
   state__sessions_adopt(s, old_sess);
   state__watch_all_changed(&s->w);
   state__watch_flush(&s->w);
+  return 0;
+}
+
+int state__catalog_rollback(struct state_store *s, const void *data, size_t len)
+{
+  if (state__mp_check(data, len)) return CC_ECORRUPT;
+  msgpack_unpacked up;
+  struct restore r = {0};
+  int rc = state__mp_unpack(data, len, &up);
+  if (!rc) rc = restore_doc(&r, &up.data);
+  msgpack_unpacked_destroy(&up);
+  state__kv_free_all(r.kvs); /* empty in a saved copy */
+  state__tomb_free_all(r.tombs);
+  if (rc) {
+    state__catalog_free(r.cat);
+    state__sessions_free(r.sess);
+    return CC_ECORRUPT;
+  }
+  state__catalog_free(s->cat);
+  s->cat = r.cat;
+  struct state__sessions *old_sess = s->sess;
+  s->sess = r.sess;
+  state__sessions_keep_delays(s->sess, old_sess);
+  state__sessions_adopt(s, old_sess);
   return 0;
 }
