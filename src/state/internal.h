@@ -77,6 +77,7 @@ struct state_store {
   struct state__watches w;
   struct state__catalog *cat; /* nodes, services, checks (catalog.c) */
   struct state__sessions *sess; /* sessions, lock-delays, TTL deadlines (session.c) */
+  struct state__queries *queries; /* prepared queries (query.c) */
   struct buf txn_out; /* the last transaction's result (txn.c), until the next command */
   struct state__kv_undo *undo; /* while a transaction runs (store.c) */
 };
@@ -118,6 +119,18 @@ int state__kv_check_op(const struct state_store *s, uint64_t index, const struct
  * CC_ECORRUPT (nothing changed). */
 void state__catalog_save(const struct state_store *s, struct buf *out);
 int state__catalog_rollback(struct state_store *s, const void *data, size_t len);
+
+/* ---- query.c, for store.c and snapshot.c ---- */
+
+struct state__queries;
+struct state__queries *state__queries_new(void);
+void state__queries_free(struct state__queries *t);
+uint64_t state__queries_index(const struct state__queries *t);
+/* Snapshot rows: an array of {"ID", "Query" (the JSON text), "CreateIndex", "ModifyIndex"}
+ * in ID order; restore fills an empty table built aside (rows may be NULL: none) and sets
+ * its index. CC_ECORRUPT for anything out of place. */
+void state__queries_snapshot(const struct state__queries *t, msgpack_packer *pk);
+int state__queries_restore(struct state__queries *t, const msgpack_object *rows, uint64_t index);
 
 /* ---- session.c, for store.c, catalog.c, snapshot.c and txn.c ---- */
 
