@@ -77,7 +77,8 @@ static const char *parse_query(const json_t *q, char *buf, size_t len)
   if (*ttl) {
     int64_t ns;
     if (duration_parse(ttl, strlen(ttl), &ns) != 0) {
-      snprintf(buf, len, "Invalid prepared query: Bad DNS TTL '%.100s': time: invalid duration \"%.100s\"",
+      snprintf(buf, len,
+               "Invalid prepared query: Bad DNS TTL '%.100s': time: invalid duration \"%.100s\"",
                ttl, ttl);
       return buf;
     }
@@ -359,7 +360,8 @@ static void execute_read(struct api_ctx *ctx, struct http_request *req, struct a
   }
   if (limit > 0 && (size_t)limit < n) n = (size_t)limit;
   json_t *nodes = json_array();
-  for (size_t i = 0; i < n; i++) json_array_append_new(nodes, state_check_service_node_json(inst[i]));
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(nodes, state_check_service_node_json(inst[i]));
   free(inst);
   const json_t *fo = json_object_get(svc, "Failover");
   if (n == 0 && (json_array_size(json_object_get(fo, "Datacenters")) ||

@@ -112,9 +112,10 @@ int state__kv_check_op(const struct state_store *s, uint64_t index, const struct
 
 /* ---- snapshot.c, for txn.c ---- */
 
-/* A transaction's copy of the catalog and sessions tables (a snapshot document without KVs
- * and tombstones), appended to out; and putting it back after a rollback (the KV tables
- * are the undo log's): swaps in rebuilt catalog and sessions tables, keeping the sessions'
+/* A transaction's copy of the catalog, sessions and prepared queries (a snapshot document
+ * without KVs and tombstones: destroying a session deletes its queries), appended to out;
+ * and putting it back after a rollback (the KV tables are the undo log's): swaps in rebuilt
+ * catalog, sessions and queries tables, keeping the sessions'
  * clock, lock-delays and TTL tracking, without firing or flushing watches. 0 or
  * CC_ECORRUPT (nothing changed). */
 void state__catalog_save(const struct state_store *s, struct buf *out);
@@ -131,6 +132,9 @@ uint64_t state__queries_index(const struct state__queries *t);
  * its index. CC_ECORRUPT for anything out of place. */
 void state__queries_snapshot(const struct state__queries *t, msgpack_packer *pk);
 int state__queries_restore(struct state__queries *t, const msgpack_object *rows, uint64_t index);
+/* A session is being destroyed at idx: deletes the queries bound to it (Consul's
+ * deleteSessionTxn), moving the table index and firing its watches, without a flush. */
+void state__queries_session_deleted(struct state_store *s, uint64_t idx, const char *session);
 
 /* ---- session.c, for store.c, catalog.c, snapshot.c and txn.c ---- */
 

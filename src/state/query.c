@@ -32,7 +32,8 @@ struct state__queries {
   uint64_t index; /* table index "prepared-queries" */
 };
 
-static int errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int errf(char *err, size_t errlen, const char *fmt, ...)
 {
   if (err && errlen) {
@@ -215,7 +216,8 @@ json_t *state_query_normalize(const json_t *in, char *err, size_t errlen)
   json_t *f = n_obj(&n, s, "Failover", "PreparedQuery.Service.Failover",
                     "structs.QueryFailoverOptions");
   json_t *fo = json_object();
-  json_object_set_new(fo, "NearestN", n_int(&n, f, "NearestN", "PreparedQuery.Service.Failover.NearestN"));
+  json_object_set_new(fo, "NearestN",
+                      n_int(&n, f, "NearestN", "PreparedQuery.Service.Failover.NearestN"));
   json_object_set_new(fo, "Datacenters", n_strs(&n, f, "Datacenters",
                                                 "PreparedQuery.Service.Failover.Datacenters",
                                                 "[]string"));
@@ -245,7 +247,8 @@ json_t *state_query_normalize(const json_t *in, char *err, size_t errlen)
     json_object_set_new(fo, "Targets", json_null());
   }
   json_object_set_new(so, "Failover", fo);
-  json_object_set_new(so, "OnlyPassing", n_bool(&n, s, "OnlyPassing", "PreparedQuery.Service.OnlyPassing"));
+  json_object_set_new(so, "OnlyPassing",
+                      n_bool(&n, s, "OnlyPassing", "PreparedQuery.Service.OnlyPassing"));
   json_object_set_new(so, "IgnoreCheckIDs", n_strs(&n, s, "IgnoreCheckIDs",
                                                    "PreparedQuery.Service.IgnoreCheckIDs",
                                                    "[]types.CheckID"));
@@ -476,7 +479,10 @@ static int compile(struct qrow *row, char *err, size_t errlen)
 
 /* ---- the table ---- */
 
-struct state__queries *state__queries_new(void) { return xcalloc(1, sizeof(struct state__queries)); }
+struct state__queries *state__queries_new(void)
+{
+  return xcalloc(1, sizeof(struct state__queries));
+}
 
 static void row_free(struct qrow *r)
 {
@@ -639,6 +645,20 @@ int state_query_delete(struct state_store *s, uint64_t index, const char *id, ch
   return 0;
 }
 
+void state__queries_session_deleted(struct state_store *s, uint64_t idx, const char *session)
+{
+  struct state__queries *t = s->queries;
+  size_t k = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    if (strcasecmp(qs(t->rows[i]->q, "Session", NULL), session) == 0) row_free(t->rows[i]);
+    else t->rows[k++] = t->rows[i];
+  }
+  if (k == t->n) return;
+  t->n = k;
+  t->index = idx;
+  state__watch_table_changed(&s->w, STATE_QUERY_TABLE);
+}
+
 /* ---- reads ---- */
 
 static json_t *with_indexes(const struct qrow *r)
@@ -714,7 +734,8 @@ static int health_each(const struct state_check *c, void *arg)
   struct health_ctx *h = arg;
   for (size_t i = 0; i < json_array_size(h->ignore); i++)
     if (strcmp(json_string_value(json_array_get(h->ignore, i)), c->check_id) == 0) return 0;
-  if (strcmp(c->status, "critical") == 0 || (h->only_passing && strcmp(c->status, "passing") != 0)) {
+  if (strcmp(c->status, "critical") == 0 ||
+      (h->only_passing && strcmp(c->status, "passing") != 0)) {
     h->drop = true;
     return 1;
   }
@@ -753,7 +774,8 @@ size_t state_query_execute(struct state_store *s, const json_t *query,
   const struct state_service **keep = xmalloc(n * sizeof *keep);
   size_t k = 0;
   const json_t *tags = json_object_get(sq, "Tags");
-  const json_t *nmeta = json_object_get(sq, "NodeMeta"), *smeta = json_object_get(sq, "ServiceMeta");
+  const json_t *nmeta = json_object_get(sq, "NodeMeta");
+  const json_t *smeta = json_object_get(sq, "ServiceMeta");
   for (size_t i = 0; i < n; i++) {
     const struct state_service *svc = all[i];
     struct health_ctx h = {json_object_get(sq, "IgnoreCheckIDs"),
@@ -812,8 +834,10 @@ int state__queries_restore(struct state__queries *t, const msgpack_object *rows,
     const char *id, *js;
     size_t id_len, js_len;
     uint64_t create, modify;
-    if (!f[0].val || state__mp_bytes(f[0].val, false, &id, &id_len) || id_len != 36) return CC_ECORRUPT;
-    if (!f[1].val || state__mp_bytes(f[1].val, false, &js, &js_len) || js_len > STATE_QUERY_MAX_JSON)
+    if (!f[0].val || state__mp_bytes(f[0].val, false, &id, &id_len) || id_len != 36)
+      return CC_ECORRUPT;
+    if (!f[1].val || state__mp_bytes(f[1].val, false, &js, &js_len) ||
+        js_len > STATE_QUERY_MAX_JSON)
       return CC_ECORRUPT;
     if (!f[2].val || !f[3].val || state__mp_uint(f[2].val, &create) ||
         state__mp_uint(f[3].val, &modify) || !create || create > modify || modify > index)

@@ -7,7 +7,7 @@
  * Go's decoder does. Rules, as Consul's state store:
  *   - the ID is a UUID chosen by the proposer; names are unique (case-insensitive) and may
  *     not equal another query's ID; one template at most has the empty name;
- *   - a Session, when set, must exist (destroying it does NOT yet delete the query);
+ *   - a Session, when set, must exist, and destroying the session deletes the query;
  *   - a template (Template.Type "name_prefix_match") compiles: its Regexp (POSIX extended
  *     syntax, which covers the usual Go expressions but not \d, (?i) or lazy quantifiers)
  *     and every string of its Service part, which may use ${name.full}, ${name.prefix},

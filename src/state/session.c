@@ -545,6 +545,7 @@ static void session_delete(struct state_store *s, uint64_t idx, struct sess_row 
     free(keys);
   }
   map_free(&r->held);
+  state__queries_session_deleted(s, idx, r->pub.id); /* deleteSessionTxn: its queries go */
   free(r);
 }
 

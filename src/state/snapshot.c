@@ -329,12 +329,14 @@ int state__catalog_rollback(struct state_store *s, const void *data, size_t len)
   msgpack_unpacked_destroy(&up);
   state__kv_free_all(r.kvs); /* empty in a saved copy */
   state__tomb_free_all(r.tombs);
-  state__queries_free(r.queries); /* transactions do not touch them */
   if (rc) {
     state__catalog_free(r.cat);
     state__sessions_free(r.sess);
+    state__queries_free(r.queries);
     return CC_ECORRUPT;
   }
+  state__queries_free(s->queries);
+  s->queries = r.queries;
   state__catalog_free(s->cat);
   s->cat = r.cat;
   struct state__sessions *old_sess = s->sess;

@@ -22,7 +22,7 @@
  * Results: a write op answers its entry with Value null (set, cas, lock, unlock, the check
  * verbs), a get its entry with the value, get-tree every entry under the prefix, deletes
  * nothing. Rollback restores every KV row, tombstone, table index and held-key set exactly,
- * and, when the transaction wrote to the catalog, the catalog and sessions tables too (from
+ * and, when the transaction wrote to the catalog, the catalog, sessions and prepared queries (from
  * a copy taken before the first op: O(catalog + sessions) for such transactions only);
  * watches fire once, after the whole transaction (a rolled-back one still wakes them: a
  * spurious wake re-runs a blocking query, which then parks again), and no index moves.

@@ -314,6 +314,28 @@ static void test_command_and_snapshot(void **st)
   state_store_free(s);
 }
 
+static void test_session_destroy_deletes(void **st)
+{
+  (void)st;
+  struct state_store *s = state_store_new();
+  struct state_register r = {.node = "n1", .address = "10.0.0.1"};
+  assert_int_equal(state_catalog_register(s, 1, &r, NULL, 0), 0);
+  struct state_session se = {.id = S1, .node = "n1"};
+  assert_int_equal(state_session_create(s, 2, &se, NULL, 0), 0);
+  char err[256];
+  assert_int_equal(set(s, 3, Q1, "{\"Session\":\"" S1 "\",\"Service\":{\"Service\":\"x\"}}", err), 0);
+  assert_int_equal(set(s, 4, Q2, "{\"Name\":\"keep\",\"Service\":{\"Service\":\"x\"}}", err), 0);
+  fired = 0;
+  state_watch_add(s, STATE_WATCH_TABLE, STATE_QUERY_TABLE, strlen(STATE_QUERY_TABLE), on_fire,
+                  NULL);
+  assert_int_equal(state_session_destroy(s, 5, S1), 0);
+  assert_int_equal(fired, 1);
+  assert_int_equal(state_query_count(s), 1);
+  assert_null(state_query_get(s, Q1));
+  assert_int_equal(state_table_index(s, STATE_QUERY_TABLE), 5);
+  state_store_free(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -322,6 +344,7 @@ int main(void)
       cmocka_unit_test(test_resolve_and_render),
       cmocka_unit_test(test_execute),
       cmocka_unit_test(test_command_and_snapshot),
+      cmocka_unit_test(test_session_destroy_deletes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,6 +18,7 @@
 #include "lib/err.h"
 #include "state/catalog.h"
 #include "state/cmd.h"
+#include "state/query.h"
 #include "state/session.h"
 #include "state/store.h"
 #include "state/txn.h"
@@ -540,6 +541,12 @@ static void test_catalog_rollback(void **st)
   assert_int_equal(state_session_create(s, 4, &se, NULL, 0), 0);
   struct state_kv_op lk = {.verb = STATE_KV_LOCK, .key = "held", .key_len = 4, .session = se.id};
   assert_int_equal(state_kv_apply(s, 5, &lk, NULL), 0);
+  /* A prepared query bound to that session: destroying the session would delete it. */
+  static const char qjson[] =
+      "{\"Session\":\"44444444-4444-4444-4444-444444444444\",\"Service\":{\"Service\":\"web\"}}";
+  assert_int_equal(state_query_set(s, 6, "aaaaaaaa-1111-2222-3333-444444444444", qjson,
+                                   strlen(qjson), NULL, 0),
+                   0);
 
   struct buf before = BUF_INIT, after = BUF_INIT;
   snap(s, &before);
@@ -586,6 +593,7 @@ static void test_catalog_rollback(void **st)
   assert_non_null(state_session_get(s, se.id));
   assert_string_equal(state_kv_get(s, "held", 4, NULL)->session, se.id);
   assert_int_equal(state_session_held_count(s, se.id), 1);
+  assert_int_equal(state_query_count(s), 1);
   assert_null(state_node_get(s, "n3"));
   assert_non_null(state_service_get(s, "n1", "web1"));
   assert_true(fired_kv > 0); /* spurious wakes allowed */
@@ -594,6 +602,7 @@ static void test_catalog_rollback(void **st)
   assert_true(ok);
   json_decref(j);
   assert_null(state_session_get(s, se.id)); /* c1 went critical */
+  assert_int_equal(state_query_count(s), 0);  /* and took its query along */
   assert_null(state_kv_get(s, "held", 4, NULL)->session);
   assert_null(state_node_get(s, "n2"));
   assert_non_null(state_node_get(s, "n3"));
