@@ -240,3 +240,23 @@ def test_dns(cat):
     out = subprocess.run(["dig", "@" + agent.ip, "-p", str(agent.dns_port), "+time=2", "+tries=1",
                           "nosuch.query.consul", "A"], capture_output=True, text=True, timeout=20)
     assert "NXDOMAIN" in out.stdout or "NOERROR" in out.stdout
+
+
+def test_python_consul(cat):
+    import consul
+    c = consul.Consul(host=cat.ip, port=cat.http_port)
+    # python-consul always sends Template.Type name_prefix_match: its queries are templates
+    q = c.query.create("db", name="pyc-db", onlypassing=True, tags=["v1"], ttl="7s")
+    qid = q["ID"]
+    got = c.query.get(qid)
+    assert got[0]["Name"] == "pyc-db" and got[0]["DNS"]["TTL"] == "7s"
+    assert got[0]["Template"]["Type"] == "name_prefix_match"
+    assert qid in [x["ID"] for x in c.query.list()]
+    res = c.query.execute("pyc-db")
+    assert res["Service"] == "db" and node_names(res) == ["q-n1", "q-n2"]
+    assert len(c.query.execute("pyc-db", limit=1)["Nodes"]) == 1
+    assert c.query.explain("pyc-db")["Query"]["Service"]["Tags"] == ["v1"]
+    assert c.query.update(qid, "db", name="pyc-db", tags=["primary"]) is True
+    assert node_names(c.query.execute("pyc-db")) == ["q-n1"]
+    assert c.query.delete(qid) is True
+    assert c.query.get(qid)[1] is None  # python-consul answers (index, None) for a 404
