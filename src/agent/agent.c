@@ -20,7 +20,11 @@
 #include <uv.h>
 
 #include "agent/dns_catalog.h"
+#include "agent/dns_remote.h"
+#include "agent/forward.h"
+#include "agent/servers.h"
 #include "agent/session_ttl.h"
+#include "agent/watches.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
 #include "config/config.h"
@@ -36,6 +40,7 @@
 #include "lib/log.h"
 #include "lib/rand.h"
 #include "local/local.h"
+#include "rpc/rpc.h"
 #include "state/catalog.h"
 #include "state/cmd.h"
 #include "state/store.h"
@@ -55,7 +60,11 @@ struct agent {
   struct dns_catalog dns_catalog;
   struct dns_engine *dns_engine;
   struct dns_server *dns;
+  struct dns_remote_client *dns_remote; /* client agents: DNS answered by a server */
   struct gossip *gossip;
+  struct rpc *rpc;          /* the server port (servers) and the client pool (everyone) */
+  struct servers *servers;  /* the servers gossip knows; bootstrap and Raft membership */
+  struct forward *forward;  /* requests that a server or the leader must serve */
   uv_timer_t retry_join_timer;
   unsigned retry_join_attempts;
   uv_signal_t sig_int, sig_term, sig_hup;
@@ -63,6 +72,7 @@ struct agent {
   struct tombstone_gc tombstone_gc;
   struct session_ttl session_ttl; /* leader: destroys sessions not renewed in TTL*2 */
   bool session_ttl_started;
+  struct agent_watches *watches; /* "watches" from the config (agent/watches.c) */
   bool stopping;
   int exit_code;
 };
@@ -182,26 +192,56 @@ static void agent_close_walk(uv_handle_t *h, void *arg)
   }
 }
 
+static void agent_rpc_stopped(void *arg)
+{
+  (void)arg;
+  log_info("agent", "shutdown complete");
+}
+
+/* RPC goes last: Raft's transport runs over it. */
+static void agent_stop_rpc(struct agent *a)
+{
+  if (a->forward) forward_free(a->forward);
+  a->forward = NULL;
+  if (a->servers) servers_free(a->servers);
+  a->servers = NULL;
+  if (a->rpc) {
+    struct rpc *r = a->rpc;
+    a->rpc = NULL;
+    rpc_stop(r, agent_rpc_stopped, a);
+  } else {
+    agent_rpc_stopped(a);
+  }
+}
+
 static void agent_consensus_stopped(void *arg)
 {
   struct agent *a = arg;
   a->consensus = NULL;
-  log_info("agent", "shutdown complete");
+  agent_stop_rpc(a);
+}
+
+static void agent_stop_consensus(struct agent *a)
+{
+  if (a->consensus) {
+    consensus_set_leader_cb(a->consensus, NULL, NULL);
+    consensus_stop(a->consensus, agent_consensus_stopped, a);
+  } else {
+    agent_stop_rpc(a);
+  }
 }
 
 static void agent_gossip_stopped(void *arg)
 {
-  struct agent *a = arg;
-  if (a->consensus) {
-    consensus_set_leader_cb(a->consensus, NULL, NULL);
-    consensus_stop(a->consensus, agent_consensus_stopped, a);
-  }
+  agent_stop_consensus(arg);
 }
 
 static void agent_dns_closed(void *arg)
 {
   struct agent *a = arg;
   a->dns = NULL;
+  if (a->dns_remote) dns_remote_client_free(a->dns_remote);
+  a->dns_remote = NULL;
   if (a->dns_engine) dns_engine_free(a->dns_engine);
   a->dns_engine = NULL;
   if (a->gossip) {
@@ -210,10 +250,7 @@ static void agent_dns_closed(void *arg)
     gossip_stop(g, agent_gossip_stopped, a);
     return;
   }
-  if (a->consensus) {
-    consensus_set_leader_cb(a->consensus, NULL, NULL);
-    consensus_stop(a->consensus, agent_consensus_stopped, a);
-  }
+  agent_stop_consensus(a);
 }
 
 static void agent_http_closed(void *arg)
@@ -241,6 +278,9 @@ static void agent_stop(struct agent *a)
   if (a->stopping) return;
   a->stopping = true;
   log_info("agent", "caught signal, shutting down");
+  /* watches: stop before the HTTP API they query goes away */
+  agent_watches_stop(a->watches);
+  a->watches = NULL;
   if (a->http) http_server_close(a->http, agent_http_closed, a);
   else agent_http_closed(a);
 }
@@ -287,6 +327,8 @@ static void agent_reload(void *arg)
       log_error("agent", "reload of services and checks failed, keeping the running set: %s", err);
     if (defs) local_defs_free(defs);
   }
+  /* watches: a reload replaces the whole set, as Consul's reloadWatches does */
+  if (a->watches && !a->stopping) agent_watches_reload(a->watches, fresh.watches);
   log_info("agent", "reloaded configuration (log level %s)", a->cfg.log_level);
   config_free(&fresh);
 }
@@ -321,6 +363,11 @@ static int agent_start_server(struct agent *a, const char *data_dir)
    * values are tuned for fast failover; the multiplier still applies. */
   cc.election_timeout_ms = cc.election_timeout_ms * a->cfg.raft_multiplier;
   cc.heartbeat_timeout_ms = cc.heartbeat_timeout_ms * a->cfg.raft_multiplier;
+  if (a->rpc) {
+    cc.transport_init = rpc_raft_transport_init;
+    cc.transport_close = rpc_raft_transport_close;
+    cc.transport_arg = a->rpc;
+  }
   char err[512] = "";
   int rv = consensus_start(&a->loop, &cc, a->store, &a->consensus, err, sizeof err);
   if (rv != 0) {
@@ -331,6 +378,45 @@ static int agent_start_server(struct agent *a, const char *data_dir)
 }
 
 static void agent_leave(void *arg);
+
+/* The server port (Raft and RPC share it, as Consul's 8300) on servers; on clients only the
+ * pool that dials servers. */
+static int agent_start_rpc(struct agent *a)
+{
+  struct rpc_config rc;
+  rpc_config_defaults(&rc);
+  rc.bind_ip = a->cfg.bind_addr;
+  rc.port = a->cfg.server ? a->cfg.port_server : -1;
+  char err[256] = "";
+  if (rpc_start(&a->loop, &rc, &a->rpc, err, sizeof err) != 0) {
+    log_error("agent", "cannot listen on the server port %s:%d: %s", a->cfg.bind_addr,
+              a->cfg.port_server, err);
+    return -1;
+  }
+  if (rc.port >= 0)
+    log_info("agent", "server RPC and Raft listening on %s:%d", a->cfg.bind_addr, rc.port);
+  return 0;
+}
+
+/* The servers gossip shows us, and forwarding to them (a -dev server too: clients may join
+ * it, as they may join Consul's). */
+static void agent_start_cluster(struct agent *a)
+{
+  struct servers_config sc = {
+      .datacenter = a->cfg.datacenter,
+      .node_name = a->cfg.node_name,
+      .bootstrap_expect = a->cfg.bootstrap_expect,
+      .dead_server_cleanup_ms = 30000,
+  };
+  a->servers = servers_new(&a->loop, &sc, a->rpc, a->consensus);
+  struct forward_config fc = {
+      .rpc = a->rpc,
+      .servers = a->servers,
+      .consensus = a->consensus,
+      .store = a->store,
+  };
+  a->forward = forward_new(&a->loop, &fc);
+}
 
 /* The agent's own services and checks (src/local): from config files and persisted API
  * registrations, run here and synced into the catalog. */
@@ -353,6 +439,11 @@ static int agent_start_local(struct agent *a, const char *data_dir)
   lc.enable_local_script_checks = a->cfg.enable_local_script_checks;
   lc.check_update_interval_ms = (uint64_t)(a->cfg.check_update_interval_ns / 1000000LL);
   a->local = local_agent_new(&a->loop, &lc, a->store, a->consensus, err, sizeof err);
+  if (a->local && a->forward) {
+    struct local_remote remote;
+    forward_local_remote(a->forward, &remote);
+    local_agent_set_remote(a->local, &remote);
+  }
   int rv = a->local && local_agent_load(a->local, defs, err, sizeof err) == 0 ? 0 : -1;
   if (rv != 0) log_error("agent", "cannot load services and checks: %s", err);
   local_defs_free(defs);
@@ -384,7 +475,10 @@ static int agent_start_http(struct agent *a)
       .leave = agent_leave,
       .leave_arg = a,
       .local = a->local,
+      .forward = a->forward ? forward_http : NULL,
+      .forward_arg = a->forward,
   };
+  if (a->forward) forward_serve_http(a->forward, a->http);
   api_register(&a->api);
   for (char **p = a->cfg.client_addrs; *p; p++) {
     char err[256] = "";
@@ -397,8 +491,76 @@ static int agent_start_http(struct agent *a)
   return 0;
 }
 
+/* ---- DNS between agents: a client's questions answered by a server's engine ---- */
+
+/* Server side of DNS_REMOTE_METHOD. */
+static void agent_dns_rpc(struct rpc_call *call, const uint8_t *body, size_t len, void *arg)
+{
+  struct agent *a = arg;
+  if (!a->dns_engine) {
+    rpc_call_reply(call, "DNS is disabled on this server", NULL, 0);
+    return;
+  }
+  uint8_t *out = xmalloc(DNS_TCP_MAX);
+  size_t outlen = 0;
+  if (dns_remote_answer(a->dns_engine, body, len, out, &outlen) == 0)
+    rpc_call_reply(call, NULL, out, outlen);
+  else
+    rpc_call_reply(call, "malformed DNS request", NULL, 0);
+  free(out);
+}
+
+/* Client side: one question on its way to a server. */
+struct agent_dns_call {
+  struct agent *a;
+  dns_remote_done_fn done;
+  void *arg;
+  struct rpc_req *req;
+  char addr[64];
+};
+
+static void agent_dns_answered(void *arg, int status, const char *error, const uint8_t *body,
+                               size_t len)
+{
+  struct agent_dns_call *c = arg;
+  if (status == CC_ENOCONN || status == CC_EIO || status == CC_ETIMEOUT)
+    if (c->a->servers) servers_failed(c->a->servers, c->addr); /* the next one asks elsewhere */
+  c->done(c->arg, status, error, body, len);
+  free(c);
+}
+
+static int agent_dns_send(void *ctx, const uint8_t *body, size_t len, dns_remote_done_fn done,
+                          void *arg, void **handle)
+{
+  struct agent *a = ctx;
+  const char *addr = a->servers ? servers_pick(a->servers) : NULL;
+  if (!addr || !a->rpc) return CC_ENOTFOUND;
+  struct agent_dns_call *c = xcalloc(1, sizeof *c);
+  c->a = a;
+  c->done = done;
+  c->arg = arg;
+  snprintf(c->addr, sizeof c->addr, "%s", addr);
+  /* under the DNS side's 5 s, so a slow server is noticed here and the next query moves on */
+  int rv = rpc_request(a->rpc, c->addr, DNS_REMOTE_METHOD, body, len, 4000, agent_dns_answered, c,
+                       &c->req);
+  if (rv != 0) {
+    free(c);
+    return rv;
+  }
+  *handle = c;
+  return 0;
+}
+
+static void agent_dns_cancel(void *ctx, void *handle)
+{
+  struct agent_dns_call *c = handle;
+  (void)ctx;
+  rpc_request_cancel(c->req);
+  free(c);
+}
+
 /* The DNS interface, answered from this server's store (stale, as Consul's DNS is by
- * default: dns_config.allow_stale). */
+ * default: dns_config.allow_stale); on a client agent, by a server over RPC. */
 static int agent_start_dns(struct agent *a)
 {
   if (a->cfg.port_dns < 0) return 0;
@@ -444,6 +606,15 @@ static int agent_start_dns(struct agent *a)
   if (!a->dns) {
     log_error("agent", "cannot start DNS: %s", err);
     return -1;
+  }
+  if (a->store && a->rpc) {
+    rpc_handle(a->rpc, DNS_REMOTE_METHOD, agent_dns_rpc, a);
+  } else if (!a->store) {
+    struct dns_remote_transport t = {.ctx = a, .send = agent_dns_send, .cancel = agent_dns_cancel};
+    a->dns_remote = dns_remote_client_new(&t);
+    struct dns_upstream up;
+    dns_remote_client_upstream(a->dns_remote, &up);
+    dns_server_set_upstream(a->dns, &up);
   }
   for (char **p = c->client_addrs; *p; p++) {
     if (dns_server_listen(a->dns, *p, c->port_dns, err, sizeof err) != 0) {
@@ -589,6 +760,7 @@ static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip
   struct agent *a = ctx;
   static const char *const names[] = {"joined", "left", "failed", "updated", "reaped"};
   log_info("agent.serf", "member %s %s (%s:%u)", m->name, names[ev], m->addr, m->port);
+  if (a->servers) servers_on_member(a->servers, ev, m);
   if (!a->consensus || a->stopping || !consensus_is_leader(a->consensus)) return;
   if (ev == GOSSIP_EVENT_REAP) {
     agent_reconcile_member(a, m->name, m->addr, NULL, NULL, NULL, GOSSIP_STATUS_NONE);
@@ -674,6 +846,11 @@ static int agent_start_gossip(struct agent *a)
     return -1;
   }
   log_info("agent", "serf LAN listening on %s:%d", a->cfg.bind_addr, a->cfg.port_serf_lan);
+  struct gossip_member self;
+  if (a->servers && gossip_local_member(a->gossip, &self) == 0) {
+    servers_on_member(a->servers, GOSSIP_EVENT_JOIN, &self);
+    gossip_member_free(&self);
+  }
   size_t n = 0;
   while (a->cfg.start_join[n]) n++;
   if (n > 0 && gossip_join(a->gossip, (const char *const *)a->cfg.start_join, n, agent_start_join_done, a) != 0) {
@@ -751,18 +928,18 @@ int agent_main(int argc, char **argv)
   a->leader_timer.data = a;
   tombstone_gc_init(&a->tombstone_gc, TOMBSTONE_GC_TTL_MS, TOMBSTONE_GC_GRANULARITY_MS);
 
-  bool started = true;
-  if (a->cfg.server) {
-    if (agent_start_server(a, data_dir) != 0) started = false;
-  } else {
-    log_warn("agent", "client agents need servers reached through gossip, which is not built "
-                      "yet: reads and writes will fail with \"No known Consul servers\"");
-  }
+  bool started = agent_start_rpc(a) == 0;
+  if (started && a->cfg.server && agent_start_server(a, data_dir) != 0) started = false;
+  if (started) agent_start_cluster(a);
   if (started && agent_start_local(a, data_dir) != 0) started = false;
   if (started && agent_start_gossip(a) != 0) started = false;
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
   if (started && agent_start_dns(a) != 0) started = false;
+  /* watches: blocking queries against our own HTTP API (checked at load: it is enabled) */
+  if (started && a->cfg.port_http >= 0)
+    a->watches = agent_watches_start(&a->loop, a->cfg.watches, a->cfg.client_addrs[0],
+                                     a->cfg.port_http);
   if (started && a->consensus) {
     consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
     uv_timer_start(&a->leader_timer, agent_leader_tick, 5000, 5000);
