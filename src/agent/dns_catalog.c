@@ -10,8 +10,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include <stdlib.h>
+
+#include <jansson.h>
+
+#include "lib/duration.h"
 #include "lib/err.h"
 #include "state/catalog.h"
+#include "state/query.h"
 
 #define DNS_CATALOG_MAX_META 64
 
@@ -89,6 +95,28 @@ static bool dns_catalog_has_tag(const struct state_service *svc, const char *tag
   return false;
 }
 
+/* One instance to the engine; false when the engine wants no more. */
+static bool dns_catalog_emit(const struct dns_catalog *c, const struct state_service *svc,
+                             enum state_health h, struct dns_sink *sink)
+{
+  struct dns_instance inst;
+  struct dns_kv meta[DNS_CATALOG_MAX_META];
+  dns_catalog_node(c, svc->node, &inst.node, meta);
+  inst.address = svc->address ? svc->address : "";
+  inst.port = (uint16_t)svc->port;
+  inst.lan_ipv4 = dns_catalog_svc_addr(svc, "lan_ipv4");
+  inst.lan_ipv6 = dns_catalog_svc_addr(svc, "lan_ipv6");
+  inst.wan = dns_catalog_svc_addr(svc, "wan");
+  inst.wan_ipv4 = dns_catalog_svc_addr(svc, "wan_ipv4");
+  inst.wan_ipv6 = dns_catalog_svc_addr(svc, "wan_ipv6");
+  inst.health = h == STATE_HEALTH_PASSING ? DNS_HEALTH_PASSING
+                : h == STATE_HEALTH_CRITICAL ? DNS_HEALTH_CRITICAL
+                                             : DNS_HEALTH_WARNING;
+  inst.weight_passing = (int)svc->weight_passing;
+  inst.weight_warning = (int)svc->weight_warning;
+  return sink->emit(sink, &inst);
+}
+
 static int dns_catalog_service(void *ctx, const struct dns_service_query *q,
                                struct dns_sink *sink)
 {
@@ -104,21 +132,47 @@ static int dns_catalog_service(void *ctx, const struct dns_service_query *q,
     if (q->tag && !dns_catalog_has_tag(svc, q->tag)) continue;
     enum state_health h = state_instance_health(svc);
     if (h == STATE_HEALTH_CRITICAL || (q->only_passing && h != STATE_HEALTH_PASSING)) continue;
-    struct dns_instance inst;
-    struct dns_kv meta[DNS_CATALOG_MAX_META];
-    dns_catalog_node(c, svc->node, &inst.node, meta);
-    inst.address = svc->address ? svc->address : "";
-    inst.port = (uint16_t)svc->port;
-    inst.lan_ipv4 = dns_catalog_svc_addr(svc, "lan_ipv4");
-    inst.lan_ipv6 = dns_catalog_svc_addr(svc, "lan_ipv6");
-    inst.wan = dns_catalog_svc_addr(svc, "wan");
-    inst.wan_ipv4 = dns_catalog_svc_addr(svc, "wan_ipv4");
-    inst.wan_ipv6 = dns_catalog_svc_addr(svc, "wan_ipv6");
-    inst.health = h == STATE_HEALTH_PASSING ? DNS_HEALTH_PASSING : DNS_HEALTH_WARNING;
-    inst.weight_passing = (int)svc->weight_passing;
-    inst.weight_warning = (int)svc->weight_warning;
-    if (!sink->emit(sink, &inst)) break;
+    if (!dns_catalog_emit(c, svc, h, sink)) break;
   }
+  return 0;
+}
+
+/* A prepared query: resolved and filtered by the store (state/query.h), its instances
+ * emitted in random order (Consul shuffles an execute's results). */
+static int dns_catalog_prepared_query(void *ctx, const char *dc, const char *name,
+                                      const struct sockaddr *client, struct dns_query_info *info,
+                                      struct dns_sink *sink)
+{
+  (void)client; /* Near = "_ip": no distance sorting */
+  struct dns_catalog *c = ctx;
+  if (!c->store) return CC_EIO;
+  if (!dns_catalog_dc_ok(c, dc)) return CC_ENOTFOUND;
+  json_t *q;
+  char err[256];
+  int rc = state_query_resolve(c->store, name, &q, err, sizeof err);
+  if (rc) return rc == CC_ENOTFOUND ? CC_ENOTFOUND : CC_EIO;
+  const json_t *svc_q = json_object_get(q, "Service");
+  snprintf(info->service, sizeof info->service, "%s",
+           json_string_value(json_object_get(svc_q, "Service")));
+  snprintf(info->datacenter, sizeof info->datacenter, "%s", c->datacenter);
+  const char *ttl = json_string_value(json_object_get(json_object_get(q, "DNS"), "TTL"));
+  int64_t ns;
+  info->has_ttl = ttl && *ttl && duration_parse(ttl, strlen(ttl), &ns) == 0 && ns >= 0;
+  info->ttl = info->has_ttl ? (uint32_t)(ns / 1000000000LL > UINT32_MAX ? UINT32_MAX
+                                                                         : ns / 1000000000LL)
+                            : 0;
+  const struct state_service **arr;
+  size_t n = state_query_execute(c->store, q, &arr);
+  json_decref(q);
+  struct dns_perm perm;
+  uint64_t i;
+  for (dns_perm_init(&perm, n); dns_perm_next(&perm, &i);) {
+    /* Critical only through a check the query ignores: it answers (with Warning's weight). */
+    enum state_health h = state_instance_health(arr[i]);
+    if (!dns_catalog_emit(c, arr[i], h == STATE_HEALTH_CRITICAL ? STATE_HEALTH_WARNING : h, sink))
+      break;
+  }
+  free(arr);
   return 0;
 }
 
@@ -181,6 +235,6 @@ void dns_catalog_backend(struct dns_catalog *ctx, struct dns_backend *out)
   out->datacenter = dns_catalog_datacenter;
   out->node = dns_catalog_lookup_node;
   out->service = dns_catalog_service;
-  out->prepared_query = NULL; /* prepared queries are not built yet: NXDOMAIN */
+  out->prepared_query = dns_catalog_prepared_query;
   out->reverse = dns_catalog_reverse;
 }

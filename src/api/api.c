@@ -15,6 +15,7 @@ void api_register(struct api_ctx *ctx)
   api_session_register(ctx);
   api_txn_register(ctx);
   api_keyring_register(ctx);
+  api_query_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)

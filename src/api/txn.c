@@ -9,9 +9,16 @@
  *   - undecodable JSON: 400 "Failed to parse body: ...";
  *   - more than 128 ops: 413 "Transaction contains too many operations (n > 128)";
  *   - a KV value over kv_max_value_size: 413 "Value for key \"k\" is too large (n > m bytes)".
+ * Catalog ops carry what convertOps copies: Node {ID, Node, Address, Datacenter (default the
+ * agent's), TaggedAddresses, Meta, ModifyIndex}; Service's Node and Service {ID, Service,
+ * Tags, Address, Meta, Port, Weights, EnableTagOverride, ModifyIndex}; Check {Node, CheckID,
+ * Name, Status, Notes, Output, ServiceID, Definition {HTTP, TLSSkipVerify, Header, Method,
+ * Body, TCP, Interval, Timeout, DeregisterCriticalServiceAfter}, ModifyIndex}.
  * Then Consul's preCheck, on the proposer: an empty key (except delete-tree) is "Must provide
  * key", and a lock on a key in lock-delay is "failed to lock key \"k\" due to lock delay";
- * these answer 409 without touching Raft. A transaction with a write goes through Raft as one
+ * catalog writes get nodePreApply/servicePreApply/checkPreApply (a node name, a node ID that
+ * is a UUID, a service name with an ID, no 0.0.0.0 service address; the service ID and check
+ * ID default to the name); these answer 409 without touching Raft. A transaction with a write goes through Raft as one
  * entry and answers 200 {"Results":[...],"Errors":null} or 409 {"Results":null,"Errors":[...]}
  * (everything rolled back). One without writes is read here, honouring ?stale and
  * ?consistent (a Raft barrier) but never blocking, with X-Consul-KnownLeader and
@@ -21,12 +28,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <ctype.h>
 
 #include <jansson.h>
 
 #include "api/internal.h"
 #include "lib/alloc.h"
 #include "lib/b64.h"
+#include "lib/duration.h"
 #include "lib/err.h"
 #include "lib/jsonw.h"
 #include "state/session.h"
@@ -40,6 +49,10 @@ struct decoded {
   size_t n;
   size_t writes;
   uint8_t *values[STATE_TXN_MAX_OPS]; /* decoded KV values (owned) */
+  void **allocs; /* catalog rows the ops point at (owned, each freed) */
+  size_t n_allocs, cap_allocs;
+  json_t *keep; /* JSON values the rows point into besides root (owned) */
+  const char *svc_names[STATE_TXN_MAX_OPS]; /* a Service op's Service.Service (preCheck) */
   int status;                        /* on failure: the HTTP status to answer */
   char err[512];                     /* and the message */
 };
@@ -47,7 +60,10 @@ struct decoded {
 static void decoded_free(struct decoded *d)
 {
   json_decref(d->root);
+  json_decref(d->keep);
   for (size_t i = 0; i < STATE_TXN_MAX_OPS; i++) free(d->values[i]);
+  for (size_t i = 0; i < d->n_allocs; i++) free(d->allocs[i]);
+  free(d->allocs);
 }
 
 static const char *json_kind(const json_t *v)
@@ -167,7 +183,235 @@ static int decode_kv(struct api_ctx *ctx, struct decoded *d, const json_t *kv, s
   return 0;
 }
 
-static int decode_catalog(struct decoded *d, const json_t *v, enum state_txn_kind kind)
+/* ---- catalog ops: the rows set and cas write, as convertOps builds them ---- */
+
+static void *dalloc(struct decoded *d, size_t size)
+{
+  if (d->n_allocs == d->cap_allocs) {
+    d->cap_allocs = d->cap_allocs ? d->cap_allocs * 2 : 16;
+    d->allocs = xrealloc(d->allocs, d->cap_allocs * sizeof *d->allocs);
+  }
+  return d->allocs[d->n_allocs++] = xcalloc(1, size ? size : 1);
+}
+
+static char *dstrdup(struct decoded *d, const char *s)
+{
+  char *c = dalloc(d, strlen(s) + 1);
+  strcpy(c, s);
+  return c;
+}
+
+static int get_i64(struct decoded *d, const json_t *obj, const char *name, const char *path,
+                   int64_t *out)
+{
+  *out = 0;
+  json_t *v = field(obj, name);
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_integer(v)) return type_error(d, v, path, "int");
+  *out = json_integer_value(v);
+  return 0;
+}
+
+static int get_bool(struct decoded *d, const json_t *obj, const char *name, const char *path,
+                    bool *out)
+{
+  *out = false;
+  json_t *v = field(obj, name);
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_boolean(v)) return type_error(d, v, path, "bool");
+  *out = json_is_true(v);
+  return 0;
+}
+
+/* map[string]string (Meta, TaggedAddresses); null stays null. */
+static int get_strmap(struct decoded *d, const json_t *obj, const char *name, const char *path,
+                      struct state_map *out)
+{
+  *out = (struct state_map){NULL, 0, true};
+  json_t *v = field(obj, name);
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_object(v)) return type_error(d, v, path, "map[string]string");
+  size_t n = json_object_size(v), i = 0;
+  if (n > STATE_CAT_MAX_LIST) return fail(d, 400, "Failed to parse body: %s is too large", path);
+  struct state_pair *items = dalloc(d, n * sizeof *items);
+  const char *k;
+  json_t *e;
+  json_object_foreach(v, k, e)
+  {
+    if (!json_is_string(e) && !json_is_null(e)) return type_error(d, e, path, "string");
+    items[i++] = (struct state_pair){k, json_is_string(e) ? json_string_value(e) : ""};
+  }
+  *out = (struct state_map){items, n, false};
+  return 0;
+}
+
+/* []string; null stays null. */
+static int get_strs(struct decoded *d, const json_t *obj, const char *name, const char *path,
+                    const char *const **out, size_t *n, bool *null)
+{
+  *out = NULL;
+  *n = 0;
+  *null = true;
+  json_t *v = field(obj, name);
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_array(v)) return type_error(d, v, path, "[]string");
+  *n = json_array_size(v);
+  if (*n > STATE_CAT_MAX_LIST) return fail(d, 400, "Failed to parse body: %s is too large", path);
+  *null = false;
+  const char **a = dalloc(d, *n * sizeof *a);
+  for (size_t i = 0; i < *n; i++) {
+    json_t *e = json_array_get(v, i);
+    if (!json_is_string(e) && !json_is_null(e)) return type_error(d, e, path, "string");
+    a[i] = json_is_string(e) ? json_string_value(e) : "";
+  }
+  *out = a;
+  return 0;
+}
+
+/* api.ReadableDuration / time.Duration: "10s" or nanoseconds. */
+static int get_dur(struct decoded *d, const json_t *obj, const char *name, int64_t *out)
+{
+  *out = 0;
+  json_t *v = field(obj, name);
+  if (!v || json_is_null(v)) return 0;
+  if (json_is_integer(v)) {
+    *out = json_integer_value(v);
+    return 0;
+  }
+  if (json_is_string(v)) {
+    const char *t = json_string_value(v);
+    if (duration_parse(t, strlen(t), out) == 0) return 0;
+    return fail(d, 400, "Failed to parse body: time: invalid duration \"%.200s\"", t);
+  }
+  return type_error(d, v, "HealthCheckDefinition", "api.ReadableDuration");
+}
+
+/* The fields of api.HealthCheckDefinition that convertOps copies, as the canonical JSON the
+ * catalog stores (the field order of structs.HealthCheckDefinition); NULL when empty. */
+static int get_definition(struct decoded *d, const json_t *chk, const char **out)
+{
+  *out = NULL;
+  json_t *v = field(chk, "Definition");
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_object(v)) return type_error(d, v, "HealthCheck.Definition", "api.HealthCheckDefinition");
+  int64_t iv, to, dcsa;
+  const char *http, *method, *body, *tcp;
+  bool skip;
+  if (get_dur(d, v, "Interval", &iv) || get_dur(d, v, "Timeout", &to) ||
+      get_dur(d, v, "DeregisterCriticalServiceAfter", &dcsa) ||
+      get_str(d, v, "HTTP", "HealthCheckDefinition.HTTP", &http) ||
+      get_str(d, v, "Method", "HealthCheckDefinition.Method", &method) ||
+      get_str(d, v, "Body", "HealthCheckDefinition.Body", &body) ||
+      get_str(d, v, "TCP", "HealthCheckDefinition.TCP", &tcp) ||
+      get_bool(d, v, "TLSSkipVerify", "HealthCheckDefinition.TLSSkipVerify", &skip))
+    return -1;
+  json_t *o = json_object();
+  char dur[32];
+  if (iv) json_object_set_new(o, "Interval", json_string(duration_format(iv, dur, sizeof dur)));
+  if (to) json_object_set_new(o, "Timeout", json_string(duration_format(to, dur, sizeof dur)));
+  if (dcsa)
+    json_object_set_new(o, "DeregisterCriticalServiceAfter",
+                        json_string(duration_format(dcsa, dur, sizeof dur)));
+  if (*http) json_object_set_new(o, "HTTP", json_string(http));
+  if (skip) json_object_set_new(o, "TLSSkipVerify", json_true());
+  json_t *hdr = field(v, "Header");
+  if (hdr && json_is_object(hdr) && json_object_size(hdr)) {
+    json_t *h = json_object();
+    const char *k;
+    json_t *vals;
+    json_object_foreach(hdr, k, vals)
+    {
+      json_t *arr = json_array();
+      for (size_t i = 0; json_is_array(vals) && i < json_array_size(vals); i++)
+        if (json_is_string(json_array_get(vals, i))) json_array_append(arr, json_array_get(vals, i));
+      json_object_set_new(h, k, arr);
+    }
+    json_object_set_new(o, "Header", h);
+  }
+  if (*method) json_object_set_new(o, "Method", json_string(method));
+  if (*body) json_object_set_new(o, "Body", json_string(body));
+  if (*tcp) json_object_set_new(o, "TCP", json_string(tcp));
+  if (json_object_size(o)) {
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    *out = dstrdup(d, text);
+    free(text);
+  }
+  json_decref(o);
+  if (*out && strlen(*out) > STATE_CAT_MAX_JSON)
+    return fail(d, 400, "Failed to parse body: check definition is too large");
+  return 0;
+}
+
+static int decode_node_row(struct api_ctx *ctx, struct decoded *d, const json_t *n,
+                           struct state_txn_op *op)
+{
+  struct state_register *r = dalloc(d, sizeof *r);
+  r->node = op->node;
+  r->id = op->node_id;
+  if (get_str(d, n, "Address", "Node.Address", &r->address) ||
+      get_str(d, n, "Datacenter", "Node.Datacenter", &r->datacenter) ||
+      get_strmap(d, n, "TaggedAddresses", "Node.TaggedAddresses", &r->tagged_addresses) ||
+      get_strmap(d, n, "Meta", "Node.Meta", &r->node_meta))
+    return -1;
+  if (!*r->datacenter) r->datacenter = ctx->cfg->datacenter; /* convertOps' default */
+  op->reg = r;
+  return 0;
+}
+
+static int decode_service_row(struct decoded *d, const json_t *svc, struct state_txn_op *op)
+{
+  struct state_register *r = dalloc(d, sizeof *r);
+  struct state_register_service *s = dalloc(d, sizeof *s);
+  r->node = op->node;
+  r->skip_node_update = true;
+  s->id = op->service_id;
+  if (get_str(d, svc, "Service", "AgentService.Service", &s->name) ||
+      get_strs(d, svc, "Tags", "AgentService.Tags", &s->tags, &s->n_tags, &s->tags_null) ||
+      get_str(d, svc, "Address", "AgentService.Address", &s->address) ||
+      get_strmap(d, svc, "Meta", "AgentService.Meta", &s->meta) ||
+      get_i64(d, svc, "Port", "AgentService.Port", &s->port) ||
+      get_bool(d, svc, "EnableTagOverride", "AgentService.EnableTagOverride",
+               &s->enable_tag_override))
+    return -1;
+  json_t *w = field(svc, "Weights");
+  if (w && !json_is_null(w) && !json_is_object(w))
+    return type_error(d, w, "AgentService.Weights", "api.AgentWeights");
+  /* convertOps always sends Weights; zero ones become {1, 1} here (the catalog's rule). */
+  s->has_weights = true;
+  if (w && json_is_object(w) &&
+      (get_i64(d, w, "Passing", "AgentWeights.Passing", &s->weight_passing) ||
+       get_i64(d, w, "Warning", "AgentWeights.Warning", &s->weight_warning)))
+    return -1;
+  r->service = s;
+  op->reg = r;
+  return 0;
+}
+
+static int decode_check_row(struct decoded *d, const json_t *chk, struct state_txn_op *op)
+{
+  struct state_register *r = dalloc(d, sizeof *r);
+  struct state_register_check *c = dalloc(d, sizeof *c);
+  r->node = op->node;
+  r->skip_node_update = true;
+  c->node = op->node;
+  c->check_id = op->check_id;
+  if (get_str(d, chk, "Name", "HealthCheck.Name", &c->name) ||
+      get_str(d, chk, "Status", "HealthCheck.Status", &c->status) ||
+      get_str(d, chk, "Notes", "HealthCheck.Notes", &c->notes) ||
+      get_str(d, chk, "Output", "HealthCheck.Output", &c->output) ||
+      get_str(d, chk, "ServiceID", "HealthCheck.ServiceID", &c->service_id) ||
+      get_definition(d, chk, &c->definition))
+    return -1;
+  if (strlen(c->output) > STATE_CAT_MAX_OUTPUT)
+    return fail(d, 400, "Failed to parse body: check output is too large");
+  r->checks = c;
+  r->n_checks = 1;
+  op->reg = r;
+  return 0;
+}
+
+static int decode_catalog(struct api_ctx *ctx, struct decoded *d, const json_t *v,
+                          enum state_txn_kind kind)
 {
   static const char *const names[] = {"KV", "Node", "Service", "Check"};
   struct state_txn_op *op = &d->ops[d->n];
@@ -176,33 +420,67 @@ static int decode_catalog(struct decoded *d, const json_t *v, enum state_txn_kin
   snprintf(path, sizeof path, "TxnOp.%s", names[kind]);
   if (!json_is_object(v)) return type_error(d, v, path, "api.TxnOp");
   if (get_str(d, v, "Verb", "Verb", &op->verb)) return -1;
-  json_t *inner;
+  op->node = op->service_id = op->check_id = op->node_id = "";
+  json_t *inner = field(v, names[kind]);
+  if (inner && !json_is_null(inner) && !json_is_object(inner)) {
+    snprintf(path, sizeof path, "%sTxnOp.%s", names[kind], names[kind]);
+    return type_error(d, inner, path, kind == STATE_TXN_SERVICE ? "api.AgentService"
+                                      : kind == STATE_TXN_CHECK ? "api.HealthCheck"
+                                                                : "api.Node");
+  }
+  if (inner && json_is_null(inner)) inner = NULL;
   switch (kind) {
   case STATE_TXN_NODE:
-    inner = field(v, "Node");
-    if (inner && json_is_object(inner) && get_str(d, inner, "Node", "Node.Node", &op->node)) return -1;
+    if (inner && (get_str(d, inner, "Node", "Node.Node", &op->node) ||
+                  get_str(d, inner, "ID", "Node.ID", &op->node_id) ||
+                  get_u64(d, inner, "ModifyIndex", "Node.ModifyIndex", &op->index)))
+      return -1;
     break;
   case STATE_TXN_SERVICE:
     if (get_str(d, v, "Node", "ServiceTxnOp.Node", &op->node)) return -1;
-    inner = field(v, "Service");
-    if (inner && json_is_object(inner) && get_str(d, inner, "ID", "AgentService.ID", &op->service_id))
+    if (inner && (get_str(d, inner, "ID", "AgentService.ID", &op->service_id) ||
+                  get_u64(d, inner, "ModifyIndex", "AgentService.ModifyIndex", &op->index)))
       return -1;
     break;
   case STATE_TXN_CHECK:
-    inner = field(v, "Check");
-    if (inner && json_is_object(inner) &&
-        (get_str(d, inner, "Node", "HealthCheck.Node", &op->node) ||
-         get_str(d, inner, "CheckID", "HealthCheck.CheckID", &op->check_id)))
+    if (inner && (get_str(d, inner, "Node", "HealthCheck.Node", &op->node) ||
+                  get_str(d, inner, "CheckID", "HealthCheck.CheckID", &op->check_id) ||
+                  get_u64(d, inner, "ModifyIndex", "HealthCheck.ModifyIndex", &op->index)))
       return -1;
     break;
   default: break;
   }
-  if (!op->node) op->node = "";
-  if (!op->service_id) op->service_id = "";
-  if (!op->check_id) op->check_id = "";
   if (strlen(op->verb) > 64 || strlen(op->node) > STATE_CAT_MAX_NAME ||
-      strlen(op->service_id) > STATE_CAT_MAX_NAME || strlen(op->check_id) > STATE_CAT_MAX_NAME)
+      strlen(op->service_id) > STATE_CAT_MAX_NAME || strlen(op->check_id) > STATE_CAT_MAX_NAME ||
+      strlen(op->node_id) > STATE_CAT_MAX_NAME)
     return fail(d, 400, "Failed to parse body: a name is too long");
+  /* preCheck's defaults (servicePreApply, checkPreApply): the ID from the name. */
+  bool row = strcmp(op->verb, "set") == 0 || strcmp(op->verb, "cas") == 0;
+  json_t *empty = NULL;
+  if (!inner) inner = empty = json_object();
+  int rc = 0;
+  if (kind == STATE_TXN_SERVICE) {
+    const char *name;
+    rc = get_str(d, inner, "Service", "AgentService.Service", &name);
+    if (!rc && !*op->service_id && *name) op->service_id = name;
+    d->svc_names[d->n] = rc ? "" : name;
+  } else if (kind == STATE_TXN_CHECK) {
+    const char *name;
+    rc = get_str(d, inner, "Name", "HealthCheck.Name", &name);
+    if (!rc && !*op->check_id && *name) op->check_id = name;
+  }
+  if (!rc && row) {
+    if (kind == STATE_TXN_NODE) rc = decode_node_row(ctx, d, inner, op);
+    else if (kind == STATE_TXN_SERVICE) rc = decode_service_row(d, inner, op);
+    else rc = decode_check_row(d, inner, op);
+  }
+  /* The row's strings point into the JSON tree; an empty object made here must live as
+   * long: keep it in the root's care. */
+  if (empty) {
+    if (rc == 0 && op->reg) json_array_append_new(d->keep, empty);
+    else json_decref(empty);
+  }
+  if (rc) return -1;
   if (state_txn_op_is_write(op)) d->writes++;
   d->n++;
   return 0;
@@ -212,6 +490,7 @@ static int decode_catalog(struct decoded *d, const json_t *v, enum state_txn_kin
 static int decode(struct api_ctx *ctx, struct http_request *req, struct decoded *d)
 {
   memset(d, 0, sizeof *d);
+  d->keep = json_array();
   uint64_t max = ctx->cfg->txn_max_req_len > ctx->cfg->kv_max_value_size
                      ? ctx->cfg->txn_max_req_len
                      : ctx->cfg->kv_max_value_size;
@@ -245,11 +524,11 @@ static int decode(struct api_ctx *ctx, struct http_request *req, struct decoded 
     if ((v = field(o, "KV")) && !json_is_null(v)) {
       if (decode_kv(ctx, d, v, i)) return -1;
     } else if ((v = field(o, "Node")) && !json_is_null(v)) {
-      if (decode_catalog(d, v, STATE_TXN_NODE)) return -1;
+      if (decode_catalog(ctx, d, v, STATE_TXN_NODE)) return -1;
     } else if ((v = field(o, "Service")) && !json_is_null(v)) {
-      if (decode_catalog(d, v, STATE_TXN_SERVICE)) return -1;
+      if (decode_catalog(ctx, d, v, STATE_TXN_SERVICE)) return -1;
     } else if ((v = field(o, "Check")) && !json_is_null(v)) {
-      if (decode_catalog(d, v, STATE_TXN_CHECK)) return -1;
+      if (decode_catalog(ctx, d, v, STATE_TXN_CHECK)) return -1;
     }
   }
   return 0;
@@ -316,6 +595,62 @@ static void respond_json(struct http_request *req, int status, const char *body,
   http_respond_buf(req, status, "application/json", &b);
 }
 
+/* ipaddr.IsAny: the unspecified address, bare or bracketed. */
+static bool is_any_addr(const char *a)
+{
+  return strcmp(a, "0.0.0.0") == 0 || strcmp(a, "::") == 0 || strcmp(a, "[::]") == 0;
+}
+
+/* uuid.ParseUUID's complaints, for "Bad node ID: ...". */
+static bool uuid_error(const char *id, struct buf *why)
+{
+  if (strlen(id) != 36) {
+    buf_puts(why, "uuid string is wrong length");
+    return true;
+  }
+  if (id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-') {
+    buf_puts(why, "uuid is improperly formatted");
+    return true;
+  }
+  for (size_t i = 0; i < 36; i++) {
+    unsigned char c = (unsigned char)id[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23 || isxdigit(c)) continue;
+    if (c < 0x80) buf_printf(why, "encoding/hex: invalid byte: U+%04X '%c'", c, c);
+    else buf_puts(why, "encoding/hex: invalid byte");
+    return true;
+  }
+  return false;
+}
+
+/* nodePreApply, servicePreApply and checkPreApply for catalog writes: a sentence in msg
+ * (returned) or NULL. Reads are not checked (Consul skips "get"). */
+static const char *catalog_precheck(const struct decoded *d, size_t i, struct buf *msg)
+{
+  const struct state_txn_op *op = &d->ops[i];
+  if (!state_txn_op_is_write(op)) return NULL;
+  switch (op->kind) {
+  case STATE_TXN_NODE:
+    if (!*op->node) return "Must provide node";
+    if (*op->node_id) {
+      struct buf why = BUF_INIT;
+      if (uuid_error(op->node_id, &why)) {
+        buf_printf(msg, "Bad node ID: %s", why.data);
+        buf_free(&why);
+        return msg->data;
+      }
+    }
+    return NULL;
+  case STATE_TXN_SERVICE: {
+    const struct state_register_service *svc = op->reg ? op->reg->service : NULL;
+    if (*op->service_id && !*d->svc_names[i])
+      return "Must provide service name (Service.Service) when service ID is provided";
+    if (svc && svc->address && is_any_addr(svc->address)) return "Invalid service address";
+    return NULL;
+  }
+  default: return NULL;
+  }
+}
+
 /* preCheck: errors found on the proposer, before Raft. Returns true when it answered 409. */
 static bool precheck(struct api_ctx *ctx, struct http_request *req, const struct decoded *d,
                      const char *tail)
@@ -325,10 +660,11 @@ static bool precheck(struct api_ctx *ctx, struct http_request *req, const struct
   size_t n = 0;
   for (size_t i = 0; i < d->n; i++) {
     const struct state_txn_op *op = &d->ops[i];
-    if (op->kind != STATE_TXN_KV) continue;
     const char *what = NULL;
     struct buf msg = BUF_INIT;
-    if (!op->key_len && strcmp(op->verb, "delete-tree") != 0) {
+    if (op->kind != STATE_TXN_KV) {
+      what = catalog_precheck(d, i, &msg);
+    } else if (!op->key_len && strcmp(op->verb, "delete-tree") != 0) {
       what = "Must provide key";
     } else if (strcmp(op->verb, "lock") == 0 && ctx->store &&
                state_kv_lock_delay_ms(ctx->store, op->key, op->key_len) > 0) {

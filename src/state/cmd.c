@@ -13,10 +13,16 @@
  *                              "Session": structs.Session (shape in session_mp.c)}
  *   STATE_CMD_TXN             {"Datacenter"?, "Ops": [{"KV": {"Verb", "DirEnt": {"Key",
  *                              "Value"(bin|nil), "Flags", "ModifyIndex", "Session"}}}
- *                              | {"Node": {"Verb", "Node": {"Node"}}}
- *                              | {"Service": {"Verb", "Node", "Service": {"ID"}}}
- *                              | {"Check": {"Verb", "Check": {"Node", "CheckID"}}}]}
+ *                              | {"Node": {"Verb", "Node": {"Node", "ID"}, CAT}}
+ *                              | {"Service": {"Verb", "Node", "Service": {"ID"}, CAT}}
+ *                              | {"Check": {"Verb", "Check": {"Node", "CheckID"}, CAT}}]}
+ *                             CAT: "ModifyIndex" (cas, delete-cas) and "Register" (set,
+ *                             cas: the row as a RegisterRequest, or nil); entries written
+ *                             before catalog writes existed lack both and decode as reads.
  *                                                                      (structs.TxnRequest)
+ *   STATE_CMD_QUERY           {"Datacenter"?, "Op": "create"|"update"|"delete", "ID",
+ *                              "Query": the query as JSON text (nil for delete)}
+ *                                                            (structs.PreparedQueryRequest)
  * Decoding is strict about what it reads (types, caps, a known Op, exactly one map with no
  * trailing bytes) and skips fields it does not know, so a newer writer can add fields. The
  * bytes pass the bounded pre-check (mp.c) before msgpack-c unpacks them. A KV command that
@@ -137,6 +143,16 @@ void state_cmd_encode_session_destroy(struct buf *out, const char *id)
 
 static const char *const txn_kinds[] = {"KV", "Node", "Service", "Check"};
 
+/* The two map entries every catalog op ends with. */
+static void pack_txn_cat(msgpack_packer *pk, const struct state_txn_op *op)
+{
+  state__mp_pack_cstr(pk, "ModifyIndex");
+  msgpack_pack_uint64(pk, op->index);
+  state__mp_pack_cstr(pk, "Register");
+  if (op->reg) state__mp_pack_register(pk, op->reg);
+  else msgpack_pack_nil(pk);
+}
+
 void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_t n)
 {
   msgpack_packer pk;
@@ -169,16 +185,19 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
       state__mp_pack_cstr(&pk, op->session ? op->session : "");
       break;
     case STATE_TXN_NODE:
-      msgpack_pack_map(&pk, 2);
+      msgpack_pack_map(&pk, 4);
       state__mp_pack_cstr(&pk, "Verb");
       state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
       state__mp_pack_cstr(&pk, "Node");
-      msgpack_pack_map(&pk, 1);
+      msgpack_pack_map(&pk, 2);
       state__mp_pack_cstr(&pk, "Node");
       state__mp_pack_cstr(&pk, op->node ? op->node : "");
+      state__mp_pack_cstr(&pk, "ID");
+      state__mp_pack_cstr(&pk, op->node_id ? op->node_id : "");
+      pack_txn_cat(&pk, op);
       break;
     case STATE_TXN_SERVICE:
-      msgpack_pack_map(&pk, 3);
+      msgpack_pack_map(&pk, 5);
       state__mp_pack_cstr(&pk, "Verb");
       state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
       state__mp_pack_cstr(&pk, "Node");
@@ -187,9 +206,10 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
       msgpack_pack_map(&pk, 1);
       state__mp_pack_cstr(&pk, "ID");
       state__mp_pack_cstr(&pk, op->service_id ? op->service_id : "");
+      pack_txn_cat(&pk, op);
       break;
     case STATE_TXN_CHECK:
-      msgpack_pack_map(&pk, 2);
+      msgpack_pack_map(&pk, 4);
       state__mp_pack_cstr(&pk, "Verb");
       state__mp_pack_cstr(&pk, op->verb ? op->verb : "");
       state__mp_pack_cstr(&pk, "Check");
@@ -198,6 +218,7 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
       state__mp_pack_cstr(&pk, op->node ? op->node : "");
       state__mp_pack_cstr(&pk, "CheckID");
       state__mp_pack_cstr(&pk, op->check_id ? op->check_id : "");
+      pack_txn_cat(&pk, op);
       break;
     }
   }
@@ -217,6 +238,10 @@ struct decoded {
   struct state_session sess;
   struct state_txn_op *ops; /* in the arena */
   size_t n_ops;
+  bool query_delete;             /* else create/update */
+  const char *query_id;          /* in the arena */
+  const char *query_json;        /* in data; NULL for delete */
+  size_t query_len;
 };
 
 static bool str_is(const msgpack_object *o, const char *s)
@@ -310,10 +335,19 @@ static int decode_txn_op(const msgpack_object *o, struct state__arena *a, struct
   while (kind < 4 && !str_is(k, txn_kinds[kind])) kind++;
   if (kind == 4) return CC_ECORRUPT;
   op->kind = (enum state_txn_kind)kind;
-  struct state__mp_field f[] = {{"Verb", NULL}, {"DirEnt", NULL}, {"Node", NULL},
-                                {"Service", NULL}, {"Check", NULL}};
-  if (state__mp_fields(v, f, 5) || !f[0].val || txn_str(f[0].val, a, 64, &op->verb))
+  struct state__mp_field f[] = {{"Verb", NULL},    {"DirEnt", NULL}, {"Node", NULL},
+                                {"Service", NULL}, {"Check", NULL},  {"ModifyIndex", NULL},
+                                {"Register", NULL}};
+  if (state__mp_fields(v, f, 7) || !f[0].val || txn_str(f[0].val, a, 64, &op->verb))
     return CC_ECORRUPT;
+  if (op->kind != STATE_TXN_KV) {
+    if (f[5].val && state__mp_uint(f[5].val, &op->index)) return CC_ECORRUPT;
+    if (f[6].val && f[6].val->type != MSGPACK_OBJECT_NIL) {
+      struct state_register *reg = state__arena_alloc(a, sizeof *reg);
+      if (state__mp_decode_register(f[6].val, a, reg)) return CC_ECORRUPT;
+      op->reg = reg;
+    }
+  }
   switch (op->kind) {
   case STATE_TXN_KV: {
     struct state__mp_field e[] = {{"Key", NULL},         {"Value", NULL}, {"Flags", NULL},
@@ -335,8 +369,9 @@ static int decode_txn_op(const msgpack_object *o, struct state__arena *a, struct
     return txn_str(e[4].val, a, STATE_KV_MAX_SESSION, &op->session);
   }
   case STATE_TXN_NODE: {
-    struct state__mp_field g[] = {{"Node", NULL}};
-    if (!f[2].val || state__mp_fields(f[2].val, g, 1)) return CC_ECORRUPT;
+    struct state__mp_field g[] = {{"Node", NULL}, {"ID", NULL}};
+    if (!f[2].val || state__mp_fields(f[2].val, g, 2)) return CC_ECORRUPT;
+    if (txn_str(g[1].val, a, STATE_CAT_MAX_NAME, &op->node_id)) return CC_ECORRUPT;
     return txn_str(g[0].val, a, STATE_CAT_MAX_NAME, &op->node);
   }
   case STATE_TXN_SERVICE: {
@@ -371,6 +406,36 @@ static int decode_txn(const msgpack_object *root, struct decoded *d)
   return 0;
 }
 
+static int decode_query(const msgpack_object *root, struct decoded *d)
+{
+  struct state__mp_field f[] = {{"Datacenter", NULL}, {"Op", NULL}, {"ID", NULL}, {"Query", NULL}};
+  if (state__mp_fields(root, f, 4) || check_dc(f[0].val) || !f[1].val) return CC_ECORRUPT;
+  if (str_is(f[1].val, "delete")) d->query_delete = true;
+  else if (!str_is(f[1].val, "create") && !str_is(f[1].val, "update")) return CC_ECORRUPT;
+  if (txn_str(f[2].val, &d->arena, 36, &d->query_id)) return CC_ECORRUPT;
+  if (!d->query_delete) {
+    if (!f[3].val || state__mp_bytes(f[3].val, false, &d->query_json, &d->query_len) ||
+        d->query_len > STATE_QUERY_MAX_JSON)
+      return CC_ECORRUPT;
+  }
+  return 0;
+}
+
+void state_cmd_encode_query(struct buf *out, const char *op, const char *id, const char *q_json)
+{
+  msgpack_packer pk;
+  buf_putc(out, STATE_CMD_QUERY);
+  state__mp_packer_init(&pk, out);
+  msgpack_pack_map(&pk, 3);
+  state__mp_pack_cstr(&pk, "Op");
+  state__mp_pack_cstr(&pk, op);
+  state__mp_pack_cstr(&pk, "ID");
+  state__mp_pack_cstr(&pk, id ? id : "");
+  state__mp_pack_cstr(&pk, "Query");
+  if (q_json) state__mp_pack_cstr(&pk, q_json);
+  else msgpack_pack_nil(&pk);
+}
+
 /* Decodes into *d. On success *up holds the unpacked document (d's pointers point into data,
  * not into *up, but the caller destroys *up either way). */
 static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpacked *up)
@@ -380,7 +445,7 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
   if (!data || !len) return CC_ECORRUPT;
   uint8_t type = *(const uint8_t *)data;
   if (type >= 128) return 0; /* IgnoreUnknownTypeFlag: a newer server's command */
-  if (type < STATE_CMD_KV || type > STATE_CMD_TXN) return CC_ECORRUPT;
+  if (type < STATE_CMD_KV || type > STATE_CMD_QUERY) return CC_ECORRUPT;
   const char *body = (const char *)data + 1;
   if (state__mp_check(body, len - 1)) return CC_ECORRUPT;
   msgpack_unpacked_destroy(up);
@@ -395,6 +460,7 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
     break;
   case STATE_CMD_SESSION: rc = decode_session(&up->data, d); break;
   case STATE_CMD_TXN: rc = decode_txn(&up->data, d); break;
+  case STATE_CMD_QUERY: rc = decode_query(&up->data, d); break;
   default: rc = up->data.type == MSGPACK_OBJECT_MAP ? 0 : CC_ECORRUPT; break;
   }
   if (!rc) d->type = type;
@@ -467,6 +533,23 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
       res->ok = false;
     }
     break;
+  case STATE_CMD_QUERY: {
+    int qrc = d.query_delete
+                  ? state_query_delete(s, index, d.query_id, res->msg, sizeof res->msg)
+                  : state_query_set(s, index, d.query_id, d.query_json, d.query_len, res->msg,
+                                    sizeof res->msg);
+    /* A refusal (a name taken meanwhile, a session gone) is the store's answer to the
+     * proposer, as Consul's FSM returns the state store's error; only a stale index is
+     * malformed. */
+    res->ok = qrc == 0;
+    res->err = qrc && index < s->applied ? CC_EINVAL : 0;
+    if (qrc == 0 && !d.query_delete) { /* the proposer answers {"ID": ...} */
+      buf_puts(&s->txn_out, d.query_id);
+      res->body = s->txn_out.data;
+      res->body_len = s->txn_out.len;
+    }
+    break;
+  }
   case STATE_CMD_TOMBSTONE_REAP:
     res->err = state_tombstone_reap(s, index, d.upto);
     res->ok = res->err == 0;

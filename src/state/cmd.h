@@ -21,6 +21,7 @@
 #include "lib/buf.h"
 #include "state/session.h"
 #include "state/store.h"
+#include "state/query.h"
 #include "state/txn.h"
 
 enum state_cmd_type {
@@ -31,6 +32,7 @@ enum state_cmd_type {
   STATE_CMD_DEREGISTER = 5,     /* catalog deregister (structs.DeregisterRequest) */
   STATE_CMD_SESSION = 6,        /* session create/destroy (structs.SessionRequest) */
   STATE_CMD_TXN = 7,            /* a transaction of KV ops (structs.TxnRequest) */
+  STATE_CMD_QUERY = 8,          /* prepared query create/update/delete (PreparedQueryRequest) */
 };
 
 /* What applying a command produced, handed back to the request that proposed it.
@@ -66,6 +68,10 @@ void state_cmd_encode_session_destroy(struct buf *out, const char *id);
 /* A transaction (state/txn.h): all ops apply, or none; res->ok tells which and res->body
  * carries Consul's TxnResponse. */
 void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_t n);
+/* A prepared query write (state/query.h): op "create", "update" (q_json: the normalized query
+ * as JSON text) or "delete" (q_json NULL). A refusal by the store's rules applies as err 0,
+ * ok false, with Consul's sentence in msg. */
+void state_cmd_encode_query(struct buf *out, const char *op, const char *id, const char *q_json);
 
 /* Decodes and applies one command at Raft index `index`. Returns 0 (with *res filled), or
  * CC_ECORRUPT when the bytes are not a valid command (nothing changed; res->err is also

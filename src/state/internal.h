@@ -77,6 +77,7 @@ struct state_store {
   struct state__watches w;
   struct state__catalog *cat; /* nodes, services, checks (catalog.c) */
   struct state__sessions *sess; /* sessions, lock-delays, TTL deadlines (session.c) */
+  struct state__queries *queries; /* prepared queries (query.c) */
   struct buf txn_out; /* the last transaction's result (txn.c), until the next command */
   struct state__kv_undo *undo; /* while a transaction runs (store.c) */
 };
@@ -109,6 +110,32 @@ void state__kv_undo_rollback(struct state_store *s);
 /* check_op of store.c: 0 or CC_EINVAL for a malformed op. */
 int state__kv_check_op(const struct state_store *s, uint64_t index, const struct state_kv_op *op);
 
+/* ---- snapshot.c, for txn.c ---- */
+
+/* A transaction's copy of the catalog, sessions and prepared queries (a snapshot document
+ * without KVs and tombstones: destroying a session deletes its queries), appended to out;
+ * and putting it back after a rollback (the KV tables are the undo log's): swaps in rebuilt
+ * catalog, sessions and queries tables, keeping the sessions'
+ * clock, lock-delays and TTL tracking, without firing or flushing watches. 0 or
+ * CC_ECORRUPT (nothing changed). */
+void state__catalog_save(const struct state_store *s, struct buf *out);
+int state__catalog_rollback(struct state_store *s, const void *data, size_t len);
+
+/* ---- query.c, for store.c and snapshot.c ---- */
+
+struct state__queries;
+struct state__queries *state__queries_new(void);
+void state__queries_free(struct state__queries *t);
+uint64_t state__queries_index(const struct state__queries *t);
+/* Snapshot rows: an array of {"ID", "Query" (the JSON text), "CreateIndex", "ModifyIndex"}
+ * in ID order; restore fills an empty table built aside (rows may be NULL: none) and sets
+ * its index. CC_ECORRUPT for anything out of place. */
+void state__queries_snapshot(const struct state__queries *t, msgpack_packer *pk);
+int state__queries_restore(struct state__queries *t, const msgpack_object *rows, uint64_t index);
+/* A session is being destroyed at idx: deletes the queries bound to it (Consul's
+ * deleteSessionTxn), moving the table index and firing its watches, without a flush. */
+void state__queries_session_deleted(struct state_store *s, uint64_t idx, const char *session);
+
 /* ---- session.c, for store.c, catalog.c, snapshot.c and txn.c ---- */
 
 struct state__sessions;
@@ -135,6 +162,9 @@ void state__sessions_restore_index(struct state__sessions *t, uint64_t index);
 /* After the restored tables are in the store (s->sess is the new table): rebuilds the held
  * keys from the KV rows, keeps old's clock and tracking, frees old. */
 void state__sessions_adopt(struct state_store *s, struct state__sessions *old);
+/* Moves old's lock-delays (memory only, not in snapshots) into t, before adopt: a rolled
+ * back transaction keeps them as they were. */
+void state__sessions_keep_delays(struct state__sessions *t, struct state__sessions *old);
 
 /* ---- session_mp.c: sessions as msgpack (command and snapshot rows) ---- */
 

@@ -545,6 +545,7 @@ static void session_delete(struct state_store *s, uint64_t idx, struct sess_row 
     free(keys);
   }
   map_free(&r->held);
+  state__queries_session_deleted(s, idx, r->pub.id); /* deleteSessionTxn: its queries go */
   free(r);
 }
 
@@ -756,4 +757,12 @@ void state__sessions_adopt(struct state_store *s, struct state__sessions *old)
   }
   if (old->tracking) state_session_ttl_track(s, true);
   state__sessions_free(old);
+}
+
+void state__sessions_keep_delays(struct state__sessions *t, struct state__sessions *old)
+{
+  struct map m = t->delays;
+  t->delays = old->delays;
+  t->delays_sweep_at = old->delays_sweep_at;
+  old->delays = m;
 }

@@ -14,9 +14,10 @@
 #include "state/internal.h"
 
 /* Version 2 added the catalog (Nodes, Services, Checks, ServiceIndexes and its table
- * indexes), version 3 the sessions (Sessions and the "sessions" table index); older
- * documents still restore, with what they lack empty. */
-#define SNAPSHOT_VERSION 3
+ * indexes), version 3 the sessions (Sessions and the "sessions" table index), version 4 the
+ * prepared queries (Queries and the "prepared-queries" table index); older documents still
+ * restore, with what they lack empty. */
+#define SNAPSHOT_VERSION 4
 
 /* ---- writing ---- */
 
@@ -45,11 +46,13 @@ static void pack_session(void *arg, const struct state_session *se)
   state__mp_pack_session(arg, se, true);
 }
 
-void state_store_snapshot(const struct state_store *s, struct buf *out)
+/* The document; without_kv leaves the KVs and Tombstones arrays empty (a transaction's copy
+ * of the other tables, state__catalog_save). */
+static void pack_doc(const struct state_store *s, struct buf *out, bool without_kv)
 {
   msgpack_packer pk;
   state__mp_packer_init(&pk, out);
-  msgpack_pack_map(&pk, 6 + STATE__CATALOG_SNAPSHOT_KEYS);
+  msgpack_pack_map(&pk, 7 + STATE__CATALOG_SNAPSHOT_KEYS);
   state__mp_pack_cstr(&pk, "Version");
   msgpack_pack_uint64(&pk, SNAPSHOT_VERSION);
   state__mp_pack_cstr(&pk, "Index");
@@ -57,7 +60,7 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
   struct state__catalog_indexes ix;
   state__catalog_indexes(s->cat, &ix);
   state__mp_pack_cstr(&pk, "Tables");
-  msgpack_pack_map(&pk, 8);
+  msgpack_pack_map(&pk, 9);
   state__mp_pack_cstr(&pk, "kvs");
   msgpack_pack_uint64(&pk, s->kvs_index);
   state__mp_pack_cstr(&pk, "tombstones");
@@ -74,17 +77,19 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
   msgpack_pack_uint64(&pk, ix.node_extinction);
   state__mp_pack_cstr(&pk, "sessions");
   msgpack_pack_uint64(&pk, state__sessions_index(s->sess));
+  state__mp_pack_cstr(&pk, "prepared-queries");
+  msgpack_pack_uint64(&pk, state__queries_index(s->queries));
 
   struct state__titer it;
   state__mp_pack_cstr(&pk, "KVs");
-  msgpack_pack_array(&pk, s->kv_count);
-  state__tree_seek(&it, s->kvs, NULL, 0);
+  msgpack_pack_array(&pk, without_kv ? 0 : s->kv_count);
+  state__tree_seek(&it, without_kv ? NULL : s->kvs, NULL, 0);
   for (struct state__tnode *n; (n = state__tree_next(&it));)
     pack_kv(&pk, &((struct state__kv_row *)n)->kv);
 
   state__mp_pack_cstr(&pk, "Tombstones");
-  msgpack_pack_array(&pk, s->tomb_count);
-  state__tree_seek(&it, s->tombs, NULL, 0);
+  msgpack_pack_array(&pk, without_kv ? 0 : s->tomb_count);
+  state__tree_seek(&it, without_kv ? NULL : s->tombs, NULL, 0);
   for (struct state__tnode *n; (n = state__tree_next(&it));) {
     msgpack_pack_map(&pk, 2);
     state__mp_pack_cstr(&pk, "Key");
@@ -97,6 +102,19 @@ void state_store_snapshot(const struct state_store *s, struct buf *out)
   state__mp_pack_cstr(&pk, "Sessions");
   msgpack_pack_array(&pk, state__sessions_count(s->sess));
   state__sessions_walk(s->sess, pack_session, &pk);
+
+  state__mp_pack_cstr(&pk, "Queries");
+  state__queries_snapshot(s->queries, &pk);
+}
+
+void state_store_snapshot(const struct state_store *s, struct buf *out)
+{
+  pack_doc(s, out, false);
+}
+
+void state__catalog_save(const struct state_store *s, struct buf *out)
+{
+  pack_doc(s, out, true);
 }
 
 /* ---- reading ---- */
@@ -108,6 +126,7 @@ struct restore {
   uint64_t kvs_index, tomb_index, applied;
   struct state__catalog *cat;
   struct state__sessions *sess;
+  struct state__queries *queries;
 };
 
 static int get_uint(const msgpack_object *o, uint64_t *out)
@@ -202,7 +221,7 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
   struct state__mp_field f[] = {{"Version", NULL},  {"Index", NULL},      {"Tables", NULL},
                                 {"KVs", NULL},      {"Tombstones", NULL}, {"Nodes", NULL},
                                 {"Services", NULL}, {"Checks", NULL},     {"ServiceIndexes", NULL},
-                                {"Sessions", NULL}};
+                                {"Sessions", NULL}, {"Queries", NULL}};
   if (state__mp_fields(root, f, sizeof f / sizeof f[0])) return CC_ECORRUPT;
   uint64_t version;
   if (get_uint(f[0].val, &version) || version < 1 || version > SNAPSHOT_VERSION)
@@ -212,8 +231,9 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
   struct state__mp_field t[] = {{"kvs", NULL},      {"tombstones", NULL},
                                 {"nodes", NULL},    {"services", NULL},
                                 {"checks", NULL},   {"service_last_extinction", NULL},
-                                {"node_last_extinction", NULL}, {"sessions", NULL}};
-  if (!f[2].val || state__mp_fields(f[2].val, t, 8)) return CC_ECORRUPT;
+                                {"node_last_extinction", NULL}, {"sessions", NULL},
+                                {"prepared-queries", NULL}};
+  if (!f[2].val || state__mp_fields(f[2].val, t, 9)) return CC_ECORRUPT;
   if (get_uint(t[0].val, &r->kvs_index) || get_uint(t[1].val, &r->tomb_index))
     return CC_ECORRUPT;
   if (r->kvs_index > r->applied || r->tomb_index > r->applied) return CC_ECORRUPT;
@@ -236,6 +256,14 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
     if (restore_sessions(r, t[7].val, f[9].val)) return CC_ECORRUPT;
   } else if (t[7].val || f[9].val) {
     return CC_ECORRUPT; /* sessions came with version 3 */
+  }
+  r->queries = state__queries_new();
+  if (version >= 4) {
+    uint64_t qindex;
+    if (get_uint(t[8].val, &qindex) || qindex > r->applied) return CC_ECORRUPT;
+    if (state__queries_restore(r->queries, f[10].val, qindex)) return CC_ECORRUPT;
+  } else if (t[8].val || f[10].val) {
+    return CC_ECORRUPT; /* prepared queries came with version 4 */
   }
 
   const msgpack_object *kvs = f[3].val, *tombs = f[4].val;
@@ -266,9 +294,12 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
     state__tomb_free_all(r.tombs);
     state__catalog_free(r.cat);
     state__sessions_free(r.sess);
+    state__queries_free(r.queries);
     return CC_ECORRUPT;
   }
 
+  state__queries_free(s->queries);
+  s->queries = r.queries;
   state__kv_free_all(s->kvs);
   state__tomb_free_all(s->tombs);
   state__catalog_free(s->cat);
@@ -285,5 +316,32 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
   state__sessions_adopt(s, old_sess);
   state__watch_all_changed(&s->w);
   state__watch_flush(&s->w);
+  return 0;
+}
+
+int state__catalog_rollback(struct state_store *s, const void *data, size_t len)
+{
+  if (state__mp_check(data, len)) return CC_ECORRUPT;
+  msgpack_unpacked up;
+  struct restore r = {0};
+  int rc = state__mp_unpack(data, len, &up);
+  if (!rc) rc = restore_doc(&r, &up.data);
+  msgpack_unpacked_destroy(&up);
+  state__kv_free_all(r.kvs); /* empty in a saved copy */
+  state__tomb_free_all(r.tombs);
+  if (rc) {
+    state__catalog_free(r.cat);
+    state__sessions_free(r.sess);
+    state__queries_free(r.queries);
+    return CC_ECORRUPT;
+  }
+  state__queries_free(s->queries);
+  s->queries = r.queries;
+  state__catalog_free(s->cat);
+  s->cat = r.cat;
+  struct state__sessions *old_sess = s->sess;
+  s->sess = r.sess;
+  state__sessions_keep_delays(s->sess, old_sess);
+  state__sessions_adopt(s, old_sess);
   return 0;
 }

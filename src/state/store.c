@@ -98,6 +98,7 @@ struct state_store *state_store_new(void)
   state__watch_init(&s->w);
   s->cat = state__catalog_new();
   s->sess = state__sessions_new();
+  s->queries = state__queries_new();
   return s;
 }
 
@@ -108,6 +109,7 @@ void state_store_free(struct state_store *s)
   state__tomb_free_all(s->tombs);
   state__catalog_free(s->cat);
   state__sessions_free(s->sess);
+  state__queries_free(s->queries);
   buf_free(&s->txn_out);
   state__watch_free(&s->w);
   free(s);
@@ -123,6 +125,8 @@ uint64_t state_store_index(const struct state_store *s)
   uint64_t kv = kvs_max_index(s), cat = state__catalog_max_index(s->cat);
   uint64_t sess = state__sessions_index(s->sess);
   uint64_t max = kv > cat ? kv : cat;
+  uint64_t q = state__queries_index(s->queries);
+  max = q > max ? q : max;
   return sess > max ? sess : max;
 }
 
@@ -132,6 +136,7 @@ uint64_t state_table_index(const struct state_store *s, const char *table)
   if (strcmp(table, "kvs") == 0) return kvs_max_index(s);
   if (strcmp(table, "tombstones") == 0) return s->tomb_index;
   if (strcmp(table, "sessions") == 0) return state__sessions_index(s->sess);
+  if (strcmp(table, "prepared-queries") == 0) return state__queries_index(s->queries);
   uint64_t idx;
   if (state__catalog_table_index(s->cat, table, &idx)) return idx;
   return 0;

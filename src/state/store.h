@@ -138,16 +138,19 @@ int state_tombstone_reap(struct state_store *s, uint64_t index, uint64_t upto);
 /* ---- Snapshots ---- */
 
 /* Appends the whole store to out as one self-describing msgpack document:
- *   {"Version": 3, "Index": <highest index applied>,
+ *   {"Version": 4, "Index": <highest index applied>,
  *    "Tables": {"kvs", "tombstones", "nodes", "services", "checks",
- *               "service_last_extinction", "node_last_extinction", "sessions": n},
+ *               "service_last_extinction", "node_last_extinction", "sessions",
+ *               "prepared-queries": n},
  *    "KVs": [{"Key", "Value"(bin), "Flags", "CreateIndex", "ModifyIndex", "LockIndex",
  *             "Session"(str or nil)}...],             (in key order)
  *    "Tombstones": [{"Key", "Index"}...],               (in key order)
  *    "Nodes": [...], "Services": [...], "Checks": [...],  (rows as in state/catalog_mp.c)
  *    "ServiceIndexes": {"<service name>": n},
- *    "Sessions": [{session as in state/session_mp.c, with "CreateIndex", "ModifyIndex"}...]}
- * Version 1 documents (no catalog) and version 2 ones (no sessions) still restore. Lock-delays
+ *    "Sessions": [{session as in state/session_mp.c, with "CreateIndex", "ModifyIndex"}...],
+ *    "Queries": [{"ID", "Query"(JSON text), "CreateIndex", "ModifyIndex"}...]} (in ID order)
+ * Version 1 documents (no catalog), version 2 ones (no sessions) and version 3 ones (no
+ * prepared queries) still restore. Lock-delays
  * and TTL deadlines are memory only and not in snapshots (session.h). */
 void state_store_snapshot(const struct state_store *s, struct buf *out);
 /* Replaces the store's contents with a snapshot's. Everything is checked before anything

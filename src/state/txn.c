@@ -8,6 +8,7 @@
  * in the same transaction), which nothing can recompute later. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -138,6 +139,7 @@ struct run {
   struct buf errors; /* comma-separated TxnError objects */
   size_t n_errors;
   size_t op_index;
+  bool catalog_written; /* a catalog write succeeded: rollback needs the saved copy */
 };
 
 /* Records an error for the current op; the sentence is built by the caller in msg. */
@@ -357,76 +359,199 @@ static void run_kv(struct run *r, const struct state_txn_op *op)
   }
 }
 
-/* ---- catalog ops: reads only (txnNode, txnService, txnCheck) ---- */
+/* ---- catalog ops (txnNode, txnService, txnCheck) ---- */
+
+enum cat_verb { C_GET, C_SET, C_CAS, C_DELETE, C_DELETE_CAS, C_UNKNOWN };
+
+static enum cat_verb cat_verb_of(const char *v)
+{
+  static const char *const names[] = {"get", "set", "cas", "delete", "delete-cas"};
+  for (int i = 0; i < C_UNKNOWN; i++)
+    if (v && strcmp(v, names[i]) == 0) return (enum cat_verb)i;
+  return C_UNKNOWN;
+}
+
+/* A sentence with up to two %q-quoted names: "<a>"x"<b>"y"<c>" (y may be NULL). */
+static void op_error_q2(struct run *r, const char *a, const char *x, const char *b,
+                        const char *y, const char *c)
+{
+  struct buf m = BUF_INIT;
+  buf_puts(&m, a);
+  quote(&m, x ? x : "", strlen(x ? x : ""));
+  buf_puts(&m, b);
+  if (y) {
+    quote(&m, y, strlen(y));
+    buf_puts(&m, c);
+  }
+  op_error(r, &m);
+  buf_free(&m);
+}
+
+/* Writes a set/cas row through the catalog; false (error recorded) when it could not. */
+static bool cat_register(struct run *r, const struct state_txn_op *op, bool need_node)
+{
+  if (!op->reg) {
+    op_errorf(r, "invalid operation");
+    return false;
+  }
+  const char *node = op->reg->node ? op->reg->node : "";
+  if (need_node && !state_node_get(r->s, node)) {
+    op_errorf(r, "Missing node registration");
+    return false;
+  }
+  /* ensureCheckTxn's own sentence (the registration path wraps it in more words). */
+  for (size_t i = 0; i < op->reg->n_checks; i++) {
+    const char *sid = op->reg->checks[i].service_id;
+    if (sid && *sid && !op->reg->service && !state_service_get(r->s, node, sid)) {
+      op_errorf(r, "Missing service registration");
+      return false;
+    }
+  }
+  char msg[256];
+  int rc = state_catalog_register(r->s, r->index, op->reg, msg, sizeof msg);
+  if (rc) {
+    op_errorf(r, "%s", msg[0] ? msg : "invalid operation");
+    return false;
+  }
+  r->catalog_written = true;
+  return true;
+}
+
+static void cat_deregister(struct run *r, const char *node, const char *svc, const char *chk)
+{
+  struct state_deregister d = {.node = node, .service_id = svc, .check_id = chk};
+  char msg[256];
+  if (!node || !*node) return; /* nothing to delete: Consul's lookup finds no row */
+  if (state_catalog_deregister(r->s, r->index, &d, msg, sizeof msg)) op_errorf(r, "%s", msg);
+  else r->catalog_written = true;
+}
+
+static void run_node(struct run *r, const struct state_txn_op *op, enum cat_verb v)
+{
+  const char *name = op->node ? op->node : "";
+  const struct state_node *n;
+  switch (v) {
+  case C_GET:
+    n = op->node_id && *op->node_id ? state_node_get_by_id(r->s, op->node_id)
+                                    : state_node_get(r->s, name);
+    if (n) result_json(r, "Node", state_node_json(n));
+    else op_error_q2(r, "node ", name, " doesn't exist", NULL, NULL);
+    return;
+  case C_CAS:
+    n = state_node_get(r->s, name);
+    if (op->index != (n ? n->modify_index : 0)) {
+      op_error_q2(r, "failed to set node ", name, ", index is stale", NULL, NULL);
+      return;
+    }
+    /* fallthrough */
+  case C_SET:
+    if (!cat_register(r, op, false)) return;
+    n = state_node_get(r->s, name);
+    if (n) result_json(r, "Node", state_node_json(n));
+    return;
+  case C_DELETE_CAS:
+    n = state_node_get(r->s, name);
+    if (!n || n->modify_index != op->index) {
+      op_error_q2(r, "failed to delete node ", name, ", index is stale", NULL, NULL);
+      return;
+    }
+    /* fallthrough */
+  case C_DELETE: cat_deregister(r, name, NULL, NULL); return;
+  default: return;
+  }
+}
+
+static void run_service(struct run *r, const struct state_txn_op *op, enum cat_verb v)
+{
+  const char *node = op->node ? op->node : "";
+  const char *id = op->service_id ? op->service_id : "";
+  const struct state_service *svc = state_service_get(r->s, node, id);
+  switch (v) {
+  case C_GET:
+    if (svc) result_json(r, "Service", state_node_service_json(svc));
+    else op_error_q2(r, "service ", id, " on node ", node, " doesn't exist");
+    return;
+  case C_CAS:
+    if (op->index != (svc ? svc->modify_index : 0)) {
+      op_error_q2(r, "failed to set service ", id, " on node ", node, ", index is stale");
+      return;
+    }
+    /* fallthrough */
+  case C_SET:
+    if (!cat_register(r, op, true)) return;
+    svc = state_service_get(r->s, node, id);
+    if (svc) result_json(r, "Service", state_node_service_json(svc));
+    return;
+  case C_DELETE_CAS:
+    if (!svc || svc->modify_index != op->index) {
+      op_error_q2(r, "failed to delete service ", id, " on node ", node, ", index is stale");
+      return;
+    }
+    /* fallthrough */
+  case C_DELETE:
+    if (*id) cat_deregister(r, node, id, NULL);
+    return;
+  default: return;
+  }
+}
+
+static void run_check(struct run *r, const struct state_txn_op *op, enum cat_verb v)
+{
+  const char *node = op->node ? op->node : "";
+  const char *id = op->check_id ? op->check_id : "";
+  const struct state_check *c = state_check_get(r->s, node, id);
+  switch (v) {
+  case C_GET:
+    if (c) result_json(r, "Check", state_check_json(c));
+    else op_error_q2(r, "check ", id, " on node ", node, " doesn't exist");
+    return;
+  case C_CAS:
+    if (op->index != (c ? c->modify_index : 0)) {
+      op_error_q2(r, "failed to set check ", id, " on node ", node, ", index is stale");
+      return;
+    }
+    /* fallthrough */
+  case C_SET:
+    if (!cat_register(r, op, true)) return;
+    c = state_check_get(r->s, node, id);
+    if (c) result_json(r, "Check", state_check_json(c));
+    return;
+  case C_DELETE_CAS:
+    if (!c || c->modify_index != op->index) {
+      op_error_q2(r, "failed to delete check ", id, " on node ", node, ", index is stale");
+      return;
+    }
+    /* fallthrough */
+  case C_DELETE:
+    if (*id) cat_deregister(r, node, NULL, id);
+    return;
+  default: return;
+  }
+}
 
 static void run_catalog(struct run *r, const struct state_txn_op *op)
 {
   static const char *const kinds[] = {"KV", "Node", "Service", "Check"};
-  const char *kind = kinds[op->kind];
   const char *verb = op->verb ? op->verb : "";
-  static const char *const writes[] = {"set", "cas", "delete", "delete-cas"};
-  bool known_write = false;
-  for (size_t i = 0; i < 4; i++) known_write |= strcmp(verb, writes[i]) == 0;
-  if (strcmp(verb, "get") != 0) {
+  enum cat_verb v = cat_verb_of(verb);
+  if (v == C_UNKNOWN) {
     struct buf m = BUF_INIT;
-    if (known_write) {
-      buf_printf(&m, "%s operations that write are not supported in transactions yet", kind);
-    } else {
-      buf_printf(&m, "unknown %s verb ", kind);
-      quote(&m, verb, strlen(verb));
-    }
+    buf_printf(&m, "unknown %s verb ", kinds[op->kind]);
+    quote(&m, verb, strlen(verb));
     op_error(r, &m);
     buf_free(&m);
     return;
   }
-  const char *node = op->node ? op->node : "";
-  struct buf m = BUF_INIT;
+  if (v != C_GET && !r->index) {
+    op_errorf(r, "cannot %s in a read-only transaction", verb);
+    return;
+  }
   switch (op->kind) {
-  case STATE_TXN_NODE: {
-    const struct state_node *n = state_node_get(r->s, node);
-    if (n) {
-      result_json(r, "Node", state_node_json(n));
-    } else {
-      buf_puts(&m, "node ");
-      quote(&m, node, strlen(node));
-      buf_puts(&m, " doesn't exist");
-      op_error(r, &m);
-    }
-    break;
-  }
-  case STATE_TXN_SERVICE: {
-    const char *id = op->service_id ? op->service_id : "";
-    const struct state_service *svc = state_service_get(r->s, node, id);
-    if (svc) {
-      result_json(r, "Service", state_node_service_json(svc));
-    } else {
-      buf_puts(&m, "service ");
-      quote(&m, id, strlen(id));
-      buf_puts(&m, " on node ");
-      quote(&m, node, strlen(node));
-      buf_puts(&m, " doesn't exist");
-      op_error(r, &m);
-    }
-    break;
-  }
-  case STATE_TXN_CHECK: {
-    const char *id = op->check_id ? op->check_id : "";
-    const struct state_check *c = state_check_get(r->s, node, id);
-    if (c) {
-      result_json(r, "Check", state_check_json(c));
-    } else {
-      buf_puts(&m, "check ");
-      quote(&m, id, strlen(id));
-      buf_puts(&m, " on node ");
-      quote(&m, node, strlen(node));
-      buf_puts(&m, " doesn't exist");
-      op_error(r, &m);
-    }
-    break;
-  }
+  case STATE_TXN_NODE: run_node(r, op, v); break;
+  case STATE_TXN_SERVICE: run_service(r, op, v); break;
+  case STATE_TXN_CHECK: run_check(r, op, v); break;
   default: break;
   }
-  buf_free(&m);
 }
 
 static void dispatch(struct run *r, const struct state_txn_op *ops, size_t n)
@@ -477,12 +602,29 @@ int state_txn_apply(struct state_store *s, uint64_t index, const struct state_tx
         (unsigned)ops[i].kind > STATE_TXN_CHECK)
       return CC_EINVAL;
   }
+  /* A copy of the catalog and sessions to put back, only when an op may write to them. */
+  struct buf saved = BUF_INIT;
+  for (size_t i = 0; i < n && !saved.len; i++)
+    if (ops[i].kind != STATE_TXN_KV && state_txn_op_is_write(&ops[i]))
+      state__catalog_save(s, &saved);
   s->applied = index;
   struct run r = {.s = s, .index = index};
   state__kv_undo_begin(s);
+  /* Holds every watch until the end: the catalog's writes flush as they go, and a blocking
+   * query woken mid-transaction would read a state that may yet be rolled back. */
+  bool was_firing = s->w.firing;
+  s->w.firing = true;
   dispatch(&r, ops, n);
-  if (r.n_errors) state__kv_undo_rollback(s);
-  else state__kv_undo_commit(s);
+  if (r.n_errors) {
+    state__kv_undo_rollback(s);
+    if (r.catalog_written && state__catalog_rollback(s, saved.data, saved.len) != 0)
+      abort(); /* our own bytes: failing to read them back is a bug, not bad input */
+    s->applied = index;
+  } else {
+    state__kv_undo_commit(s);
+  }
+  buf_free(&saved);
+  s->w.firing = was_firing;
   answer(&r, out, ok);
   state__watch_flush(&s->w);
   return 0;

@@ -10,14 +10,22 @@
  *    check-session, check-not-exists, delete, delete-tree, delete-cas, with Consul's error
  *    sentences ("failed to set key \"k\", index is stale", ...); an unknown verb is an error
  *    of that op ("unknown KV verb \"x\"");
- *  - catalog reads: Node "get", Service "get", Check "get" answer the row as the catalog
- *    endpoints print it. Catalog writes inside a transaction are not supported yet: such an
- *    op fails with "<kind> operations that write are not supported in transactions yet".
+ *  - catalog verbs (txnNode, txnService, txnCheck): get, set, cas, delete, delete-cas on a
+ *    Node (by ID when given, else by name), a Service (Node + Service.ID) or a Check
+ *    (Check.Node + Check.CheckID). set writes the row as a registration does (a Service or
+ *    Check needs its node: "Missing node registration"; a Check of a service needs it:
+ *    "Missing service registration"); cas with ModifyIndex 0 is set-if-absent, else the
+ *    row's ModifyIndex must match ("failed to set node \"n\", index is stale"); delete of
+ *    something absent succeeds; delete-cas needs the row and its ModifyIndex. set, cas and get
+ *    answer the row as the catalog endpoints print it ({"Node": ...}, {"Service": ...},
+ *    {"Check": ...}); deletes answer nothing. Unknown verbs: "unknown Node verb \"x\"".
  * Results: a write op answers its entry with Value null (set, cas, lock, unlock, the check
  * verbs), a get its entry with the value, get-tree every entry under the prefix, deletes
- * nothing. Rollback restores every KV row, tombstone, table index and held-key set exactly;
- * watches that fired during a rolled-back transaction still run (a spurious wake re-runs a
- * blocking query, which then parks again), and no index moves.
+ * nothing. Rollback restores every KV row, tombstone, table index and held-key set exactly,
+ * and, when the transaction wrote to the catalog, the catalog, sessions and prepared queries (from
+ * a copy taken before the first op: O(catalog + sessions) for such transactions only);
+ * watches fire once, after the whole transaction (a rolled-back one still wakes them: a
+ * spurious wake re-runs a blocking query, which then parks again), and no index moves.
  *
  * Lock-delay and empty keys are checked by the proposer before Raft (Consul's preCheck), not
  * here. */
@@ -29,6 +37,7 @@
 #include <stdint.h>
 
 #include "lib/buf.h"
+#include "state/catalog.h"
 
 struct state_store;
 
@@ -53,10 +62,16 @@ struct state_txn_op {
   uint64_t flags;
   uint64_t index;
   const char *session;
-  /* catalog: Node.Node / Service's Node and Service.ID / Check.Node and Check.CheckID */
+  /* catalog: Node.Node / Service's Node and Service.ID / Check.Node and Check.CheckID;
+   * `index` is the row's ModifyIndex for cas and delete-cas */
   const char *node;
   const char *service_id;
   const char *check_id;
+  const char *node_id; /* Node.ID: a Node get looks the node up by it when non-empty */
+  /* set and cas: the row to write, as a registration: the node's fields (Node), the node's
+   * name and .service with has_weights (Service, SkipNodeUpdate), or the node's name and one
+   * check (Check, SkipNodeUpdate). NULL for other verbs; a set or cas without one fails. */
+  const struct state_register *reg;
 };
 
 /* True when the op may change the store (Consul's isWrite and the catalog verbs other than

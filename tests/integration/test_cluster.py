@@ -211,6 +211,31 @@ def test_client_service_in_catalog_and_dns(cluster):
     assert wait_until(lambda: servers[0].get_json("/v1/catalog/service/web")[0] == [], timeout=30)
 
 
+def test_prepared_query_across_the_cluster(cluster):
+    """A query created through a client agent (forwarded to the leader), read on every server,
+    executed through the other client, and answered by DNS on a client over RPC."""
+    servers, clients = cluster
+    reg = {"Node": "pq-node", "Address": "10.77.0.1",
+           "Service": {"ID": "pq-svc", "Service": "pq-svc", "Port": 7000}}
+    status, _, body = clients[0].request("PUT", "/v1/catalog/register", json.dumps(reg))
+    assert status == 200, body
+    status, _, body = clients[0].request("POST", "/v1/query", json.dumps(
+        {"Name": "pq", "Service": {"Service": "pq-svc"}, "DNS": {"TTL": "3s"}}))
+    assert status == 200, body
+    qid = json.loads(body)["ID"]
+    for s in servers:
+        got = wait_until(lambda: s.get_json("/v1/query/%s?stale" % qid)[0], timeout=15)
+        assert got and got[0]["Name"] == "pq"
+    out, _ = clients[1].get_json("/v1/query/pq/execute")
+    assert [n["Node"]["Node"] for n in out["Nodes"]] == ["pq-node"]
+    assert dig(clients[1], "pq.query.consul") == ["10.77.0.1"]
+    assert "7000" in dig(clients[1], "pq.query.consul", "SRV")
+    status, _, _ = clients[1].request("DELETE", "/v1/query/" + qid)
+    assert status == 200
+    assert wait_until(lambda: servers[2].request("GET", "/v1/query/%s?stale" % qid)[0] == 404,
+                      timeout=15)
+
+
 def test_cli_against_a_client(cluster):
     servers, clients = cluster
     r = clients[1].cli("kv", "put", "cluster/cli", "via-cli")

@@ -165,8 +165,126 @@ def test_catalog_get_ops(agent):
     assert out["Results"][0]["Node"]["Node"] == agent.node
     assert out["Results"][1]["Service"]["ID"] == "consul"
     assert out["Results"][2]["Check"]["CheckID"] == "serfHealth"
-    status, _, out = txn(agent, [{"Node": {"Verb": "set", "Node": {"Node": "x", "Address": "1.2.3.4"}}}])
+    status, _, out = txn(agent, [{"Node": {"Verb": "get", "Node": {"Node": "nope"}}}])
+    assert status == 409 and out["Errors"] == [{"OpIndex": 0, "What": 'node "nope" doesn\'t exist'}]
+
+
+def node_op(verb, name, **kw):
+    n = {"Node": name}
+    n.update(kw)
+    return {"Node": {"Verb": verb, "Node": n}}
+
+
+def svc_op(verb, node, **kw):
+    return {"Service": {"Verb": verb, "Node": node, "Service": kw}}
+
+
+def check_op(verb, **kw):
+    return {"Check": {"Verb": verb, "Check": kw}}
+
+
+def test_catalog_writes_with_kv(agent):
+    status, _, out = txn(agent, [
+        node_op("set", "tx-n1", Address="10.1.0.1", Meta={"rack": "r1"}),
+        svc_op("set", "tx-n1", ID="web-1", Service="web", Port=8080, Tags=["v1"]),
+        check_op("set", Node="tx-n1", CheckID="web-alive", Name="web alive", Status="passing",
+                 ServiceID="web-1", Definition={"HTTP": "http://10.1.0.1:8080/", "Interval": "10s"}),
+        kv("set", "tx/cat", "1"),
+    ])
+    assert status == 200, out
+    res = out["Results"]
+    assert [list(r.keys())[0] for r in res] == ["Node", "Service", "Check", "KV"]
+    node, svc, chk, kvr = (res[0]["Node"], res[1]["Service"], res[2]["Check"], res[3]["KV"])
+    assert node["Node"] == "tx-n1" and node["Address"] == "10.1.0.1"
+    assert node["Datacenter"] == "dc1" and node["Meta"] == {"rack": "r1"}
+    assert svc["ID"] == "web-1" and svc["Service"] == "web" and svc["Port"] == 8080
+    assert svc["Tags"] == ["v1"]
+    assert chk["CheckID"] == "web-alive" and chk["ServiceName"] == "web"
+    assert chk["Definition"]["HTTP"] == "http://10.1.0.1:8080/"
+    # One Raft entry: every row carries the same index.
+    assert node["ModifyIndex"] == svc["ModifyIndex"] == chk["ModifyIndex"] == kvr["ModifyIndex"]
+    status, _, body = agent.request("GET", "/v1/catalog/service/web")
+    rows = json.loads(body)
+    assert [r["Node"] for r in rows] == ["tx-n1"] and rows[0]["ServicePort"] == 8080
+    status, _, body = agent.request("GET", "/v1/health/service/web?passing")
+    assert len(json.loads(body)) == 1
+
+    # cas: the right index updates, a stale one is refused, 0 is set-if-absent.
+    idx = svc["ModifyIndex"]
+    status, _, out = txn(agent, [svc_op("cas", "tx-n1", ID="web-1", Service="web", Port=9090,
+                                        ModifyIndex=idx)])
+    assert status == 200, out
+    assert out["Results"][0]["Service"]["Port"] == 9090
+    status, _, out = txn(agent, [svc_op("cas", "tx-n1", ID="web-1", Service="web", Port=1,
+                                        ModifyIndex=idx)])
     assert status == 409
+    assert out["Errors"][0]["What"] == 'failed to set service "web-1" on node "tx-n1", index is stale'
+    status, _, out = txn(agent, [node_op("cas", "tx-n1", Address="10.1.0.9", ModifyIndex=0)])
+    assert out["Errors"][0]["What"] == 'failed to set node "tx-n1", index is stale'
+
+    # Deletes: the check by delete-cas, then the service, then the node.
+    cidx = chk["ModifyIndex"]
+    status, _, out = txn(agent, [check_op("delete-cas", Node="tx-n1", CheckID="web-alive",
+                                          ModifyIndex=cidx + 100)])
+    assert out["Errors"][0]["What"] == 'failed to delete check "web-alive" on node "tx-n1", index is stale'
+    status, _, out = txn(agent, [check_op("delete-cas", Node="tx-n1", CheckID="web-alive",
+                                          ModifyIndex=cidx),
+                                 svc_op("delete", "tx-n1", ID="web-1", Service="web"),
+                                 node_op("delete", "tx-n1")])
+    assert status == 200, out
+    assert out["Results"] == []
+    assert json.loads(agent.request("GET", "/v1/catalog/service/web")[2]) == []
+    assert agent.request("GET", "/v1/catalog/node/tx-n1")[2] == b"null"
+
+
+def test_failing_catalog_op_rolls_back_kv(agent):
+    agent.request("PUT", "/v1/kv/rb/keep", "old")
+    status, _, out = txn(agent, [node_op("set", "rb-n1", Address="10.2.0.1")])
+    assert status == 200, out
+    before = {p: agent.request("GET", p)[2] for p in
+              ("/v1/kv/rb/?recurse", "/v1/catalog/nodes", "/v1/catalog/services",
+               "/v1/health/state/any")}
+    status, _, out = txn(agent, [
+        kv("set", "rb/keep", "new"),
+        kv("set", "rb/new", "x"),
+        node_op("set", "rb-n2", Address="10.2.0.2"),
+        svc_op("set", "rb-n1", ID="db", Service="db", Port=5432),
+        node_op("delete", "rb-n1"),
+        # fails: the service is gone with its node, deleted just above
+        check_op("set", Node="rb-n1", CheckID="db-check", Name="db", ServiceID="db"),
+        check_op("set", Node="rb-n2", CheckID="c", ServiceID="nosvc"),
+    ])
+    assert status == 409
+    assert out["Results"] is None
+    assert out["Errors"] == [{"OpIndex": 5, "What": "Missing node registration"},
+                             {"OpIndex": 6, "What": "Missing service registration"}]
+    after = {p: agent.request("GET", p)[2] for p in before}
+    assert after == before
+    assert get_value(agent, "rb/keep") == b"old" and get_value(agent, "rb/new") is None
+
+
+@pytest.mark.parametrize("op,what", [
+    (node_op("set", "", Address="1.2.3.4"), "Must provide node"),
+    (node_op("set", "n", ID="nope", Address="1.2.3.4"), "Bad node ID: uuid string is wrong length"),
+    (node_op("delete", "n", ID="zzzzzzzz-1111-2222-3333-444444444444"),
+     "Bad node ID: encoding/hex: invalid byte: U+007A 'z'"),
+    (svc_op("delete", "n", ID="x"),
+     "Must provide service name (Service.Service) when service ID is provided"),
+    (svc_op("set", "n", Service="x", Address="0.0.0.0"), "Invalid service address"),
+    ({"Service": {"Verb": "frob", "Node": "n", "Service": {"Service": "x"}}}, 'unknown Service verb "frob"'),
+])
+def test_catalog_op_errors(agent, op, what):
+    status, _, out = txn(agent, [kv("set", "pre/x", "1"), op])
+    assert status == 409, out
+    assert out["Errors"] == [{"OpIndex": 1, "What": what}]
+    assert get_value(agent, "pre/x") is None
+
+
+def test_catalog_op_decode_errors(agent):
+    status, _, out = txn(agent, [{"Node": {"Verb": "set", "Node": {"Node": 5}}}])
+    assert status == 400 and "cannot unmarshal number" in out.decode()
+    status, _, out = txn(agent, [svc_op("set", "n", Service="x", Port="80")])
+    assert status == 400 and "AgentService.Port" in out.decode()
 
 
 def test_pretty(agent):

@@ -18,6 +18,7 @@
 #include "lib/err.h"
 #include "state/catalog.h"
 #include "state/cmd.h"
+#include "state/query.h"
 #include "state/session.h"
 #include "state/store.h"
 #include "state/txn.h"
@@ -315,7 +316,7 @@ static void test_catalog_reads_and_readonly(void **st)
   assert_string_equal(what(j, 0), "node \"nope\" doesn't exist");
   assert_string_equal(what(j, 1), "service \"x\" on node \"n1\" doesn't exist");
   assert_string_equal(what(j, 2), "check \"x\" on node \"n1\" doesn't exist");
-  assert_string_equal(what(j, 3), "Node operations that write are not supported in transactions yet");
+  assert_string_equal(what(j, 3), "cannot set in a read-only transaction");
   assert_string_equal(what(j, 4), "unknown Node verb \"frob\"");
   assert_string_equal(what(j, 5), "cannot set in a read-only transaction");
   json_decref(j);
@@ -375,6 +376,298 @@ static void test_command_roundtrip(void **st)
   state_store_free(s);
 }
 
+/* ---- catalog writes ---- */
+
+static json_t *cat_result(json_t *j, size_t i, const char *kind)
+{
+  return json_object_get(json_array_get(json_object_get(j, "Results"), i), kind);
+}
+
+static const char *jstr(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+static uint64_t jint(json_t *o, const char *k) { return (uint64_t)json_integer_value(json_object_get(o, k)); }
+
+static void test_catalog_writes(void **st)
+{
+  (void)st;
+  struct state_store *s = state_store_new();
+  struct state_register n2 = {.node = "n2", .address = "10.0.0.2", .datacenter = "dc1"};
+  struct state_register_service web = {.id = "web1", .name = "web", .port = 80,
+                                       .has_weights = true, .weight_passing = 3,
+                                       .weight_warning = 1};
+  struct state_register svc = {.node = "n2", .skip_node_update = true, .service = &web};
+  struct state_register_check ck = {.node = "n2", .check_id = "c1", .name = "c1",
+                                    .status = "passing", .service_id = "web1"};
+  struct state_register chk = {.node = "n2", .skip_node_update = true, .checks = &ck,
+                               .n_checks = 1};
+  struct state_txn_op ops[] = {
+      {.kind = STATE_TXN_NODE, .verb = "set", .node = "n2", .reg = &n2},
+      {.kind = STATE_TXN_SERVICE, .verb = "set", .node = "n2", .service_id = "web1", .reg = &svc},
+      {.kind = STATE_TXN_CHECK, .verb = "cas", .node = "n2", .check_id = "c1", .reg = &chk},
+      {.kind = STATE_TXN_SERVICE, .verb = "get", .node = "n2", .service_id = "web1"},
+      kvop("set", "k", "v", 0, NULL),
+  };
+  bool ok = false;
+  json_t *j = run(s, 5, ops, 5, &ok);
+  assert_true(ok);
+  assert_int_equal(json_array_size(json_object_get(j, "Results")), 5);
+  json_t *n = cat_result(j, 0, "Node");
+  assert_string_equal(jstr(n, "Node"), "n2");
+  assert_string_equal(jstr(n, "Address"), "10.0.0.2");
+  assert_int_equal(jint(n, "CreateIndex"), 5);
+  json_t *sv = cat_result(j, 1, "Service");
+  assert_string_equal(jstr(sv, "Service"), "web");
+  assert_int_equal(jint(sv, "Port"), 80);
+  assert_int_equal(jint(json_object_get(sv, "Weights"), "Passing"), 3);
+  json_t *c = cat_result(j, 2, "Check");
+  assert_string_equal(jstr(c, "Status"), "passing");
+  assert_string_equal(jstr(c, "ServiceName"), "web"); /* copied from the service */
+  assert_string_equal(jstr(cat_result(j, 3, "Service"), "ID"), "web1");
+  json_decref(j);
+  assert_int_equal(state_table_index(s, "nodes"), 5);
+  assert_non_null(state_check_get(s, "n2", "c1"));
+
+  /* cas with the right index updates; the stale and set-if-absent cases fail. */
+  web.port = 81;
+  struct state_txn_op cas[] = {
+      {.kind = STATE_TXN_SERVICE, .verb = "cas", .node = "n2", .service_id = "web1", .index = 5,
+       .reg = &svc},
+  };
+  j = run(s, 6, cas, 1, &ok);
+  assert_true(ok);
+  assert_int_equal(jint(cat_result(j, 0, "Service"), "Port"), 81);
+  assert_int_equal(jint(cat_result(j, 0, "Service"), "ModifyIndex"), 6);
+  json_decref(j);
+
+  struct state_txn_op bad[] = {
+      {.kind = STATE_TXN_SERVICE, .verb = "cas", .node = "n2", .service_id = "web1", .index = 5,
+       .reg = &svc},
+      {.kind = STATE_TXN_NODE, .verb = "cas", .node = "n2", .index = 0, .reg = &n2},
+      {.kind = STATE_TXN_CHECK, .verb = "cas", .node = "n2", .check_id = "c1", .index = 0,
+       .reg = &chk},
+      {.kind = STATE_TXN_NODE, .verb = "delete-cas", .node = "n2", .index = 1},
+      {.kind = STATE_TXN_SERVICE, .verb = "delete-cas", .node = "n2", .service_id = "nope", .index = 0},
+      {.kind = STATE_TXN_CHECK, .verb = "delete-cas", .node = "n2", .check_id = "c1", .index = 1},
+      {.kind = STATE_TXN_SERVICE, .verb = "set", .node = "ghost", .service_id = "web1", .reg = &svc},
+      {.kind = STATE_TXN_CHECK, .verb = "frob", .node = "n2", .check_id = "c1"},
+      {.kind = STATE_TXN_NODE, .verb = "set", .node = "n3"}, /* no row */
+  };
+  struct state_register ghost_svc = svc;
+  ghost_svc.node = "ghost";
+  bad[6].reg = &ghost_svc;
+  j = run(s, 7, bad, sizeof bad / sizeof bad[0], &ok);
+  assert_false(ok);
+  const char *want[] = {
+      "failed to set service \"web1\" on node \"n2\", index is stale",
+      "failed to set node \"n2\", index is stale",
+      "failed to set check \"c1\" on node \"n2\", index is stale",
+      "failed to delete node \"n2\", index is stale",
+      "failed to delete service \"nope\" on node \"n2\", index is stale",
+      "failed to delete check \"c1\" on node \"n2\", index is stale",
+      "Missing node registration",
+      "unknown Check verb \"frob\"",
+      "invalid operation",
+  };
+  assert_int_equal(json_array_size(json_object_get(j, "Errors")), sizeof want / sizeof want[0]);
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) assert_string_equal(what(j, i), want[i]);
+  json_decref(j);
+
+  /* A check on a service that is not there. */
+  struct state_register_check ck2 = {.node = "n2", .check_id = "c2", .name = "c2",
+                                     .service_id = "nosvc"};
+  struct state_register chk2 = {.node = "n2", .skip_node_update = true, .checks = &ck2,
+                                .n_checks = 1};
+  struct state_txn_op miss[] = {
+      {.kind = STATE_TXN_CHECK, .verb = "set", .node = "n2", .check_id = "c2", .reg = &chk2}};
+  j = run(s, 8, miss, 1, &ok);
+  assert_false(ok);
+  assert_string_equal(what(j, 0), "Missing service registration");
+  json_decref(j);
+
+  /* Deletes: absent rows are fine; delete-cas with the right index removes. */
+  struct state_txn_op del[] = {
+      {.kind = STATE_TXN_CHECK, .verb = "delete", .node = "n2", .check_id = "nope"},
+      {.kind = STATE_TXN_CHECK, .verb = "delete-cas", .node = "n2", .check_id = "c1", .index = 5},
+      {.kind = STATE_TXN_SERVICE, .verb = "delete", .node = "n2", .service_id = "web1"},
+      {.kind = STATE_TXN_NODE, .verb = "delete", .node = "n9"},
+  };
+  j = run(s, 9, del, 4, &ok);
+  assert_true(ok);
+  assert_int_equal(json_array_size(json_object_get(j, "Results")), 0);
+  json_decref(j);
+  assert_null(state_check_get(s, "n2", "c1"));
+  assert_null(state_service_get(s, "n2", "web1"));
+  assert_non_null(state_node_get(s, "n2"));
+  struct state_txn_op deln[] = {
+      {.kind = STATE_TXN_NODE, .verb = "delete-cas", .node = "n2", .index = 5}};
+  j = run(s, 10, deln, 1, &ok);
+  assert_true(ok);
+  json_decref(j);
+  assert_null(state_node_get(s, "n2"));
+  state_store_free(s);
+}
+
+static int fired_nodes, fired_kv;
+static void on_nodes(void *arg)
+{
+  struct state_store *s = arg;
+  /* Woken only after the whole transaction: never sees a half-applied one (the KV write
+   * without the node, or the other way round). */
+  assert_int_equal(state_kv_get(s, "k", 1, NULL) != NULL, state_node_get(s, "n3") != NULL);
+  fired_nodes++;
+}
+static void on_kv(void *arg)
+{
+  (void)arg;
+  fired_kv++;
+}
+
+static void test_catalog_rollback(void **st)
+{
+  (void)st;
+  struct state_store *s = state_store_new();
+  session_setup(s, 1); /* n1 with sessions S1, S2 */
+  struct state_register_service web = {.id = "web1", .name = "web", .port = 80};
+  struct state_register_check ck = {.check_id = "c1", .name = "c1", .status = "passing",
+                                    .service_id = "web1"};
+  struct state_register reg = {.node = "n1", .address = "127.0.0.1", .service = &web,
+                               .checks = &ck, .n_checks = 1};
+  assert_int_equal(state_catalog_register(s, 2, &reg, NULL, 0), 0);
+  struct state_register other = {.node = "n2", .address = "10.0.0.2"};
+  assert_int_equal(state_catalog_register(s, 3, &other, NULL, 0), 0);
+  /* A session tied to c1, holding a lock: a critical c1 would destroy it and free the key. */
+  static const char *const c1[] = {"c1"};
+  struct state_session se = {.id = "44444444-4444-4444-4444-444444444444", .node = "n1",
+                             .checks = c1, .n_checks = 1};
+  assert_int_equal(state_session_create(s, 4, &se, NULL, 0), 0);
+  struct state_kv_op lk = {.verb = STATE_KV_LOCK, .key = "held", .key_len = 4, .session = se.id};
+  assert_int_equal(state_kv_apply(s, 5, &lk, NULL), 0);
+  /* A prepared query bound to that session: destroying the session would delete it. */
+  static const char qjson[] =
+      "{\"Session\":\"44444444-4444-4444-4444-444444444444\",\"Service\":{\"Service\":\"web\"}}";
+  assert_int_equal(state_query_set(s, 6, "aaaaaaaa-1111-2222-3333-444444444444", qjson,
+                                   strlen(qjson), NULL, 0),
+                   0);
+
+  struct buf before = BUF_INIT, after = BUF_INIT;
+  snap(s, &before);
+
+  struct state_register n3 = {.node = "n3", .address = "10.0.0.3"};
+  struct state_register_service db = {.id = "db", .name = "db", .port = 5432};
+  struct state_register dbreg = {.node = "n2", .skip_node_update = true, .service = &db};
+  struct state_register_check crit = {.node = "n1", .check_id = "c1", .name = "c1",
+                                      .status = "critical", .service_id = "web1"};
+  struct state_register critreg = {.node = "n1", .skip_node_update = true, .checks = &crit,
+                                   .n_checks = 1};
+  struct state_txn_op ops[] = {
+      kvop("set", "k", "v", 0, NULL),
+      {.kind = STATE_TXN_NODE, .verb = "set", .node = "n3", .reg = &n3},
+      {.kind = STATE_TXN_SERVICE, .verb = "set", .node = "n2", .service_id = "db", .reg = &dbreg},
+      {.kind = STATE_TXN_CHECK, .verb = "set", .node = "n1", .check_id = "c1", .reg = &critreg},
+      {.kind = STATE_TXN_NODE, .verb = "delete", .node = "n2"},
+      {.kind = STATE_TXN_SERVICE, .verb = "delete", .node = "n1", .service_id = "web1"},
+      kvop("check-not-exists", "k", NULL, 0, NULL), /* fails: set above */
+  };
+  fired_nodes = fired_kv = 0;
+  state_watch_add(s, STATE_WATCH_TABLE, "nodes", 5, on_nodes, s);
+  state_watch_add(s, STATE_WATCH_KV_KEY, "held", 4, on_kv, NULL);
+  bool ok = true;
+  json_t *j = run(s, 20, ops, sizeof ops / sizeof ops[0], &ok);
+  assert_false(ok);
+  assert_int_equal(json_array_size(json_object_get(j, "Errors")), 1);
+  assert_string_equal(what(j, 0), "key \"k\" exists");
+  json_decref(j);
+  (void)fired_nodes;
+
+  /* Byte-identical to the store before, but for the consumed index. */
+  struct state_store *t = state_store_new();
+  assert_int_equal(state_store_restore(t, before.data, before.len), 0);
+  struct buf noop = BUF_INIT;
+  state_cmd_encode_noop(&noop);
+  assert_int_equal(state_cmd_apply(t, 20, noop.data, noop.len, NULL), 0);
+  snap(t, &before);
+  buf_free(&noop);
+  state_store_free(t);
+  snap(s, &after);
+  assert_int_equal(before.len, after.len);
+  assert_memory_equal(before.data, after.data, before.len);
+  assert_non_null(state_session_get(s, se.id));
+  assert_string_equal(state_kv_get(s, "held", 4, NULL)->session, se.id);
+  assert_int_equal(state_session_held_count(s, se.id), 1);
+  assert_int_equal(state_query_count(s), 1);
+  assert_null(state_node_get(s, "n3"));
+  assert_non_null(state_service_get(s, "n1", "web1"));
+  assert_true(fired_kv > 0); /* spurious wakes allowed */
+  /* The store still works: the same ops minus the failing one commit. */
+  j = run(s, 21, ops, 6, &ok);
+  assert_true(ok);
+  json_decref(j);
+  assert_null(state_session_get(s, se.id)); /* c1 went critical */
+  assert_int_equal(state_query_count(s), 0);  /* and took its query along */
+  assert_null(state_kv_get(s, "held", 4, NULL)->session);
+  assert_null(state_node_get(s, "n2"));
+  assert_non_null(state_node_get(s, "n3"));
+  assert_true(fired_nodes > 0);
+  buf_free(&before);
+  buf_free(&after);
+  state_store_free(s);
+}
+
+static void test_catalog_command_roundtrip(void **st)
+{
+  (void)st;
+  struct state_store *s = state_store_new();
+  struct state_pair meta[] = {{"rack", "r1"}};
+  struct state_register n1 = {.node = "n1", .id = "11111111-2222-3333-4444-555555555555",
+                              .address = "10.0.0.1", .datacenter = "dc1",
+                              .node_meta = {meta, 1, false}};
+  const char *tags[] = {"v1", "primary"};
+  struct state_register_service web = {.id = "web1", .name = "web", .port = 80, .tags = tags,
+                                       .n_tags = 2, .has_weights = true, .weight_passing = 1};
+  struct state_register svc = {.node = "n1", .skip_node_update = true, .service = &web};
+  struct state_register_check ck = {.node = "n1", .check_id = "c1", .name = "c1",
+                                    .status = "warning", .service_id = "web1",
+                                    .definition = "{\"Interval\":\"10s\",\"HTTP\":\"http://x/\"}"};
+  struct state_register chk = {.node = "n1", .skip_node_update = true, .checks = &ck,
+                               .n_checks = 1};
+  struct state_txn_op ops[] = {
+      {.kind = STATE_TXN_NODE, .verb = "set", .node = "n1", .node_id = n1.id, .reg = &n1},
+      {.kind = STATE_TXN_SERVICE, .verb = "cas", .node = "n1", .service_id = "web1", .reg = &svc},
+      {.kind = STATE_TXN_CHECK, .verb = "set", .node = "n1", .check_id = "c1", .reg = &chk},
+      {.kind = STATE_TXN_NODE, .verb = "get", .node = "x", .node_id = n1.id},
+      kvop("set", "k", "v", 0, NULL),
+  };
+  struct buf b = BUF_INIT;
+  state_cmd_encode_txn(&b, ops, 5);
+  corpus_save("catalog-set", &b);
+  assert_int_equal(state_cmd_validate(b.data, b.len), 0);
+  struct state_cmd_result res;
+  assert_int_equal(state_cmd_apply(s, 3, b.data, b.len, &res), 0);
+  assert_true(res.ok);
+  json_t *j = json_loadb(res.body, res.body_len, 0, NULL);
+  assert_non_null(j);
+  assert_string_equal(jstr(cat_result(j, 3, "Node"), "Node"), "n1"); /* found by ID */
+  assert_string_equal(jstr(json_object_get(cat_result(j, 0, "Node"), "Meta"), "rack"), "r1");
+  assert_int_equal(json_array_size(json_object_get(cat_result(j, 1, "Service"), "Tags")), 2);
+  assert_string_equal(jstr(json_object_get(cat_result(j, 2, "Check"), "Definition"), "HTTP"),
+                      "http://x/");
+  json_decref(j);
+  for (size_t n = 0; n < b.len; n++) assert_int_equal(state_cmd_validate(b.data, n), CC_ECORRUPT);
+
+  struct state_txn_op dels[] = {
+      {.kind = STATE_TXN_CHECK, .verb = "delete-cas", .node = "n1", .check_id = "c1", .index = 3},
+      {.kind = STATE_TXN_SERVICE, .verb = "delete", .node = "n1", .service_id = "web1"},
+      {.kind = STATE_TXN_NODE, .verb = "delete-cas", .node = "n1", .index = 3},
+  };
+  buf_reset(&b);
+  state_cmd_encode_txn(&b, dels, 3);
+  corpus_save("catalog-delete", &b);
+  assert_int_equal(state_cmd_apply(s, 4, b.data, b.len, &res), 0);
+  assert_true(res.ok);
+  assert_int_equal(state_node_count(s), 0);
+  buf_free(&b);
+  state_store_free(s);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -383,6 +676,9 @@ int main(void)
       cmocka_unit_test(test_error_sentences),
       cmocka_unit_test(test_catalog_reads_and_readonly),
       cmocka_unit_test(test_command_roundtrip),
+      cmocka_unit_test(test_catalog_writes),
+      cmocka_unit_test(test_catalog_rollback),
+      cmocka_unit_test(test_catalog_command_roundtrip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
