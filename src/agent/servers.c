@@ -25,6 +25,8 @@ struct server_entry {
   bool alive;
   bool left;
   uint64_t failed_at; /* loop time it was seen failed, 0 while alive */
+  uint64_t foreign_until; /* it answered with another cluster's configuration: not added
+                           * before this loop time */
 };
 
 struct servers;
@@ -58,6 +60,9 @@ struct servers {
   struct probe probes[MAX_PROBES];
   struct consensus_peer plan[MAX_PROBES];
   size_t nplan, nprobes, probes_left;
+  /* the leader asks a server before adding it (one at a time) */
+  struct probe add_probe;
+  char add_name[256];
 };
 
 /* ---- the list ---- */
@@ -180,13 +185,13 @@ static void probes_finish(struct servers *s)
   consensus_bootstrap(s->consensus, s->plan, s->nplan);
 }
 
-static void probe_done(void *arg, int status, const char *error, const uint8_t *body,
-                       size_t len)
+/* Reads a Status.Peers answer into p. */
+static void probe_parse(struct servers *s, struct probe *p, int status, const char *error,
+                        const uint8_t *body, size_t len)
 {
-  struct probe *p = arg;
-  struct servers *s = p->s;
-  p->req = NULL;
-  p->done = true;
+  p->peers = -1;
+  p->nconf = 0;
+  p->includes_us = false;
   if (status == 0 && !error && len > 0 && len < 8192) {
     /* "<count>\n" then one "<raft id hex> <address>\n" per server */
     char *text = xstrndup((const char *)body, len);
@@ -206,6 +211,16 @@ static void probe_done(void *arg, int status, const char *error, const uint8_t *
     }
     free(text);
   }
+}
+
+static void probe_done(void *arg, int status, const char *error, const uint8_t *body,
+                       size_t len)
+{
+  struct probe *p = arg;
+  struct servers *s = p->s;
+  p->req = NULL;
+  p->done = true;
+  probe_parse(s, p, status, error, body, len);
   if (--s->probes_left == 0) probes_finish(s);
 }
 
@@ -271,6 +286,32 @@ static void change_done(void *arg, int status)
   if (status != 0) log_warn("agent.servers", "Raft membership change failed: %s", cc_strerror(status));
 }
 
+static void add_probe_done(void *arg, int status, const char *error, const uint8_t *body,
+                           size_t len)
+{
+  struct servers *s = arg;
+  struct probe *p = &s->add_probe;
+  p->req = NULL;
+  s->changing = false;
+  probe_parse(s, p, status, error, body, len);
+  struct server_entry *e = find_by_name(s, s->add_name);
+  if (!e || !e->alive || p->peers < 0 || s->closing || !consensus_is_leader(s->consensus)) return;
+  /* includes_us here means: its configuration lists the leader asking */
+  bool ours = false;
+  for (size_t i = 0; i < p->nconf; i++) ours |= p->conf[i].id == consensus_id(s->consensus);
+  if (p->peers > 0 && !ours) {
+    log_warn("agent.servers", "server %s has a Raft configuration of its own (%ld servers, not "
+             "including us): not adding it; it belongs to another cluster (wipe its data dir to "
+             "join this one)", e->name, p->peers);
+    e->foreign_until = uv_now(s->loop) + 30000;
+    return;
+  }
+  if (consensus_add_voter(s->consensus, e->raft_id, e->addr, change_done, s) == 0) {
+    s->changing = true;
+    log_info("agent.servers", "adding server %s (%s) to Raft", e->name, e->addr);
+  }
+}
+
 static void reconcile_raft(struct servers *s)
 {
   if (s->changing) return;
@@ -300,11 +341,17 @@ static void reconcile_raft(struct servers *s)
         return;
       }
     }
-    if (consensus_add_voter(s->consensus, e->raft_id, e->addr, change_done, s) == 0) {
-      s->changing = true;
-      log_info("agent.servers", "adding server %s (%s) to Raft", e->name, e->addr);
-      return;
-    }
+    if (e->foreign_until && uv_now(s->loop) < e->foreign_until) continue;
+    /* Ask it first: a server that bootstrapped a cluster of its own (-bootstrap, -dev, or
+     * another cluster's member that gossip brought here) must not be added, or two logs that
+     * both start at index 1 would be spliced together. */
+    s->changing = true;
+    snprintf(s->add_name, sizeof s->add_name, "%s", e->name);
+    s->add_probe = (struct probe){.s = s, .peers = -1};
+    if (rpc_request(s->rpc, e->addr, "Status.Peers", NULL, 0, PROBE_TIMEOUT_MS, add_probe_done, s,
+                    &s->add_probe.req) != 0)
+      s->changing = false;
+    return;
   }
   /* servers that left, or failed long enough (autopilot's CleanupDeadServers): remove, as
    * long as the servers still alive stay a majority of what remains */
@@ -398,5 +445,6 @@ void servers_free(struct servers *s)
   s->closing = true;
   for (size_t i = 0; i < s->nprobes; i++)
     if (s->probes[i].req) rpc_request_cancel(s->probes[i].req);
+  if (s->add_probe.req) rpc_request_cancel(s->add_probe.req);
   uv_close((uv_handle_t *)&s->timer, timer_closed);
 }

@@ -270,3 +270,30 @@ def test_client_anti_entropy_removes_what_it_does_not_have(cluster):
     assert wait_until(lambda: servers[1].get_json("/v1/catalog/service/ghost")[0] == [],
                       timeout=30), client.log()[-3000:]
     assert [n["Node"] for n in servers[1].get_json("/v1/catalog/service/kept")[0]] == [client.node]
+
+
+def test_server_of_another_cluster_is_not_added(request):
+    """Two servers that each bootstrapped alone (-dev, -bootstrap-expect=1) meet by gossip:
+    neither leader adds the other to its Raft configuration (two logs that both start at index
+    1 must never be spliced); both keep working."""
+    a = Agent(node="solo-a", ip="127.0.0.1")
+    b = Agent(dev=False, node="solo-b", ip="127.0.0.2", extra_args=["-join", a.serf_addr])
+
+    def fin():
+        for x in (a, b):
+            try:
+                assert x.stop() == 0
+            finally:
+                x.kill()
+    request.addfinalizer(fin)
+    a.start()
+    b.start()
+    assert wait_until(lambda: len(a.get_json("/v1/agent/members")[0]) == 2, timeout=20)
+    assert wait_until(lambda: "not adding it" in a.log() and "not adding it" in b.log(),
+                      timeout=20), a.log()[-2000:] + b.log()[-2000:]
+    for x in (a, b):
+        assert x.proc.poll() is None
+        peers, _ = x.get_json("/v1/status/peers")
+        assert peers == ["%s:%d" % (x.ip, x.server_port)]
+        status, _, body = x.request("PUT", "/v1/kv/solo", body=x.node)
+        assert status == 200 and body.strip() == b"true"
