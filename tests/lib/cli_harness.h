@@ -60,6 +60,9 @@ static inline void *fake_main(void *arg)
     int c = accept(f->lfd, NULL, NULL);
     if (c < 0) break;
     f->requests[i] = read_request(c);
+    /* counted before the answer goes out: the test reads `served` as soon as its command
+     * has the answer, so counting after the send raced with it */
+    __atomic_add_fetch(&f->served, 1, __ATOMIC_SEQ_CST);
     const char *rep = f->replies[i];
     size_t len = strlen(rep);
     while (len) {
@@ -69,7 +72,6 @@ static inline void *fake_main(void *arg)
       len -= (size_t)w;
     }
     close(c);
-    f->served++;
   }
   return NULL;
 }
