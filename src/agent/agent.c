@@ -415,6 +415,7 @@ static void agent_start_cluster(struct agent *a)
       .servers = a->servers,
       .consensus = a->consensus,
       .store = a->store,
+      .node_name = a->cfg.node_name,
   };
   a->forward = forward_new(&a->loop, &fc);
 }

@@ -33,6 +33,7 @@ struct forward {
   struct consensus *consensus;
   struct state_store *store;
   unsigned hold_ms;
+  char *node_name;
   struct fwd_op *ops; /* HTTP forwards in flight */
 };
 
@@ -106,7 +107,8 @@ static bool hop_header(const char *name)
 
 /* The request as HTTP/1.1 bytes: the decoded path escaped again (the server decodes it to
  * the same string), the raw query as received, the end-to-end headers, the hop count. */
-static void serialize_request(const struct http_request *req, unsigned hops, struct buf *out)
+static void serialize_request(const struct http_request *req, unsigned hops,
+                              const char *node_name, struct buf *out)
 {
   static const char hex[] = "0123456789ABCDEF";
   buf_printf(out, "%s ", req->method_name);
@@ -127,10 +129,13 @@ static void serialize_request(const struct http_request *req, unsigned hops, str
     const char *name, *value;
     http_header_at(req, i, &name, &value);
     if (hop_header(name)) continue;
+    /* the first agent says who it is; later hops pass that on */
+    if (hops == 0 && strcasecmp(name, API_ORIGIN_NODE_HEADER) == 0) continue;
     if (strcasecmp(name, "Host") == 0) host = true;
     buf_printf(out, "%s: %s\r\n", name, value);
   }
   if (!host) buf_puts(out, "Host: concord\r\n");
+  if (hops == 0) buf_printf(out, "%s: %s\r\n", API_ORIGIN_NODE_HEADER, node_name);
   buf_printf(out, "%s: %u\r\nContent-Length: %zu\r\n\r\n", API_FORWARD_HEADER, hops + 1,
              req->body_len);
   buf_append(out, req->body, req->body_len);
@@ -312,7 +317,7 @@ void forward_http(void *arg, struct http_request *req, bool to_leader, unsigned 
   op->read = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
   op->timeout_ms = request_timeout(req);
   op->hold_until = uv_now(f->loop) + f->hold_ms;
-  serialize_request(req, hops, &op->raw);
+  serialize_request(req, hops, f->node_name, &op->raw);
   op->next = f->ops;
   if (f->ops) f->ops->prev = op;
   f->ops = op;
@@ -718,6 +723,7 @@ struct forward *forward_new(uv_loop_t *loop, const struct forward_config *cfg)
   f->consensus = cfg->consensus;
   f->store = cfg->store;
   f->hold_ms = cfg->hold_timeout_ms ? cfg->hold_timeout_ms : DEFAULT_HOLD_MS;
+  f->node_name = xstrdup(cfg->node_name);
   if (f->consensus) {
     rpc_handle(f->rpc, "Catalog.Apply", handle_catalog_apply, f);
     rpc_handle(f->rpc, "Catalog.NodeDump", handle_node_dump, f);
@@ -744,5 +750,6 @@ void forward_free(struct forward *f)
     }
     op_free(op);
   }
+  free(f->node_name);
   free(f);
 }

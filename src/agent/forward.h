@@ -33,6 +33,7 @@ struct forward_config {
   struct consensus *consensus;  /* NULL on client agents */
   struct state_store *store;    /* NULL on client agents */
   unsigned hold_timeout_ms;     /* 0: 7000 */
+  const char *node_name;        /* this agent's (copied): sent with forwarded requests */
 };
 
 /* Borrowed pointers must outlive forward_free. On servers, registers the RPC handlers. */

@@ -39,6 +39,13 @@ struct api_ctx {
 
 /* The header a forwarded request carries: how many agents have forwarded it so far. */
 #define API_FORWARD_HEADER "X-Concord-Forwarded"
+/* ... and the name of the agent it came to first: what "this agent's node" means for it
+ * (a session created through a client agent belongs to the client's node, as in Consul). */
+#define API_ORIGIN_NODE_HEADER "X-Concord-Origin-Node"
+
+/* The node a request speaks for: the agent it first reached (forwarded requests carry it),
+ * else this one. */
+const char *api_origin_node(const struct api_ctx *ctx, const struct http_request *req);
 
 /* The serf tags Consul's agents carry (role, dc, id, port, vsn, build, bootstrap/expect...):
  * a new object the caller owns. The agent gossips them; /v1/agent/members shows them. */

@@ -57,6 +57,13 @@ static bool api_forward_hook(struct http_request *req, void *arg)
   return true;
 }
 
+const char *api_origin_node(const struct api_ctx *ctx, const struct http_request *req)
+{
+  const char *h = http_header(req, API_ORIGIN_NODE_HEADER);
+  if (h && *h && forwarded_hops(req) > 0) return h;
+  return ctx->cfg->node_name;
+}
+
 void api__forward_init(struct api_ctx *ctx)
 {
   http_server_set_dispatch_hook(ctx->http, api_forward_hook, ctx);

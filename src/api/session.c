@@ -424,7 +424,7 @@ static void session_create(struct http_request *req, void *arg)
   if (other_dc(ctx, req)) return;
   static const char *const serf[] = {"serfHealth"};
   struct create c = {0};
-  c.se = (struct state_session){.node = ctx->cfg->node_name,
+  c.se = (struct state_session){.node = api_origin_node(ctx, req),
                                 .node_checks = serf,
                                 .n_node_checks = 1,
                                 .service_checks_null = true,

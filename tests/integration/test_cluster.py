@@ -297,3 +297,20 @@ def test_server_of_another_cluster_is_not_added(request):
         assert peers == ["%s:%d" % (x.ip, x.server_port)]
         status, _, body = x.request("PUT", "/v1/kv/solo", body=x.node)
         assert status == 200 and body.strip() == b"true"
+
+
+def test_session_through_client_belongs_to_client_node(cluster):
+    """A session created through an agent defaults to that agent's node (Consul's HTTP
+    endpoint fills Node before the RPC), also when a server serves the request."""
+    servers, clients = cluster
+    for a in (clients[0], servers[1]):
+        status, _, body = a.request("PUT", "/v1/session/create", body="{}")
+        assert status == 200, body
+        sid = json.loads(body)["ID"]
+        info, _ = servers[0].get_json("/v1/session/info/" + sid)
+        assert info[0]["Node"] == a.node
+    # a client cannot pass the header through to speak for another node
+    status, _, body = clients[1].request("PUT", "/v1/session/create", body="{}",
+                                         headers={"X-Concord-Origin-Node": servers[0].node})
+    sid = json.loads(body)["ID"]
+    assert servers[0].get_json("/v1/session/info/" + sid)[0][0]["Node"] == clients[1].node
