@@ -125,3 +125,27 @@ def test_whole_cluster_restart(request):
         assert got == {"keep/%03d" % i for i in range(50)}
     status, _, body = servers[2].request("PUT", "/v1/kv/keep/after", body="x")
     assert status == 200 and body.strip() == b"true"
+
+
+def test_no_quorum_no_leader(request):
+    """Two of three servers gone: the last one has no leader. A write (and a default read)
+    waits for one up to Consul's rpc_hold_timeout (7 s), then fails as Consul's does; a stale
+    read is still served; a client agent says the same."""
+    servers, clients = start_cluster(request, nclients=1, prefix="q")
+    status, _, _ = clients[0].request("PUT", "/v1/kv/quorum", body="1")
+    assert status == 200
+    last = servers[2]
+    assert wait_until(lambda: last.request("GET", "/v1/kv/quorum?stale&raw")[2] == b"1")
+    for s in servers[:2]:
+        s.kill()
+    assert wait_until(lambda: last.request("GET", "/v1/status/leader")[2] == b'""', timeout=20)
+    t0 = time.time()
+    status, headers, body = last.request("PUT", "/v1/kv/quorum", body="2", timeout=30)
+    waited = time.time() - t0
+    assert (status, body) == (500, b"No cluster leader"), (status, body)
+    assert headers.get("x-consul-knownleader") == "false"
+    assert 5 <= waited <= 20, waited
+    status, _, body = last.request("GET", "/v1/kv/quorum?stale&raw")
+    assert (status, body) == (200, b"1")
+    status, _, body = clients[0].request("GET", "/v1/kv/quorum", timeout=40)
+    assert status == 500, (status, body)
