@@ -20,6 +20,8 @@
 #include <uv.h>
 
 #include "agent/dns_catalog.h"
+#include "agent/events.h"
+#include "agent/exec.h"
 #include "agent/session_ttl.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
@@ -63,6 +65,8 @@ struct agent {
   struct tombstone_gc tombstone_gc;
   struct session_ttl session_ttl; /* leader: destroys sessions not renewed in TTL*2 */
   bool session_ttl_started;
+  struct agent_events events; /* user events kept for /v1/event/list (agent/events.c) */
+  struct agent_exec *exec;    /* `consul exec` jobs run here (agent/exec.c) */
   bool stopping;
   int exit_code;
 };
@@ -230,6 +234,8 @@ static void agent_http_closed(void *arg)
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
   uv_close((uv_handle_t *)&a->leader_timer, NULL);
   uv_close((uv_handle_t *)&a->retry_join_timer, NULL);
+  if (a->exec) agent_exec_close(a->exec); /* kills jobs; before Raft stops */
+  a->exec = NULL;
   if (a->session_ttl_started) session_ttl_stop(&a->session_ttl); /* before Raft stops */
   a->session_ttl_started = false;
   if (a->dns) dns_server_close(a->dns, agent_dns_closed, a);
@@ -384,6 +390,7 @@ static int agent_start_http(struct agent *a)
       .leave = agent_leave,
       .leave_arg = a,
       .local = a->local,
+      .events = &a->events.ring,
   };
   api_register(&a->api);
   for (char **p = a->cfg.client_addrs; *p; p++) {
@@ -597,6 +604,12 @@ static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip
   agent_reconcile_gossip_member(a, m);
 }
 
+static void agent_on_user_event(void *ctx, const struct gossip_user_event *ev)
+{
+  struct agent *a = ctx;
+  if (!a->stopping) agent_events_on_serf(&a->events, ev);
+}
+
 /* -join: once at start; a failure is fatal, as in Consul. -retry-join: every retry_interval
  * until one address answers (or retry_max attempts). */
 static void agent_retry_join_tick(uv_timer_t *t);
@@ -664,6 +677,7 @@ static int agent_start_gossip(struct agent *a)
   gc.tags = tags;
   gc.ntags = ntags;
   gc.on_member = agent_on_member;
+  gc.on_user_event = agent_on_user_event;
   gc.cb_ctx = a;
   char err[256] = "";
   int rv = gossip_start(&a->loop, &gc, &a->gossip, err, sizeof err);
@@ -759,6 +773,8 @@ int agent_main(int argc, char **argv)
                       "yet: reads and writes will fail with \"No known Consul servers\"");
   }
   if (started && agent_start_local(a, data_dir) != 0) started = false;
+  a->exec = agent_exec_new(&a->loop, a->cfg.node_name, a->store, a->consensus);
+  agent_events_init(&a->events, a->cfg.node_name, a->local, a->cfg.disable_remote_exec, a->exec);
   if (started && agent_start_gossip(a) != 0) started = false;
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
@@ -783,6 +799,7 @@ int agent_main(int argc, char **argv)
     uv_run(&a->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a->loop) != 0) log_error("agent", "handles still open at exit");
   }
+  agent_events_free(&a->events); /* after the HTTP server: parked lists wait on the ring */
 out:
   if (a->store) state_store_free(a->store);
   if (a->dev_dir) {

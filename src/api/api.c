@@ -13,6 +13,7 @@ void api_register(struct api_ctx *ctx)
   api_operator_register(ctx);
   api_session_register(ctx);
   api_txn_register(ctx);
+  api_event_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)

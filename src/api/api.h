@@ -29,6 +29,7 @@ struct api_ctx {
   void *reload_arg;
   struct api_blocking *blocking; /* private to api/blocking.c */
   struct local_agent *local;     /* the agent's services and checks (src/local); NULL: none */
+  struct event_ring *events;     /* user events this agent kept (agent/events.c); NULL: none */
 };
 
 /* The serf tags Consul's agents carry (role, dc, id, port, vsn, build, bootstrap/expect...):

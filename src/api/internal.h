@@ -103,5 +103,6 @@ void api_agent_services_register(struct api_ctx *ctx);
 void api_operator_register(struct api_ctx *ctx);
 void api_session_register(struct api_ctx *ctx);
 void api_txn_register(struct api_ctx *ctx);
+void api_event_register(struct api_ctx *ctx);
 
 #endif
