@@ -1,0 +1,135 @@
+"""`concord exec` against real agents: a server with remote exec enabled
+(disable_remote_exec false in a config file) runs the command and reports output and exit
+code through KV; an agent with Consul's default (remote exec disabled) never acknowledges.
+
+Client agents cannot write KV until RPC forwarding exists, so the three-node run is expected
+to fail for now (marked xfail)."""
+import json
+import os
+import re
+import tempfile
+import time
+
+import pytest
+
+from agentlib import Agent
+
+
+def exec_config():
+    f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, prefix="concord-exec-")
+    json.dump({"disable_remote_exec": False}, f)
+    f.close()
+    return f.name
+
+
+def start(request, **kw):
+    a = Agent(**kw)
+    a.start()
+
+    def fin():
+        try:
+            code = a.stop()
+        finally:
+            a.kill()
+        assert code == 0, "agent exited with %s:\n%s" % (code, a.log())
+    request.addfinalizer(fin)
+    return a
+
+
+@pytest.fixture(scope="module")
+def exec_agent(request):
+    return start(request, node="exec-on", extra_args=["-config-file", exec_config()])
+
+
+def rexec_keys(agent):
+    status, _, body = agent.request("GET", "/v1/kv/_rexec?keys")
+    return [] if status == 404 else json.loads(body)
+
+
+def test_exec_uptime(exec_agent):
+    out = exec_agent.cli("exec", "uptime")
+    assert out.returncode == 0, (out.stdout, out.stderr, exec_agent.log())
+    lines = out.stdout.splitlines()
+    assert re.match(r"^    exec-on: .*load average", lines[0]), out.stdout
+    assert "==> exec-on: finished with exit code 0" in lines
+    assert lines[-1] == "1 / 1 node(s) completed / acknowledged"
+    assert out.stderr == ""
+    # The session and every key under its prefix are gone afterwards.
+    assert rexec_keys(exec_agent) == []
+    sessions, _ = exec_agent.get_json("/v1/session/list")
+    assert [s for s in sessions if s["Name"] == "Remote Exec"] == []
+
+
+def test_exec_output_and_exit_code(exec_agent):
+    out = exec_agent.cli("exec", "-verbose", "echo one; echo two >&2; exit 3")
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stdout.splitlines()
+    assert re.match(r"^Created remote execution session: [0-9a-f-]{36}$", lines[0])
+    assert "==> exec-on: acknowledged" in lines
+    i = lines.index("    exec-on: one")
+    assert lines[i + 1] == "    exec-on: two" and lines[i + 2] == "    exec-on:"
+    assert "==> exec-on: finished with exit code 3" in lines
+    assert "1 / 1 node(s) completed / acknowledged" in lines
+    assert re.match(r"^Completed in \d+\.\d\d seconds$", lines[-1])
+
+
+def test_exec_heartbeats_and_args_and_script(exec_agent):
+    # A quiet command outlives -wait: heartbeats keep the CLI waiting for it.
+    t0 = time.time()
+    out = exec_agent.cli("exec", "-wait", "1s", "-verbose", "sleep 2.5; echo late")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert "==> exec-on: heartbeat received" in out.stdout
+    assert "    exec-on: late" in out.stdout and time.time() - t0 >= 2.5
+    # -shell=false runs the arguments directly; "-" reads a script from stdin.
+    out = exec_agent.cli("exec", "-shell=false", "printf", "%s-%s", "a b", "c")
+    assert out.returncode == 0 and "    exec-on: a b-c" in out.stdout, out.stdout
+    out = exec_agent.cli("exec", "-", input="#!/bin/sh\necho from-script\n")
+    assert out.returncode == 0 and "    exec-on: from-script" in out.stdout, out.stdout
+    # Filters: a node that does not match never acknowledges.
+    out = exec_agent.cli("exec", "-node", "^nomatch$", "uptime")
+    assert out.returncode == 0 and out.stdout == "0 / 0 node(s) completed / acknowledged\n"
+
+
+def test_exec_cli_errors(exec_agent):
+    out = exec_agent.cli("exec")
+    assert out.returncode == 1 and out.stderr.startswith("Must specify a command to execute\n")
+    out = exec_agent.cli("exec", "-tag", "v1", "uptime")
+    assert out.returncode == 1
+    assert out.stderr == "Cannot provide tag filter without service filter.\n"
+    out = exec_agent.cli("exec", "-shell=false", "-")
+    assert out.returncode == 1
+    assert out.stderr == "Cannot configure -shell=false when reading from stdin\n"
+    out = exec_agent.cli("exec", "-wait", "soon", "uptime")
+    assert out.returncode == 1 and "invalid value \"soon\" for flag -wait" in out.stderr
+
+
+def test_exec_refused_when_disabled(request):
+    # Consul's default: disable_remote_exec is true, so the node never acknowledges.
+    a = start(request, node="exec-off")
+    out = a.cli("exec", "uptime")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "0 / 0 node(s) completed / acknowledged\n"
+    assert "ignoring remote exec event" in a.log()
+    assert "remote exec 'uptime'" not in a.log()
+    assert rexec_keys(a) == []
+
+
+@pytest.mark.xfail(reason="client agents write exec acks/output through RPC to a server, "
+                          "which arrives with the lead's RPC work", strict=False)
+def test_exec_three_nodes(request):
+    cfg = exec_config()
+    server = start(request, node="ex3-srv", ip="127.0.0.1", extra_args=["-config-file", cfg])
+    for i in (2, 3):
+        start(request, dev=False, server=False, node="ex3-cli%d" % i, ip="127.0.0.%d" % i,
+              extra_args=["-config-file", cfg, "-join", "127.0.0.1:%d" % server.serf_port])
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        _, _, body = server.request("GET", "/v1/agent/members")
+        if sum(1 for m in json.loads(body) if m["Status"] == 1) == 3:
+            break
+        time.sleep(0.2)
+    out = server.cli("exec", "uptime")
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    for node in ("ex3-srv", "ex3-cli2", "ex3-cli3"):
+        assert "==> %s: finished with exit code 0" % node in out.stdout, out.stdout
+    assert "3 / 3 node(s) completed / acknowledged" in out.stdout
