@@ -310,6 +310,7 @@ static void job_write_done(void *arg, int status, bool ok)
           free(q);
         }
         j->queue_tail = &j->queue;
+        j->exit_queued = false; /* an exit code queued before the failure was just dropped */
         job_queue_exit(j, 255);
       }
     }
@@ -622,7 +623,7 @@ void agent_exec_close(struct agent_exec *x)
       j->inflight->job = NULL; /* its callback only frees it now */
       j->inflight = NULL;
     }
-    if (j->started && !j->exited) uv_process_kill(&j->proc, SIGKILL);
+    if (j->started && !j->exited) kill(-j->proc.pid, SIGKILL); /* its whole process group */
     if (j->started) {
       uv_timer_stop(&j->flush_timer);
       uv_timer_stop(&j->heart_timer);
