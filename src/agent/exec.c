@@ -623,7 +623,11 @@ void agent_exec_close(struct agent_exec *x)
       j->inflight->job = NULL; /* its callback only frees it now */
       j->inflight = NULL;
     }
-    if (j->started && !j->exited) kill(-j->proc.pid, SIGKILL); /* its whole process group */
+    if (j->started && !j->exited) {
+      log_info(MOD, "shutdown: killing remote exec job (session %s, pid %d)", j->session,
+               j->proc.pid);
+      kill(-j->proc.pid, SIGKILL); /* its whole process group */
+    }
     if (j->started) {
       uv_timer_stop(&j->flush_timer);
       uv_timer_stop(&j->heart_timer);

@@ -7,6 +7,7 @@ to fail for now (marked xfail)."""
 import json
 import os
 import re
+import subprocess
 import tempfile
 import time
 
@@ -112,6 +113,30 @@ def test_exec_refused_when_disabled(request):
     assert "ignoring remote exec event" in a.log()
     assert "remote exec 'uptime'" not in a.log()
     assert rexec_keys(a) == []
+
+
+def test_agent_stops_cleanly_with_a_job_running(request):
+    a = Agent(node="exec-stop", extra_args=["-config-file", exec_config()])
+    a.start()
+    request.addfinalizer(a.kill)
+    env = dict(os.environ, CONSUL_HTTP_ADDR=a.http_addr)
+    cli = subprocess.Popen([a.bin, "exec", "-wait", "5s", "sleep 61; echo never"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(k.endswith("/ack") for k in rexec_keys(a)):
+            time.sleep(0.1)
+        assert any(k.endswith("/ack") for k in rexec_keys(a)), a.log()
+        t0 = time.time()
+        assert a.stop() == 0, a.log()  # kills the job; no leak, no hang
+        assert time.time() - t0 < 10
+    finally:
+        cli.kill()
+        cli.wait()
+    assert "never" not in cli.stdout.read()
+    assert "killing remote exec job" in a.log()
+    time.sleep(0.3)
+    assert subprocess.run(["pgrep", "-f", "sleep 61"], stdout=subprocess.DEVNULL).returncode == 1
 
 
 @pytest.mark.xfail(reason="client agents write exec acks/output through RPC to a server, "
