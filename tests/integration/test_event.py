@@ -222,3 +222,25 @@ def test_cli_event(pool):
                           "exceeds configured limit of 512 bytes before encoding)\n")
     out = pool[4].cli("event", "-name", "x", env={"CONSUL_HTTP_ADDR": "127.0.0.1:1"})
     assert out.returncode == 1 and out.stderr.startswith("Error querying Consul agent: ")
+
+
+def test_python_consul(pool):
+    import consul
+    a = pool[1]
+    c = consul.Consul(host=a.ip, port=a.http_port)
+    fired = c.event.fire("py-event", "py-body", node="ev-")
+    assert UUID.match(fired["ID"]) and fired["NodeFilter"] == "ev-" and fired["LTime"] == 0
+    assert wait_until(lambda: any(e["ID"] == fired["ID"] for e in c.event.list(name="py-event")[1]))
+    index, listed = c.event.list(name="py-event")
+    assert int(index) == index_of(fired["ID"]) and listed[-1]["Payload"] == b"py-body"  # python-consul decodes it
+    # A blocking list (python-consul passes index and wait) returns on the next event.
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=c.event.list(index=index, wait="20s")))
+    t0 = time.time()
+    t.start()
+    time.sleep(0.5)
+    nxt = c.event.fire("py-event-2")
+    t.join(25)
+    new_index, listed = result["r"]
+    assert time.time() - t0 < 10 and listed[-1]["ID"] == nxt["ID"]
+    assert int(new_index) == index_of(nxt["ID"])
