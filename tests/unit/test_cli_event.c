@@ -63,8 +63,8 @@ static void test_event(void **state)
   assert_string_equal(r.err, "Error firing event: Unexpected response code: 500 (user event "
                              "exceeds configured limit of 512 bytes before encoding)\n");
   run_free(&r);
+  fake_stop(&f); /* joins the server thread: every exchange counted */
   assert_int_equal(f.served, 6);
-  fake_stop(&f);
 
   /* Refused before any request. */
   r = RUN(NULL, "event");
@@ -125,8 +125,8 @@ static void test_exec_requests_and_cleanup(void **state)
   assert_true(request_is(f.requests[6], "DELETE /v1/kv/_rexec/adf4238a-882b-9ddc-4a9d-5b6758e4159e"
                                         "?recurse="));
   run_free(&r);
+  fake_stop(&f); /* joins the server thread: every exchange counted */
   assert_int_equal(f.served, 7);
-  fake_stop(&f);
 
   /* -shell=false sends Args; a script from stdin is sent as base64 Script. */
   fake_start(&f, 10, reply(200, SELF), reply(200, SESSION), reply(200, "false"),
@@ -144,8 +144,8 @@ static void test_exec_requests_and_cleanup(void **state)
   assert_int_equal(r.code, 1);
   assert_string_equal(body_of(f.requests[7]), "{\"Script\":\"ZWNobyBoaQo=\",\"Wait\":2000000000}");
   run_free(&r);
+  fake_stop(&f); /* joins the server thread: every exchange counted */
   assert_int_equal(f.served, 10);
-  fake_stop(&f);
 
   /* Refused before any request. */
   r = RUN(NULL, "exec");
