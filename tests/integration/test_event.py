@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -244,3 +245,87 @@ def test_python_consul(pool):
     new_index, listed = result["r"]
     assert time.time() - t0 < 10 and listed[-1]["ID"] == nxt["ID"]
     assert int(new_index) == index_of(nxt["ID"])
+
+
+# ---- Interop with a real serf agent (Debian's /usr/bin/serf): the msgpack UserEvent inside a
+# "consul:event:<name>" serf event, both ways, byte-compatible with what Consul's agent reads
+# and writes. ----
+
+def _mp_str(b):
+    assert len(b) < 256
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
+
+
+def consul_encode(event_id, name, payload):
+    """Consul's agent encodeMsgPack(UserEvent) for an event without filters."""
+    out = bytes([0x84]) + _mp_str(b"ID") + _mp_str(event_id.encode())
+    out += _mp_str(b"n") + _mp_str(name.encode())
+    out += _mp_str(b"p") + bytes([0xc4, len(payload)]) + payload
+    return out + _mp_str(b"v") + bytes([0x01])
+
+
+def mp_decode_map(b):
+    """Just enough msgpack to read a UserEvent: a fixmap of fixstr/str8 keys to fixstr, str8,
+    bin8 or positive fixint values."""
+    def val(i):
+        t = b[i]
+        if 0xa0 <= t <= 0xbf:
+            n = t & 0x1f
+            return b[i + 1:i + 1 + n], i + 1 + n
+        if t in (0xd9, 0xc4):
+            n = b[i + 1]
+            return b[i + 2:i + 2 + n], i + 2 + n
+        if t < 0x80:
+            return t, i + 1
+        raise AssertionError("unexpected msgpack type 0x%02x" % t)
+    assert 0x80 <= b[0] <= 0x8f
+    out, i = {}, 1
+    for _ in range(b[0] & 0x0f):
+        k, i = val(i)
+        out[k.decode()], i = val(i)
+    assert i == len(b)
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/serf"), reason="serf is not installed")
+def test_events_interoperate_with_a_real_serf_agent(request, tmp_path):
+    from test_gossip_serf import SerfAgent
+    a = Agent(node="ev-serf-concord").start()
+    serf = SerfAgent(str(tmp_path), "ev-serf-go", {})
+
+    def fin():
+        serf.close()
+        try:
+            a.stop()
+        finally:
+            a.kill()
+    request.addfinalizer(fin)
+    serf.join("127.0.0.1:%d" % a.serf_port)
+    assert wait_until(lambda: "ev-serf-go" in [m["Name"] for m in
+                                              json.loads(a.request("GET", "/v1/agent/members")[2])])
+    # serf -> Concord: an event exactly as a Consul agent would have gossiped it.
+    eid = "4c0c2a55-0d7e-4cb5-9f1a-8d2b3c4d5e6f"
+    r = subprocess.run(["/usr/bin/serf", "event", "-rpc-addr=" + serf.rpc, "consul:event:from-go",
+                        consul_encode(eid, "from-go", b"v=42")], capture_output=True, timeout=10)
+    assert r.returncode == 0, r
+    assert wait_until(lambda: eid in ids(a)), a.log()
+    got = events(a, "?name=from-go")[0][-1]
+    assert got["Payload"] == "dj00Mg==" and got["Version"] == 1 and got["LTime"] > 0
+    # Concord -> serf: the handler sees "consul:event:<name>" and Consul's msgpack UserEvent.
+    status, _, body = a.request("PUT", "/v1/event/fire/from-concord?node=ev-", body=b"hello")
+    assert status == 200, body
+    fired = json.loads(body)
+
+    def seen():
+        try:
+            with open(serf.events_path, "rb") as f:
+                for line in f.read().split(b"\n"):
+                    if line.startswith(b"user consul:event:from-concord "):
+                        return line[len(b"user consul:event:from-concord "):]
+        except FileNotFoundError:
+            return None
+    raw = wait_until(seen)
+    assert raw, open(serf.log_path).read()
+    ev = mp_decode_map(raw)
+    assert ev == {"ID": fired["ID"].encode(), "n": b"from-concord", "p": b"hello",
+                  "nf": b"ev-", "v": 1}
