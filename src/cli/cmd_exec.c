@@ -14,6 +14,7 @@
  * remote exec disabled never acknowledges, so such a node does not appear at all. */
 #include <jansson.h>
 #include <regex.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -82,6 +83,16 @@ static void usage_error(struct cli__ctx *ctx, const char *msg)
   buf_free(&h);
 }
 
+/* Consul's shutdownCh: Ctrl-C or SIGTERM stops waiting (exit 1) but still destroys the
+ * session and the data. Noticed between requests: within one poll (at most 5 s). */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+  (void)sig;
+  interrupted = 1;
+}
+
 static long long now_ms(void)
 {
   struct timespec ts;
@@ -93,7 +104,7 @@ static void sleep_ms(long long ms)
 {
   if (ms <= 0) return;
   struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-  while (nanosleep(&ts, &ts) != 0) {
+  while (nanosleep(&ts, &ts) != 0 && !interrupted) {
   }
 }
 
@@ -210,6 +221,10 @@ static int wait_for_job(struct exec_state *st)
   json_t *seen = json_object();
   int code = -1;
   while (code < 0) {
+    if (interrupted) {
+      code = 1;
+      break;
+    }
     int64_t interval = st->wait_ms * (acks > exits ? 2 : 1);
     long long left = last + interval - now_ms();
     if (left <= 0) {
@@ -363,6 +378,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   struct cli__client c;
   bool client = false;
   char *session = NULL, *dir = NULL;
+  bool handlers = false;
   if (strcmp(cmd.data, "-") == 0) {
     if (!shell) {
       cli__error(ctx, "Cannot configure -shell=false when reading from stdin");
@@ -435,6 +451,12 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   }
   session = xstrdup(sid);
   json_decref(sess);
+  interrupted = 0;
+  struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  handlers = true;
   if (o.verbose) cli__info(ctx, "Created remote execution session: %s", session);
   char *joined = cli__path_join(o.prefix, session);
   struct buf d = BUF_INIT;
@@ -467,6 +489,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   }
   if (o.verbose) cli__info(ctx, "Uploaded remote execution spec");
   sleep_ms(repl_ms);
+  if (interrupted) goto cleanup;
   /* Fire the event. */
   {
     json_t *payload = json_object();
@@ -512,6 +535,10 @@ cleanup:
     cli__client_json(ctx, &c, "DELETE", path.data, &q, NULL, 0, false, NULL, err, sizeof(err));
     cli__query_free(&q);
     buf_free(&path);
+  }
+  if (handlers) {
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
   }
 out:
   if (client) cli__client_free(&c);

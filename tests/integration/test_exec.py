@@ -7,6 +7,7 @@ to fail for now (marked xfail)."""
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 import time
@@ -137,6 +138,27 @@ def test_agent_stops_cleanly_with_a_job_running(request):
     assert "killing remote exec job" in a.log()
     time.sleep(0.3)
     assert subprocess.run(["pgrep", "-f", "sleep 61"], stdout=subprocess.DEVNULL).returncode == 1
+
+
+def test_interrupt_cleans_up(exec_agent):
+    # Ctrl-C: Consul's exec stops waiting (exit 1) and still destroys its session and data.
+    a = exec_agent
+    env = dict(os.environ, CONSUL_HTTP_ADDR=a.http_addr)
+    cli = subprocess.Popen([a.bin, "exec", "-wait", "3s", "sleep 30"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and not any(k.endswith("/ack") for k in rexec_keys(a)):
+            time.sleep(0.1)
+        assert any(k.endswith("/ack") for k in rexec_keys(a)), a.log()
+        cli.send_signal(signal.SIGINT)
+        assert cli.wait(15) == 1
+    finally:
+        cli.kill()
+        cli.wait()
+    assert rexec_keys(a) == []
+    sessions, _ = a.get_json("/v1/session/list")
+    assert [s for s in sessions if s["Name"] == "Remote Exec"] == []
 
 
 @pytest.mark.xfail(reason="client agents write exec acks/output through RPC to a server, "
