@@ -290,51 +290,63 @@ static void job_queue_output(struct exec_job *j, const void *data, size_t len)
   job_enqueue(j, suffix, data, len, false);
 }
 
-static void job_write_done(void *arg, int status, bool ok)
+/* A write's outcome (w is freed). A failed output write makes Consul's runner give up
+ * uploading and record 255. Never frees the job: callers end with job_maybe_free. */
+static void job_write_result(struct exec_job *j, struct exec_write *w, int status, bool ok)
 {
-  struct exec_write *w = arg;
-  struct exec_job *j = w->job;
-  if (j) {
-    j->inflight = NULL;
-    if (status != 0 || !ok) {
-      log_error(MOD, "failed to write %s for remote exec job: %s", w->key,
-                status ? cc_strerror(status) : "write failed");
-      if (!w->is_exit && !j->failed) {
-        /* Consul's runner gives up uploading and records 255. */
-        j->failed = true;
-        while (j->queue) {
-          struct exec_write *q = j->queue;
-          j->queue = q->next;
-          free(q->key);
-          free(q->val);
-          free(q);
-        }
-        j->queue_tail = &j->queue;
-        j->exit_queued = false; /* an exit code queued before the failure was just dropped */
-        job_queue_exit(j, 255);
+  if (status != 0 || !ok) {
+    log_error(MOD, "failed to write %s for remote exec job: %s", w->key,
+              status ? cc_strerror(status) : "write failed");
+    if (!w->is_exit && !j->failed) {
+      j->failed = true;
+      while (j->queue) {
+        struct exec_write *q = j->queue;
+        j->queue = q->next;
+        free(q->key);
+        free(q->val);
+        free(q);
       }
+      j->queue_tail = &j->queue;
+      j->exit_queued = false; /* an exit code queued before the failure was just dropped */
+      job_queue_exit(j, 255);
     }
   }
   free(w->key);
   free(w->val);
   free(w);
-  if (j) {
-    job_pump(j);
-    job_maybe_free(j);
-  }
 }
 
-/* Starts the next queued write if none is in flight. */
+static void job_write_done(void *arg, int status, bool ok)
+{
+  struct exec_write *w = arg;
+  struct exec_job *j = w->job;
+  if (!j) { /* detached at shutdown */
+    free(w->key);
+    free(w->val);
+    free(w);
+    return;
+  }
+  j->inflight = NULL;
+  job_write_result(j, w, status, ok);
+  job_pump(j);
+  job_maybe_free(j);
+}
+
+/* Starts the next queued write if none is in flight. A write refused at once is handled
+ * here, in a loop rather than by recursion, so that nothing below a caller frees the job. */
 static void job_pump(struct exec_job *j)
 {
-  if (j->inflight || !j->queue || j->x->closing) return;
-  struct exec_write *w = j->queue;
-  j->queue = w->next;
-  if (!j->queue) j->queue_tail = &j->queue;
-  w->next = NULL;
-  j->inflight = w;
-  int rv = j->x->kv.lock(j->x->kv.ctx, w->key, w->val, w->len, j->session, job_write_done, w);
-  if (rv != 0) job_write_done(w, rv, false);
+  while (!j->inflight && j->queue && !j->x->closing) {
+    struct exec_write *w = j->queue;
+    j->queue = w->next;
+    if (!j->queue) j->queue_tail = &j->queue;
+    w->next = NULL;
+    j->inflight = w;
+    int rv = j->x->kv.lock(j->x->kv.ctx, w->key, w->val, w->len, j->session, job_write_done, w);
+    if (rv == 0) return;
+    j->inflight = NULL;
+    job_write_result(j, w, rv, false);
+  }
 }
 
 /* ---- output ---- */
@@ -486,8 +498,7 @@ static void job_spawn(struct exec_job *j)
     log_debug(MOD, "failed to start remote exec: %s", uv_strerror(rv));
     j->exited = j->eof = true;
     uv_close((uv_handle_t *)&j->pipe, job_closed);
-    job_queue_exit(j, 255);
-    job_maybe_free(j);
+    job_queue_exit(j, 255); /* the caller (job_ack_done) ends with job_maybe_free */
     return;
   }
   uv_read_start((uv_stream_t *)&j->pipe, job_alloc, job_read);

@@ -28,6 +28,8 @@ struct fake_kv {
   char *sessions[MAXW];
   int n;
   int refuse_after; /* writes after this many answer false (-1: never) */
+  int fail_sync_after; /* writes after this many are refused at once, CC_ENOTLEADER (0: never) */
+  bool fail_all;       /* every write refused at once */
 };
 
 static int fake_get(void *ctx, const char *key, agent_exec_get_done done, void *arg)
@@ -60,6 +62,7 @@ static int fake_lock(void *ctx, const char *key, const void *val, size_t len, co
 {
   struct fake_kv *kv = ctx;
   assert_true(kv->n < MAXW);
+  if (kv->fail_all || (kv->fail_sync_after && kv->n >= kv->fail_sync_after)) return CC_ENOTLEADER;
   kv->keys[kv->n] = xstrdup(key);
   kv->vals[kv->n] = (struct buf)BUF_INIT;
   buf_append(&kv->vals[kv->n], val ? val : "", len);
@@ -200,6 +203,30 @@ static void test_refused_write_records_255(void **state)
   teardown(&loop, x, &kv);
 }
 
+static void test_write_refused_at_once(void **state)
+{
+  (void)state;
+  uv_loop_t loop;
+  /* Leadership lost mid-job: the output and the exit-code writes are refused synchronously,
+   * the job still ends (freed once the process is reaped) without touching freed memory. */
+  struct fake_kv kv = {.refuse_after = -1, .fail_sync_after = 1,
+                       .spec = "{\"Command\":\"echo a; echo b\",\"Wait\":1000000000}"};
+  struct agent_exec *x = setup(&loop, &kv);
+  agent_exec_handle(x, (const uint8_t *)EVENT, strlen(EVENT));
+  run_until_idle(&loop, x);
+  assert_int_equal(kv.n, 1);
+  assert_string_equal(kv.keys[0], "_rexec/sess-1/n1/ack");
+  teardown(&loop, x, &kv);
+  /* Refused from the ack on: nothing runs. */
+  struct fake_kv kv2 = {.refuse_after = -1, .fail_all = true,
+                        .spec = "{\"Command\":\"echo a\",\"Wait\":1000000000}"};
+  x = setup(&loop, &kv2);
+  agent_exec_handle(x, (const uint8_t *)EVENT, strlen(EVENT));
+  run_until_idle(&loop, x);
+  assert_int_equal(kv2.n, 0);
+  teardown(&loop, x, &kv2);
+}
+
 static void test_nothing_to_do(void **state)
 {
   (void)state;
@@ -242,6 +269,7 @@ int main(void)
       cmocka_unit_test(test_runs_and_reports),
       cmocka_unit_test(test_chunks_heartbeats_args_script),
       cmocka_unit_test(test_refused_write_records_255),
+      cmocka_unit_test(test_write_refused_at_once),
       cmocka_unit_test(test_nothing_to_do),
       cmocka_unit_test(test_close_kills_running_job),
   };
