@@ -22,6 +22,8 @@
 #include "agent/dns_catalog.h"
 #include "agent/events.h"
 #include "agent/exec.h"
+#include "agent/forward.h"
+#include "agent/servers.h"
 #include "agent/session_ttl.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
@@ -38,6 +40,7 @@
 #include "lib/log.h"
 #include "lib/rand.h"
 #include "local/local.h"
+#include "rpc/rpc.h"
 #include "state/catalog.h"
 #include "state/cmd.h"
 #include "state/store.h"
@@ -58,6 +61,9 @@ struct agent {
   struct dns_engine *dns_engine;
   struct dns_server *dns;
   struct gossip *gossip;
+  struct rpc *rpc;          /* the server port (servers) and the client pool (everyone) */
+  struct servers *servers;  /* the servers gossip knows; bootstrap and Raft membership */
+  struct forward *forward;  /* requests that a server or the leader must serve */
   uv_timer_t retry_join_timer;
   unsigned retry_join_attempts;
   uv_signal_t sig_int, sig_term, sig_hup;
@@ -186,20 +192,48 @@ static void agent_close_walk(uv_handle_t *h, void *arg)
   }
 }
 
+static void agent_rpc_stopped(void *arg)
+{
+  (void)arg;
+  log_info("agent", "shutdown complete");
+}
+
+/* RPC goes last: Raft's transport runs over it. */
+static void agent_stop_rpc(struct agent *a)
+{
+  if (a->forward) forward_free(a->forward);
+  a->forward = NULL;
+  if (a->servers) servers_free(a->servers);
+  a->servers = NULL;
+  if (a->rpc) {
+    struct rpc *r = a->rpc;
+    a->rpc = NULL;
+    rpc_stop(r, agent_rpc_stopped, a);
+  } else {
+    agent_rpc_stopped(a);
+  }
+}
+
 static void agent_consensus_stopped(void *arg)
 {
   struct agent *a = arg;
   a->consensus = NULL;
-  log_info("agent", "shutdown complete");
+  agent_stop_rpc(a);
+}
+
+static void agent_stop_consensus(struct agent *a)
+{
+  if (a->consensus) {
+    consensus_set_leader_cb(a->consensus, NULL, NULL);
+    consensus_stop(a->consensus, agent_consensus_stopped, a);
+  } else {
+    agent_stop_rpc(a);
+  }
 }
 
 static void agent_gossip_stopped(void *arg)
 {
-  struct agent *a = arg;
-  if (a->consensus) {
-    consensus_set_leader_cb(a->consensus, NULL, NULL);
-    consensus_stop(a->consensus, agent_consensus_stopped, a);
-  }
+  agent_stop_consensus(arg);
 }
 
 static void agent_dns_closed(void *arg)
@@ -214,10 +248,7 @@ static void agent_dns_closed(void *arg)
     gossip_stop(g, agent_gossip_stopped, a);
     return;
   }
-  if (a->consensus) {
-    consensus_set_leader_cb(a->consensus, NULL, NULL);
-    consensus_stop(a->consensus, agent_consensus_stopped, a);
-  }
+  agent_stop_consensus(a);
 }
 
 static void agent_http_closed(void *arg)
@@ -327,6 +358,11 @@ static int agent_start_server(struct agent *a, const char *data_dir)
    * values are tuned for fast failover; the multiplier still applies. */
   cc.election_timeout_ms = cc.election_timeout_ms * a->cfg.raft_multiplier;
   cc.heartbeat_timeout_ms = cc.heartbeat_timeout_ms * a->cfg.raft_multiplier;
+  if (a->rpc) {
+    cc.transport_init = rpc_raft_transport_init;
+    cc.transport_close = rpc_raft_transport_close;
+    cc.transport_arg = a->rpc;
+  }
   char err[512] = "";
   int rv = consensus_start(&a->loop, &cc, a->store, &a->consensus, err, sizeof err);
   if (rv != 0) {
@@ -337,6 +373,45 @@ static int agent_start_server(struct agent *a, const char *data_dir)
 }
 
 static void agent_leave(void *arg);
+
+/* The server port (Raft and RPC share it, as Consul's 8300) on servers; on clients only the
+ * pool that dials servers. */
+static int agent_start_rpc(struct agent *a)
+{
+  struct rpc_config rc;
+  rpc_config_defaults(&rc);
+  rc.bind_ip = a->cfg.bind_addr;
+  rc.port = a->cfg.server ? a->cfg.port_server : -1;
+  char err[256] = "";
+  if (rpc_start(&a->loop, &rc, &a->rpc, err, sizeof err) != 0) {
+    log_error("agent", "cannot listen on the server port %s:%d: %s", a->cfg.bind_addr,
+              a->cfg.port_server, err);
+    return -1;
+  }
+  if (rc.port >= 0)
+    log_info("agent", "server RPC and Raft listening on %s:%d", a->cfg.bind_addr, rc.port);
+  return 0;
+}
+
+/* The servers gossip shows us, and forwarding to them (a -dev server too: clients may join
+ * it, as they may join Consul's). */
+static void agent_start_cluster(struct agent *a)
+{
+  struct servers_config sc = {
+      .datacenter = a->cfg.datacenter,
+      .node_name = a->cfg.node_name,
+      .bootstrap_expect = a->cfg.bootstrap_expect,
+      .dead_server_cleanup_ms = 30000,
+  };
+  a->servers = servers_new(&a->loop, &sc, a->rpc, a->consensus);
+  struct forward_config fc = {
+      .rpc = a->rpc,
+      .servers = a->servers,
+      .consensus = a->consensus,
+      .store = a->store,
+  };
+  a->forward = forward_new(&a->loop, &fc);
+}
 
 /* The agent's own services and checks (src/local): from config files and persisted API
  * registrations, run here and synced into the catalog. */
@@ -359,6 +434,11 @@ static int agent_start_local(struct agent *a, const char *data_dir)
   lc.enable_local_script_checks = a->cfg.enable_local_script_checks;
   lc.check_update_interval_ms = (uint64_t)(a->cfg.check_update_interval_ns / 1000000LL);
   a->local = local_agent_new(&a->loop, &lc, a->store, a->consensus, err, sizeof err);
+  if (a->local && a->forward) {
+    struct local_remote remote;
+    forward_local_remote(a->forward, &remote);
+    local_agent_set_remote(a->local, &remote);
+  }
   int rv = a->local && local_agent_load(a->local, defs, err, sizeof err) == 0 ? 0 : -1;
   if (rv != 0) log_error("agent", "cannot load services and checks: %s", err);
   local_defs_free(defs);
@@ -391,7 +471,10 @@ static int agent_start_http(struct agent *a)
       .leave_arg = a,
       .local = a->local,
       .events = &a->events.ring,
+      .forward = a->forward ? forward_http : NULL,
+      .forward_arg = a->forward,
   };
+  if (a->forward) forward_serve_http(a->forward, a->http);
   api_register(&a->api);
   for (char **p = a->cfg.client_addrs; *p; p++) {
     char err[256] = "";
@@ -596,6 +679,7 @@ static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip
   struct agent *a = ctx;
   static const char *const names[] = {"joined", "left", "failed", "updated", "reaped"};
   log_info("agent.serf", "member %s %s (%s:%u)", m->name, names[ev], m->addr, m->port);
+  if (a->servers) servers_on_member(a->servers, ev, m);
   if (!a->consensus || a->stopping || !consensus_is_leader(a->consensus)) return;
   if (ev == GOSSIP_EVENT_REAP) {
     agent_reconcile_member(a, m->name, m->addr, NULL, NULL, NULL, GOSSIP_STATUS_NONE);
@@ -688,6 +772,11 @@ static int agent_start_gossip(struct agent *a)
     return -1;
   }
   log_info("agent", "serf LAN listening on %s:%d", a->cfg.bind_addr, a->cfg.port_serf_lan);
+  struct gossip_member self;
+  if (a->servers && gossip_local_member(a->gossip, &self) == 0) {
+    servers_on_member(a->servers, GOSSIP_EVENT_JOIN, &self);
+    gossip_member_free(&self);
+  }
   size_t n = 0;
   while (a->cfg.start_join[n]) n++;
   if (n > 0 && gossip_join(a->gossip, (const char *const *)a->cfg.start_join, n, agent_start_join_done, a) != 0) {
@@ -765,13 +854,9 @@ int agent_main(int argc, char **argv)
   a->leader_timer.data = a;
   tombstone_gc_init(&a->tombstone_gc, TOMBSTONE_GC_TTL_MS, TOMBSTONE_GC_GRANULARITY_MS);
 
-  bool started = true;
-  if (a->cfg.server) {
-    if (agent_start_server(a, data_dir) != 0) started = false;
-  } else {
-    log_warn("agent", "client agents need servers reached through gossip, which is not built "
-                      "yet: reads and writes will fail with \"No known Consul servers\"");
-  }
+  bool started = agent_start_rpc(a) == 0;
+  if (started && a->cfg.server && agent_start_server(a, data_dir) != 0) started = false;
+  if (started) agent_start_cluster(a);
   if (started && agent_start_local(a, data_dir) != 0) started = false;
   a->exec = agent_exec_new(&a->loop, a->cfg.node_name, a->store, a->consensus);
   agent_events_init(&a->events, a->cfg.node_name, a->local, a->cfg.disable_remote_exec, a->exec);

@@ -4,6 +4,7 @@
 void api_register(struct api_ctx *ctx)
 {
   api__blocking_init(ctx);
+  api__forward_init(ctx);
   api_kv_register(ctx);
   api_status_register(ctx);
   api_agent_register(ctx);

@@ -4,6 +4,7 @@
 #ifndef CONCORD_API_API_H
 #define CONCORD_API_API_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -30,7 +31,15 @@ struct api_ctx {
   struct api_blocking *blocking; /* private to api/blocking.c */
   struct local_agent *local;     /* the agent's services and checks (src/local); NULL: none */
   struct event_ring *events;     /* user events this agent kept (agent/events.c); NULL: none */
+  /* Forwarding (agent/forward.c): sends req to a server (to_leader: to the Raft leader) and
+   * answers it with that server's answer. NULL: every request is served here (-dev, or a
+   * single server). api/forward.c decides which requests go where. */
+  void (*forward)(void *arg, struct http_request *req, bool to_leader, unsigned hops);
+  void *forward_arg;
 };
+
+/* The header a forwarded request carries: how many agents have forwarded it so far. */
+#define API_FORWARD_HEADER "X-Concord-Forwarded"
 
 /* The serf tags Consul's agents carry (role, dc, id, port, vsn, build, bootstrap/expect...):
  * a new object the caller owns. The agent gossips them; /v1/agent/members shows them. */

@@ -93,6 +93,9 @@ void api__blocking_init(struct api_ctx *ctx);
 void api__blocking_shutdown(struct api_ctx *ctx);
 size_t api_blocking_parked(struct api_ctx *ctx);
 
+/* Installs the forwarding decision (forward.c) on the HTTP server. */
+void api__forward_init(struct api_ctx *ctx);
+
 /* Endpoint families. */
 void api_kv_register(struct api_ctx *ctx);
 void api_status_register(struct api_ctx *ctx);

@@ -27,6 +27,7 @@
  * snapshot threshold does matter: libraft's default of 1024 cuts write throughput to 40%
  * (each snapshot encodes the whole store), so we use Consul's 16384/10240. How snapshots are
  * encoded, and what that costs the loop, is in snapshot.c. */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -310,6 +311,40 @@ static int check_config(const struct consensus_config *cfg, char *errbuf, size_t
   return CC_EINVAL;
 }
 
+/* True when <dir> holds no Raft log or snapshot yet (libraft's metadata files alone do not
+ * count: they exist before any entry). */
+static bool dir_is_fresh(const char *dir)
+{
+  DIR *d = opendir(dir);
+  if (d == NULL) return false;
+  bool fresh = true;
+  struct dirent *e;
+  while (fresh && (e = readdir(d)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+        strcmp(e->d_name, "metadata1") == 0 || strcmp(e->d_name, "metadata2") == 0)
+      continue;
+    fresh = false;
+  }
+  closedir(d);
+  return fresh;
+}
+
+static int start_raft(struct consensus *c, char *errbuf, size_t errlen)
+{
+  int rrv = raft_start(&c->raft);
+  if (rrv != 0) {
+    /* libraft often leaves its message empty for transport errors; the usual cause is the
+     * server port being taken, so say so. */
+    const char *why = raft_errmsg(&c->raft);
+    snprintf(errbuf, errlen, "raft: start in %s on %s: %s%s", c->dir, c->address,
+             why && *why ? why : raft_strerror(rrv),
+             rrv == RAFT_IOERR ? " (is the server port already in use?)" : "");
+    return consensus__error(c, rrv);
+  }
+  c->deferred = false;
+  return 0;
+}
+
 int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
                     struct state_store *store, struct consensus **out, char *errbuf,
                     size_t errlen)
@@ -390,21 +425,21 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
       rv = consensus__error(c, rrv);
       goto err_close_raft;
     }
+  } else if (cfg->bootstrap_expect > 1 && dir_is_fresh(c->dir)) {
+    /* Raft starts once the agent knows whether to bootstrap a new cluster with its peers or
+     * to wait to be added to an existing one (consensus_bootstrap / consensus_start_joined):
+     * a bootstrap is an entry at index 1, so it must happen before the log is opened. */
+    c->deferred = true;
+    log_info("raft", "bootstrap_expect is %u: waiting for the other servers",
+             cfg->bootstrap_expect);
   } else {
     log_info("raft", "bootstrap_expect is %u: not bootstrapping; waiting to be added by a "
              "leader", cfg->bootstrap_expect);
   }
 
-  rrv = raft_start(&c->raft);
-  if (rrv != 0) {
-    /* libraft often leaves its message empty for transport errors; the usual cause is the
-     * server port being taken, so say so. */
-    const char *why = raft_errmsg(&c->raft);
-    snprintf(errbuf, errlen, "raft: start in %s on %s: %s%s", c->dir, c->address,
-             why && *why ? why : raft_strerror(rrv),
-             rrv == RAFT_IOERR ? " (is the server port already in use?)" : "");
-    rv = consensus__error(c, rrv);
-    goto err_close_raft;
+  if (!c->deferred) {
+    rv = start_raft(c, errbuf, errlen);
+    if (rv != 0) goto err_close_raft;
   }
 
   uv_timer_init(loop, &c->poll);
@@ -431,6 +466,52 @@ err_close_io:
   transport_close(c);
 err_free:
   consensus_free(c);
+  return rv;
+}
+
+bool consensus_awaiting_bootstrap(const struct consensus *c)
+{
+  return c->deferred && !c->stopping;
+}
+
+int consensus_bootstrap(struct consensus *c, const struct consensus_peer *peers, size_t n)
+{
+  if (!c->deferred || c->stopping) return CC_ECONFLICT;
+  bool self = false;
+  struct raft_configuration conf;
+  raft_configuration_init(&conf);
+  int rrv = 0;
+  for (size_t i = 0; i < n && rrv == 0; i++) {
+    if (peers[i].id == c->id) self = true;
+    rrv = raft_configuration_add(&conf, peers[i].id, peers[i].address, RAFT_VOTER);
+  }
+  if (rrv == 0 && !self) {
+    raft_configuration_close(&conf);
+    log_error("raft", "bootstrap: this server (%016" PRIx64 ") is not in the list", c->id);
+    return CC_EINVAL;
+  }
+  if (rrv == 0) rrv = raft_bootstrap(&c->raft, &conf);
+  raft_configuration_close(&conf);
+  if (rrv != 0) {
+    log_error("raft", "bootstrap with %zu servers failed: %s", n, raft_strerror(rrv));
+    return rrv == RAFT_INVALID || rrv == RAFT_DUPLICATEID || rrv == RAFT_DUPLICATEADDRESS
+               ? CC_EINVAL : consensus__error(c, rrv);
+  }
+  log_info("raft", "bootstrapped a new %zu-server cluster in %s", n, c->dir);
+  char err[256];
+  int rv = start_raft(c, err, sizeof err);
+  if (rv != 0) log_error("raft", "%s", err);
+  return rv;
+}
+
+int consensus_start_joined(struct consensus *c)
+{
+  if (!c->deferred || c->stopping) return CC_ECONFLICT;
+  log_info("raft", "a cluster exists already: starting without bootstrap, to be added by its "
+           "leader");
+  char err[256];
+  int rv = start_raft(c, err, sizeof err);
+  if (rv != 0) log_error("raft", "%s", err);
   return rv;
 }
 

@@ -17,6 +17,13 @@
 struct consensus;
 struct raft_uv_transport;
 
+/* A server in the Raft configuration. */
+struct consensus_peer {
+  uint64_t id;
+  char address[64];
+  bool voter;
+};
+
 struct consensus_config {
   const char *data_dir;     /* raft log and snapshots live in <data_dir>/raft */
   const char *node_id;      /* the agent's node ID (UUID); the raft id is derived from it */
@@ -71,6 +78,17 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
  * (the close starts on a later loop turn). */
 void consensus_stop(struct consensus *c, void (*cb)(void *arg), void *arg);
 
+/* bootstrap_expect > 1 on a server with no Raft data: Raft is initialised but not started
+ * until the agent has found the other servers (Consul's maybeBootstrap). Then either every
+ * one of the expected servers calls consensus_bootstrap with the same list (itself included):
+ * they all write the same configuration at index 1, as hashicorp/raft's BootstrapCluster
+ * does, and elect a leader among themselves; or, when a cluster turns out to exist already,
+ * consensus_start_joined starts Raft empty, to be added by that cluster's leader. Both return
+ * 0, CC_ECONFLICT when Raft is already started, or another CC_E* code. */
+bool consensus_awaiting_bootstrap(const struct consensus *c);
+int consensus_bootstrap(struct consensus *c, const struct consensus_peer *peers, size_t n);
+int consensus_start_joined(struct consensus *c);
+
 /* Called when a proposed command has been committed and applied (status 0, res filled, index
  * is the entry's Raft index) or has failed (status CC_ENOTLEADER, CC_ESHUTDOWN, CC_EIO...). */
 typedef void (*consensus_apply_cb)(void *arg, int status, const struct state_cmd_result *res,
@@ -112,12 +130,7 @@ uint64_t consensus_id(const struct consensus *c);
 /* "Leader", "Follower", "Candidate" or "Unavailable" (as Consul's raft state strings). */
 const char *consensus_state_name(const struct consensus *c);
 
-/* The servers in the current configuration. */
-struct consensus_peer {
-  uint64_t id;
-  char address[64];
-  bool voter;
-};
+
 /* Writes up to max peers into out; returns how many there are in total. */
 size_t consensus_peers(const struct consensus *c, struct consensus_peer *out, size_t max);
 

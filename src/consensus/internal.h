@@ -46,6 +46,7 @@ struct consensus {
   struct raft_uv_transport transport;
   void (*transport_close)(void *arg, struct raft_uv_transport *t); /* NULL: libraft's own */
   void *transport_arg;
+  bool deferred; /* Raft not started yet: waiting for the bootstrap decision */
   struct raft_fsm fsm;
   struct state_store *store; /* borrowed from the caller for the consensus' whole life */
   struct consensus__applied applied;

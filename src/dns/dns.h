@@ -196,6 +196,19 @@ void dns_engine_set_clock(struct dns_engine *e, uint32_t (*now)(void *arg), void
 enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, size_t qlen,
                                   const struct dns_request *req, uint8_t *out, size_t *outlen);
 
+/* Where a query belongs, without answering it (server.h uses this to send the catalog's
+ * questions to a server when this agent has no catalog). */
+enum dns_scope {
+  DNS_SCOPE_LOCAL,   /* answered from the header alone: dropped, FORMERR, NOTIMP, not IN */
+  DNS_SCOPE_DOMAIN,  /* a name under domain or alt_domain */
+  DNS_SCOPE_ARPA,    /* a reverse name (under arpa.), answered from the catalog too */
+  DNS_SCOPE_OUTSIDE, /* anything else: the recursors' business (or REFUSED) */
+};
+/* Also sets *udp_size (when not NULL) to the largest UDP reply the asker accepts: its EDNS
+ * buffer size, at least 512. */
+enum dns_scope dns_engine_scope(const struct dns_engine *e, const uint8_t *query, size_t qlen,
+                                uint16_t *udp_size);
+
 /* Writes a reply with `rcode` and no records to the (well-formed) query (SERVFAIL when every
  * recursor failed). Returns its length, or 0 if the query cannot be answered at all. */
 size_t dns_engine_error_reply(struct dns_engine *e, const uint8_t *query, size_t qlen,

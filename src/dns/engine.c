@@ -227,6 +227,39 @@ static long suffix_at(const struct dns__name *qn, const struct dns__name *dom)
   return (long)start;
 }
 
+/* Which domain, if any, the name is in (the index of its first label, else -1): the longer
+ * of domain and alt_domain first, as Consul's trimDomain does. *arpa: not in either but
+ * under arpa. (reverse lookups, also answered from the catalog). */
+static long route(const struct dns_engine *e, const struct dns__name *qn, bool *arpa)
+{
+  const struct dns__name *first = &e->domain, *second = &e->alt;
+  if (e->alt.wire > e->domain.wire) {
+    first = &e->alt;
+    second = &e->domain;
+  }
+  long at = suffix_at(qn, first);
+  if (at < 0)
+    at = suffix_at(qn, second);
+  *arpa = at < 0 && qn->n > 0 &&
+          label_eq(qn->lab[qn->n - 1], qn->len[qn->n - 1], (const uint8_t *)"arpa", 4);
+  return at;
+}
+
+enum dns_scope dns_engine_scope(const struct dns_engine *e, const uint8_t *query, size_t qlen,
+                                uint16_t *udp_size)
+{
+  struct dns__query q;
+  bool have_q, arpa;
+  int rc = dns__parse_query(query, qlen, &q, &have_q);
+  if (udp_size)
+    *udp_size = rc >= 0 && q.edns && q.edns_size > DNS_UDP_MIN ? q.edns_size : DNS_UDP_MIN;
+  if (rc != 0 || (q.qclass != DNS_C_IN && q.qclass != DNS_C_ANY))
+    return DNS_SCOPE_LOCAL;
+  if (route(e, &q.name, &arpa) >= 0)
+    return DNS_SCOPE_DOMAIN;
+  return arpa ? DNS_SCOPE_ARPA : DNS_SCOPE_OUTSIDE;
+}
+
 /* Splits labels [0, dom) into lower-case C strings for the lookups. A label holding a NUL
  * or a dot cannot name anything in the catalog: returns false. */
 static bool split_labels(struct dns__reply *r)
@@ -331,19 +364,8 @@ enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, si
     return DNS_REPLY;
   }
 
-  /* Which domain, if any, the name is in: the longer of domain and alt_domain first, as
-   * Consul's trimDomain does. */
-  long at = -1;
-  const struct dns__name *first = &e->domain, *second = &e->alt;
-  if (e->alt.wire > e->domain.wire) {
-    first = &e->alt;
-    second = &e->domain;
-  }
-  if ((at = suffix_at(&q.name, first)) < 0)
-    at = suffix_at(&q.name, second);
-  bool arpa = at < 0 && q.name.n > 0 &&
-              label_eq(q.name.lab[q.name.n - 1], q.name.len[q.name.n - 1],
-                       (const uint8_t *)"arpa", 4);
+  bool arpa;
+  long at = route(e, &q.name, &arpa);
   if (at < 0 && !arpa) {
     if (e->cfg.n_recursors > 0)
       return DNS_FORWARD;

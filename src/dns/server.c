@@ -1,6 +1,9 @@
-/* server.c -- the DNS engine on libuv: UDP and TCP listeners and forwarding to recursors.
+/* server.c -- the DNS engine on libuv: UDP and TCP listeners, forwarding to recursors, and
+ * the asynchronous upstream for catalog names on agents that have no catalog.
  *
- * The engine does all the DNS; this file only moves bytes. Memory: one 64 KiB receive buffer
+ * The engine does all the DNS; this file only moves bytes. A query waiting for an answer from
+ * elsewhere -- recursors or the upstream -- is one struct fwd: same cap, same timer, same
+ * relaying and the same TCP ordering; `upstream` says which way it is being answered. Memory: one 64 KiB receive buffer
  * and one 64 KiB reply buffer per server (every reply is built and sent before the next
  * datagram is read, so they are never shared by two queries), a receive buffer per TCP
  * connection, and a copy of each query being forwarded. Handles are counted so that
@@ -20,6 +23,7 @@
 #define TCP_BUF_MAX (2 * (2 + 65535)) /* a full frame plus the start of the next */
 #define TCP_WRITE_QUEUE_MAX (1u << 20) /* stop reading a client that does not read */
 #define UDP_PENDING_MAX 256            /* replies queued when the socket was full */
+#define UPSTREAM_TIMEOUT_MS 5000
 
 struct tcp_conn;
 struct fwd;
@@ -44,6 +48,7 @@ struct dns_server {
   unsigned n_conns;
   struct fwd *fwds;
   unsigned n_fwds;
+  struct dns_upstream up; /* up.start NULL: no upstream */
   uint8_t rbuf[65536];
   uint8_t wbuf[DNS_TCP_MAX];
 };
@@ -55,6 +60,7 @@ struct tcp_conn {
   uv_timer_t idle;
   int open; /* handles not yet closed (2, then 0) */
   bool closing, reading;
+  bool eof; /* the client sent FIN while a query waited: answer it, then close */
   bool in_process; /* inside conn_process: a forward ending now must not re-enter it */
   struct sockaddr_storage peer;
   uint8_t *buf; /* received bytes not yet answered */
@@ -80,6 +86,12 @@ struct fwd {
   bool tcp, done;
   struct tcp_conn *conn; /* NULL if the connection went away */
   struct sockaddr_storage client;
+  /* Upstream mode: the query keeps the client's ID; up_pending while start has returned 0
+   * and no reply came (cancel is owed then); qdata is start's, for cancel. */
+  bool upstream, up_pending;
+  void *qdata;
+  enum dns_scope scope;
+  uint16_t udp_size; /* the client's UDP limit, for checking the upstream's reply */
 };
 
 static void handle_gone(struct dns_server *s)
@@ -297,7 +309,15 @@ static void fwd_finish(struct fwd *f, uint8_t *reply, size_t len)
   f->done = true;
   fwd_drop_sock(f);
   uv_timer_stop(&f->timer);
-  if (!reply) {
+  if (f->up_pending) {
+    f->up_pending = false;
+    if (s->up.cancel)
+      s->up.cancel(s->up.ctx, f->qdata);
+  }
+  bool someone = !s->closing && (!f->tcp || (f->conn && !f->conn->closing));
+  if (!someone) {
+    len = 0;
+  } else if (!reply) {
     f->query[0] = (uint8_t)(f->client_id >> 8);
     f->query[1] = (uint8_t)f->client_id;
     len = dns_engine_error_reply(s->engine, f->query, f->qlen, 2 /* SERVFAIL */, s->wbuf,
@@ -307,7 +327,7 @@ static void fwd_finish(struct fwd *f, uint8_t *reply, size_t len)
     reply[0] = (uint8_t)(f->client_id >> 8);
     reply[1] = (uint8_t)f->client_id;
   }
-  if (len > 0 && !s->closing) {
+  if (len > 0) {
     if (!f->tcp)
       udp_reply(s, (struct sockaddr *)&f->client, reply, len);
     else if (f->conn)
@@ -376,6 +396,11 @@ static void on_fwd_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
 static void on_fwd_timeout(uv_timer_t *t)
 {
   struct fwd *f = t->data;
+  if (f->upstream) {
+    log_debug("dns", "upstream query timed out");
+    fwd_finish(f, NULL, 0);
+    return;
+  }
   log_debug("dns", "recursor %zu timed out", f->attempt);
   f->attempt++;
   fwd_attempt(f);
@@ -412,9 +437,87 @@ static void fwd_attempt(struct fwd *f)
   fwd_finish(f, NULL, 0);
 }
 
-/* Forwards query (copied) for a UDP client at `client`, or for TCP connection c. */
+/* Hands the query to the upstream; its answer comes through dns_server_upstream_reply,
+ * possibly before start returns. */
+static void up_attempt(struct fwd *f)
+{
+  struct dns_server *s = f->s;
+  const struct sockaddr *client = NULL;
+  if (!f->tcp)
+    client = (const struct sockaddr *)&f->client;
+  else if (f->conn)
+    client = (const struct sockaddr *)&f->conn->peer;
+  uv_timer_start(&f->timer, on_fwd_timeout, s->up.timeout_ms ? s->up.timeout_ms
+                                                             : UPSTREAM_TIMEOUT_MS, 0);
+  f->up_pending = true;
+  int rc = s->up.start(s->up.ctx, (struct dns_upstream_query *)f, f->query, f->qlen, f->tcp,
+                       f->tcp ? DNS_TCP_MAX : DNS_UDP_MAX, client, &f->qdata);
+  if (rc != 0 && !f->done) {
+    log_debug("dns", "upstream refused the query: %d", rc);
+    f->up_pending = false; /* nothing started: nothing to cancel */
+    fwd_finish(f, NULL, 0);
+  }
+}
+
+/* The first NOERROR/NXDOMAIN a recursor gives wins: the query goes out with a fresh ID. */
+static void fwd_to_recursors(struct fwd *f)
+{
+  f->upstream = false;
+  f->attempt = 0;
+  f->up_id = (uint16_t)rand_u64();
+  f->query[0] = (uint8_t)(f->up_id >> 8);
+  f->query[1] = (uint8_t)f->up_id;
+  fwd_attempt(f);
+}
+
+void dns_server_upstream_reply(struct dns_upstream_query *q, const uint8_t *reply, size_t len)
+{
+  struct fwd *f = (struct fwd *)q;
+  struct dns_server *s = f->s;
+  if (f->done || !f->upstream || !f->up_pending)
+    return; /* a second reply, or one after cancel: the contract says never; ignore it */
+  f->up_pending = false;
+  if (!reply || len < 12 || len > sizeof s->wbuf || !(reply[2] & 0x80)) {
+    if (reply)
+      log_debug("dns", "upstream reply is not a DNS response (%zu bytes)", len);
+    fwd_finish(f, NULL, 0);
+    return;
+  }
+  if (f->scope == DNS_SCOPE_ARPA && (reply[3] & 0x0F) == 3 && s->n_recursors > 0) {
+    uv_timer_stop(&f->timer);
+    fwd_to_recursors(f); /* Consul's handlePtr: not in the catalog, ask the recursors */
+    return;
+  }
+  size_t udp_limit = f->udp_size < DNS_UDP_MAX ? f->udp_size : DNS_UDP_MAX;
+  if (!f->tcp && len > udp_limit) {
+    /* Not for this client's buffer: an empty answer with TC sends it to TCP. */
+    len = dns_engine_error_reply(s->engine, f->query, f->qlen, 0, s->wbuf, sizeof s->wbuf);
+    if (len == 0) {
+      fwd_finish(f, NULL, 0);
+      return;
+    }
+    s->wbuf[2] |= 0x02;
+  } else {
+    memcpy(s->wbuf, reply, len);
+  }
+  /* RA tells whether *this* agent recurses, as a local answer would. */
+  s->wbuf[3] = (uint8_t)((s->wbuf[3] & 0x7F) | (s->n_recursors > 0 ? 0x80 : 0));
+  fwd_finish(f, s->wbuf, len);
+}
+
+void dns_server_set_upstream(struct dns_server *s, const struct dns_upstream *up)
+{
+  if (up && up->start)
+    s->up = *up;
+  else
+    memset(&s->up, 0, sizeof s->up);
+}
+
+/* Forwards query (copied) for a UDP client at `client`, or for TCP connection c: to the
+ * upstream when `scope` is DOMAIN or ARPA, else to the recursors. */
 static void fwd_start(struct dns_server *s, const uint8_t *query, size_t qlen,
-                      const struct sockaddr *client, struct tcp_conn *c)
+                      const struct sockaddr *client, struct tcp_conn *c, enum dns_scope scope,
+                      uint16_t udp_size)
 {
   if (s->n_fwds >= s->cfg.max_forwards) {
     size_t len = dns_engine_error_reply(s->engine, query, qlen, 2, s->wbuf, sizeof s->wbuf);
@@ -429,9 +532,8 @@ static void fwd_start(struct dns_server *s, const uint8_t *query, size_t qlen,
   f->query = xmemdup(query, qlen);
   f->qlen = qlen;
   f->client_id = (uint16_t)(query[0] << 8 | query[1]);
-  f->up_id = (uint16_t)rand_u64();
-  f->query[0] = (uint8_t)(f->up_id >> 8);
-  f->query[1] = (uint8_t)f->up_id;
+  f->scope = scope;
+  f->udp_size = udp_size;
   f->tcp = c != NULL;
   f->conn = c;
   if (c)
@@ -447,7 +549,22 @@ static void fwd_start(struct dns_server *s, const uint8_t *query, size_t qlen,
     s->fwds->prev = f;
   s->fwds = f;
   s->n_fwds++;
-  fwd_attempt(f);
+  if (scope == DNS_SCOPE_DOMAIN || scope == DNS_SCOPE_ARPA) {
+    f->upstream = true;
+    up_attempt(f);
+  } else {
+    fwd_to_recursors(f);
+  }
+}
+
+/* With an upstream, the catalog's questions go there; the scope when they do, else LOCAL. */
+static enum dns_scope upstream_scope(struct dns_server *s, const uint8_t *q, size_t qlen,
+                                     uint16_t *udp_size)
+{
+  if (!s->up.start)
+    return DNS_SCOPE_LOCAL;
+  enum dns_scope sc = dns_engine_scope(s->engine, q, qlen, udp_size);
+  return sc == DNS_SCOPE_DOMAIN || sc == DNS_SCOPE_ARPA ? sc : DNS_SCOPE_LOCAL;
 }
 
 /* ---- UDP ---- */
@@ -465,15 +582,21 @@ static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   struct dns_server *s = h->data;
   if (nread <= 0 || !from || (flags & UV_UDP_PARTIAL) || s->closing)
     return;
+  const uint8_t *q = (const uint8_t *)buf->base;
+  uint16_t udp_size = DNS_UDP_MIN;
+  enum dns_scope up = upstream_scope(s, q, (size_t)nread, &udp_size);
+  if (up != DNS_SCOPE_LOCAL) {
+    fwd_start(s, q, (size_t)nread, from, NULL, up, udp_size);
+    return;
+  }
   struct dns_request req = {.tcp = false, .max_size = DNS_UDP_MAX, .client = from};
   size_t len = 0;
-  switch (dns_engine_answer(s->engine, (const uint8_t *)buf->base, (size_t)nread, &req, s->wbuf,
-                            &len)) {
+  switch (dns_engine_answer(s->engine, q, (size_t)nread, &req, s->wbuf, &len)) {
   case DNS_REPLY:
     udp_reply(s, from, s->wbuf, len);
     break;
   case DNS_FORWARD:
-    fwd_start(s, (const uint8_t *)buf->base, (size_t)nread, from, NULL);
+    fwd_start(s, q, (size_t)nread, from, NULL, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN);
     break;
   case DNS_DROP:
     break;
@@ -499,9 +622,13 @@ static void conn_close(struct tcp_conn *c)
     return;
   c->closing = true;
   struct dns_server *s = c->s;
-  if (c->fwd)
-    c->fwd->conn = NULL;
+  struct fwd *f = c->fwd;
   c->fwd = NULL;
+  if (f) {
+    f->conn = NULL;
+    if (f->upstream)
+      fwd_finish(f, NULL, 0); /* nobody to answer: let the upstream drop the work */
+  }
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -535,6 +662,14 @@ static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
   struct tcp_conn *c = st->data;
   (void)buf;
+  if (nread == UV_EOF && c->fwd) {
+    /* A half-close means "no more queries", not "gone": the waiting one is still answered
+     * (as miekg/dns does). A client that is really gone resets, or fails the write. */
+    c->eof = true;
+    uv_read_stop(st);
+    c->reading = false;
+    return;
+  }
   if (nread < 0) { /* EOF, reset, or ENOBUFS (a client sending more than it reads) */
     conn_close(c);
     return;
@@ -546,7 +681,7 @@ static void on_conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 }
 
 /* Answers every complete frame received, in order, stopping at a forward (which resumes
- * this when it ends); reads more only when nothing is pending. */
+ * this when it ends); reads more while the buffer and the write queue have room. */
 static void conn_process(struct tcp_conn *c)
 {
   struct dns_server *s = c->s;
@@ -559,6 +694,12 @@ static void conn_process(struct tcp_conn *c)
       break;
     const uint8_t *q = c->buf + off + 2;
     off += 2 + flen;
+    uint16_t udp_size = DNS_UDP_MIN;
+    enum dns_scope up = upstream_scope(s, q, flen, &udp_size);
+    if (up != DNS_SCOPE_LOCAL) {
+      fwd_start(s, q, flen, NULL, c, up, udp_size);
+      continue;
+    }
     struct dns_request req = {.tcp = true, .max_size = DNS_TCP_MAX,
                               .client = (struct sockaddr *)&c->peer};
     size_t len = 0;
@@ -567,7 +708,7 @@ static void conn_process(struct tcp_conn *c)
       tcp_reply(c, s->wbuf, len);
       break;
     case DNS_FORWARD:
-      fwd_start(s, q, flen, NULL, c);
+      fwd_start(s, q, flen, NULL, c, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN);
       break;
     case DNS_DROP:
       break;
@@ -576,11 +717,18 @@ static void conn_process(struct tcp_conn *c)
   c->in_process = false;
   if (c->closing)
     return;
+  if (c->eof && !c->fwd) {
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->h) == 0)
+      conn_close(c); /* else on_tcp_written comes back here */
+    return;
+  }
   if (off > 0) {
     memmove(c->buf, c->buf + off, c->len - off);
     c->len -= off;
   }
-  bool want = !c->fwd && c->len < TCP_BUF_MAX &&
+  /* Reading goes on while a query waits (up to the buffer's cap), so that a client leaving
+   * is noticed and an upstream query it no longer wants is cancelled. */
+  bool want = !c->eof && c->len < TCP_BUF_MAX &&
               uv_stream_get_write_queue_size((uv_stream_t *)&c->h) < TCP_WRITE_QUEUE_MAX;
   if (want && !c->reading) {
     if (uv_read_start((uv_stream_t *)&c->h, on_conn_alloc, on_conn_read) != 0) {

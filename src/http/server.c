@@ -35,6 +35,7 @@
 #include "http/response.h"
 #include "http/router.h"
 #include "lib/alloc.h"
+#include "lib/err.h"
 #include "lib/log.h"
 
 /* One read buffer per server: libuv calls alloc and read back to back for one stream. */
@@ -73,6 +74,12 @@ struct req {
   void *cancel_arg;
   bool keep_alive;
   bool in_cancel;      /* the cancel callback is running; the canceller frees */
+  /* In-process requests (http_server_inject) have no connection: the answer goes to done. */
+  bool injected;
+  struct http_server *srv;          /* injected only */
+  struct req *iprev, *inext;        /* the server's injected requests */
+  http_inject_done_fn inject_done;  /* NULL once cancelled: the answer is dropped */
+  void *inject_arg;
   bool has_ctype, has_date;
 };
 
@@ -121,6 +128,9 @@ struct http_server {
   bool closing;
   void (*close_cb)(void *arg);
   void *close_arg;
+  struct req *injected;  /* in-process requests not answered yet */
+  http_dispatch_hook_fn hook;
+  void *hook_arg;
 };
 
 static void conn_close(struct conn *c);
@@ -274,6 +284,15 @@ void http_server_close(struct http_server *s, void (*cb)(void *arg), void *arg)
   }
   s->listeners = NULL;
   for (struct conn *c = s->conns; c; c = c->next) conn_close(c);
+  /* in-process requests end like connections do: the handler's cancel runs, and whoever
+   * injected them hears status 0 (no answer) */
+  while (s->injected) {
+    struct req *r = s->injected;
+    http_inject_done_fn done = r->inject_done;
+    void *darg = r->inject_arg;
+    http_injected_cancel((struct http_injected *)r);
+    if (done) done(darg, 0, NULL, NULL, 0, NULL, 0);
+  }
   uv_close((uv_handle_t *)&s->timer, on_timer_close);
 }
 
@@ -411,6 +430,90 @@ void http_set_header(struct http_request *pub, const char *name, const char *val
   buf_puts(&r->hdrs, "\r\n");
 }
 
+/* ---- in-process requests ---- */
+
+static void injected_unlink(struct req *r)
+{
+  struct http_server *s = r->srv;
+  if (r->iprev) r->iprev->inext = r->inext; else if (s->injected == r) s->injected = r->inext;
+  if (r->inext) r->inext->iprev = r->iprev;
+  r->iprev = r->inext = NULL;
+  r->inject_done = NULL;
+  s->stats.requests_in_flight--;
+}
+
+static void route_request(struct http_server *s, struct req *r);
+
+int http_server_inject(struct http_server *s, const char *raw, size_t len, const char *peer,
+                       http_inject_done_fn done, void *arg, struct http_injected **out)
+{
+  if (s->closing) return CC_ESHUTDOWN;
+  struct http_parser p;
+  http_parser_init(&p, s->cfg.max_header_bytes, s->cfg.max_body_bytes);
+  size_t used = 0;
+  enum http_parse_result pr = http_parser_feed(&p, raw, len, &used);
+  if (pr != HTTP_PARSE_DONE) {
+    http_parser_free(&p);
+    return pr == HTTP_PARSE_ERROR ? CC_EINVAL : CC_ETOOBIG;
+  }
+  struct http_msg *m = http_parser_take(&p);
+  http_parser_free(&p);
+  struct req *r = xcalloc(1, sizeof *r);
+  r->msg = m;
+  r->injected = true;
+  r->srv = s;
+  r->inject_done = done;
+  r->inject_arg = arg;
+  r->peer = xstrdup(peer ? peer : "");
+  r->pub.method = m->method;
+  r->pub.method_name = m->method_name;
+  r->pub.path = m->path;
+  r->pub.tail = "";
+  r->pub.raw_query = m->raw_query;
+  r->pub.body = m->body;
+  r->pub.body_len = m->body_len;
+  r->inext = s->injected;
+  if (s->injected) s->injected->iprev = r;
+  s->injected = r;
+  s->stats.requests_total++;
+  s->stats.requests_in_flight++;
+  if (out) *out = (struct http_injected *)r;
+  route_request(s, r);
+  return 0;
+}
+
+void http_injected_cancel(struct http_injected *h)
+{
+  struct req *r = (struct req *)h;
+  if (!r->inject_done) return; /* answered or cancelled already */
+  injected_unlink(r);
+  if (r->cancel) {
+    r->in_cancel = true;
+    r->cancel(&r->pub, r->cancel_arg);
+    req_free(r);
+  }
+  /* else the handler still answers later; respond() drops that answer and frees */
+}
+
+size_t http_header_count(const struct http_request *pub)
+{
+  return ((const struct req *)pub)->msg->nheaders;
+}
+
+void http_header_at(const struct http_request *pub, size_t i, const char **name,
+                    const char **value)
+{
+  const struct http_msg *m = ((const struct req *)pub)->msg;
+  *name = m->headers[i].name;
+  *value = m->headers[i].value;
+}
+
+void http_server_set_dispatch_hook(struct http_server *s, http_dispatch_hook_fn fn, void *arg)
+{
+  s->hook = fn;
+  s->hook_arg = arg;
+}
+
 /* ---- writing ---- */
 
 static void on_write(uv_write_t *w, int status);
@@ -492,6 +595,21 @@ static void on_write(uv_write_t *w, int status)
 static void respond(struct req *r, int status, const char *ctype, char *body, size_t len)
 {
   struct conn *c = r->conn;
+  if (r->injected) {
+    http_inject_done_fn done = r->inject_done;
+    if (done) {
+      injected_unlink(r);
+      if (status < 100 || status > 999) status = 500;
+      if (r->msg->method == HTTP_M_HEAD || http__status_bodiless(status)) len = 0;
+      done(r->inject_arg, status, r->has_ctype ? NULL : ctype, r->hdrs.data ? r->hdrs.data : "",
+           r->hdrs.len, len ? body : NULL, len);
+      if (len == 0) free(body);
+    } else {
+      free(body);
+    }
+    if (!r->in_cancel) req_free(r);
+    return;
+  }
   if (!c) {
     /* the client is gone: drop the answer; the canceller frees a request it is cancelling */
     free(body);
@@ -763,6 +881,7 @@ static void route_request(struct http_server *s, struct req *r)
     return;
   }
   r->pub.tail = m->path + tail_off;
+  if (s->hook && s->hook(pub, s->hook_arg)) return;
   rt->fn(pub, rt->arg);
 }
 

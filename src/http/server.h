@@ -129,6 +129,38 @@ void http_respond_json(struct http_request *req, int status, json_t *j);
 void http_respond_error(struct http_request *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- In-process requests and forwarding ---- */
+
+/* Every header of a request, in arrival order (names as sent). */
+size_t http_header_count(const struct http_request *req);
+void http_header_at(const struct http_request *req, size_t i, const char **name,
+                    const char **value);
+
+/* Runs before a routed request's handler (after the 404/405/redirect checks). Returning true
+ * means the hook took the request and will answer it (the agent forwards requests that a
+ * server, or the Raft leader, must serve); false lets the route's handler run. */
+typedef bool (*http_dispatch_hook_fn)(struct http_request *req, void *arg);
+void http_server_set_dispatch_hook(struct http_server *s, http_dispatch_hook_fn fn, void *arg);
+
+/* The answer to an injected request. status 0: no answer (the server closed). Otherwise
+ * content_type (NULL when the handler set Content-Type among the headers), the handler's
+ * headers as "Name: value\r\n" lines (lent), and the body, whose ownership passes to the
+ * callee (malloc'd; NULL when body_len is 0). */
+typedef void (*http_inject_done_fn)(void *arg, int status, const char *content_type,
+                                    const char *headers, size_t headers_len, char *body,
+                                    size_t body_len);
+struct http_injected;
+/* Serves a complete HTTP/1.1 request given as bytes exactly as if it had arrived on a
+ * connection from `peer` (an IP text): same routes, limits and handlers (RPC forwarding from
+ * other agents). Returns 0 and *out (may be NULL), with done called exactly once later (or
+ * before returning), unless cancelled; or CC_EINVAL (malformed), CC_ETOOBIG (incomplete or
+ * over the limits), CC_ESHUTDOWN, without calling done. */
+int http_server_inject(struct http_server *s, const char *raw, size_t len, const char *peer,
+                       http_inject_done_fn done, void *arg, struct http_injected **out);
+/* The caller no longer wants the answer: the handler's cancel callback runs; done is not
+ * called. Only before done has run (the request is freed after done). */
+void http_injected_cancel(struct http_injected *h);
+
 /* Counters for /v1/agent/self Stats and tests. */
 struct http_server_stats {
   uint64_t connections_open;

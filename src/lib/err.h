@@ -15,7 +15,8 @@
   X(ECORRUPT, -8, "corrupt data")                                     \
   X(EPERM, -9, "Permission denied")                                   \
   X(ECONFLICT, -10, "conflict")                                       \
-  X(ETIMEOUT, -11, "timed out")
+  X(ETIMEOUT, -11, "timed out")                                       \
+  X(ENOCONN, -12, "could not connect")
 
 enum cc_err {
   CC_OK = 0,

@@ -37,11 +37,12 @@ class Agent:
     -bootstrap-expect=1 and a persistent -data-dir, so it can be killed and restarted."""
 
     def __init__(self, dev=True, ip="127.0.0.1", node=None, extra_args=None, data_dir=None,
-                 server=True):
+                 server=True, expect=1):
         self.bin = BIN
         self.ip = ip
         self.dev = dev
         self.server = server
+        self.expect = expect
         self.node = node or "node-%d" % os.getpid()
         self.extra_args = list(extra_args or [])
         self.http_port = free_port(ip)
@@ -62,7 +63,7 @@ class Agent:
         if self.dev:
             a.append("-dev")
         elif self.server:
-            a += ["-server", "-bootstrap-expect=1", "-data-dir", self.data_dir]
+            a += ["-server", "-bootstrap-expect=%d" % self.expect, "-data-dir", self.data_dir]
         else:
             a += ["-data-dir", self.data_dir]
         return a + self.extra_args

@@ -683,7 +683,7 @@ static void test_three_servers(void **state)
                                                  : 500;
   unsigned heartbeat = election / 10 ? election / 10 : 1;
   node_start(loop, &nodes[0], 1, 0, 0, election, heartbeat);
-  node_start(loop, &nodes[1], 3, 0, 0, election, heartbeat);
+  node_start(loop, &nodes[1], 0, 0, 0, election, heartbeat);
   node_start(loop, &nodes[2], 0, 0, 0, election, heartbeat);
   assert_true(run_until(loop, is_leader, &nodes[0], 5000));
 
@@ -767,6 +767,56 @@ static void test_three_servers(void **state)
   free(a2);
 }
 
+/* bootstrap_expect 3: Raft waits; all three bootstrap with the same list and elect; a fourth
+ * server that finds the cluster existing starts empty and is added by the leader. After a
+ * restart with data, a server never waits for bootstrap again. */
+static void test_bootstrap_expect(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct node nodes[4];
+  for (int i = 0; i < 4; i++) node_init(&nodes[i], tmpl_base, i);
+  for (int i = 0; i < 4; i++) node_start(loop, &nodes[i], 3, 0, 0, 500, 50);
+  struct consensus_peer peers[3];
+  for (int i = 0; i < 3; i++) {
+    assert_true(consensus_awaiting_bootstrap(nodes[i].c));
+    assert_false(consensus_is_leader(nodes[i].c));
+    peers[i].id = consensus_id(nodes[i].c);
+    snprintf(peers[i].address, sizeof peers[i].address, "%s", nodes[i].address);
+    peers[i].voter = true;
+  }
+  /* a list without this server is refused and changes nothing */
+  assert_int_equal(consensus_bootstrap(nodes[3].c, peers, 3), CC_EINVAL);
+  assert_true(consensus_awaiting_bootstrap(nodes[3].c));
+  for (int i = 0; i < 3; i++) assert_int_equal(consensus_bootstrap(nodes[i].c, peers, 3), 0);
+  assert_false(consensus_awaiting_bootstrap(nodes[0].c));
+  assert_int_equal(consensus_bootstrap(nodes[0].c, peers, 3), CC_ECONFLICT);
+  struct cluster cl = {nodes, 3, 0};
+  assert_true(run_until(loop, new_leader, &cl, 8000));
+  struct node *leader = NULL;
+  for (int i = 0; i < 3; i++)
+    if (consensus_is_leader(nodes[i].c)) leader = &nodes[i];
+  assert_non_null(leader);
+  struct consensus_peer got[5];
+  assert_int_equal(consensus_peers(leader->c, got, 5), 3);
+
+  assert_int_equal(consensus_start_joined(nodes[3].c), 0);
+  struct change_res cr = {-100, 0};
+  assert_int_equal(consensus_add_voter(leader->c, consensus_id(nodes[3].c), nodes[3].address,
+                                       change_cb, &cr), 0);
+  assert_true(run_until(loop, change_done, &cr, 8000));
+  assert_int_equal(cr.status, 0);
+  struct applies *a = xcalloc(1, sizeof *a);
+  apply_keys(loop, leader, a, 20, 20);
+  struct cluster cl4 = {nodes, 4, 20};
+  assert_true(run_until(loop, replicated, &cl4, 5000));
+  free(a);
+
+  node_stop(loop, &nodes[3]);
+  node_start(loop, &nodes[3], 3, 0, 0, 500, 50);
+  assert_false(consensus_awaiting_bootstrap(nodes[3].c));
+  for (int i = 0; i < 4; i++) node_stop(loop, &nodes[i]);
+}
+
 int main(void)
 {
   log_set_level(getenv("TEST_VERBOSE") ? LOG_INFO : LOG_WARN);
@@ -784,6 +834,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_corrupt_command_skipped, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pending_at_shutdown, setup, teardown),
       cmocka_unit_test_setup_teardown(test_three_servers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bootstrap_expect, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,7 +1,9 @@
 /* test_dns_server.c -- dns/server.c over real loopback sockets: UDP, TCP framing (pipelined
  * and byte-by-byte), 64 KiB TCP answers, forwarding to recursors (a second server as the
- * upstream, a dead one, one that refuses), the connection limit, the idle timeout, and a
- * clean close with work in flight. The loop runs in a thread; the test is the client. */
+ * upstream, a dead one, one that refuses), the connection limit, the idle timeout, a clean
+ * close with work in flight, and the asynchronous upstream of client agents (a fake one on
+ * the loop answering from a "server" engine: now, later, out of order, never, wrongly). The
+ * loop runs in a thread; the test is the client. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -82,9 +84,14 @@ static void on_closed(void *arg)
   closed++;
 }
 
+static uv_async_t *fake_async; /* the fake upstream's, closed with the world */
+
 static void on_stop(uv_async_t *a)
 {
   struct world *w = a->data;
+  if (fake_async)
+    uv_close((uv_handle_t *)fake_async, NULL);
+  fake_async = NULL;
   if (w->a.s)
     dns_server_close(w->a.s, on_closed, NULL);
   if (w->b.s)
@@ -459,6 +466,495 @@ static void test_parse_recursor(void **state)
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- The upstream (client agents asking a server) ---- */
+
+/* What the server knows: node1 elsewhere than the client's own catalog says, so an answer
+ * with 10.7.7.7 came from upstream. */
+static const char *server_catalog =
+    "{\"Nodes\": [{\"Node\": \"node1\", \"Address\": \"10.7.7.7\"}],"
+    " \"Services\": [{\"Node\": \"node1\", \"Service\": \"web\", \"Port\": 80}]}";
+
+enum fake_mode {
+  FAKE_NOW,      /* answers inside start */
+  FAKE_LATER,    /* answers from a timer, 30 ms later */
+  FAKE_HOLD,     /* answers when the test releases the query */
+  FAKE_WRONG_ID, /* answers now with another ID and RA set */
+  FAKE_HUGE,     /* answers now as if over TCP, whatever the transport */
+  FAKE_FAIL,     /* start fails */
+  FAKE_GARBAGE,  /* answers with bytes that are not a response */
+};
+
+#define FAKE_MAX 16
+
+struct held {
+  struct dns_upstream_query *q;
+  uint8_t query[512];
+  size_t qlen;
+  bool tcp, live, release;
+};
+
+/* Shared with the test thread under mu; everything else runs on the loop. */
+static struct {
+  uv_mutex_t mu;
+  enum fake_mode mode;
+  struct dns_engine *engine; /* the "server" */
+  struct dns_memcat *cat;
+  struct held h[FAKE_MAX];
+  int started, cancelled, answered;
+  uv_async_t async;
+} fake;
+
+static uint8_t fake_out[DNS_TCP_MAX];
+
+/* On the loop thread cmocka's asserts cannot unwind: abort instead. */
+#define LOOP_CHECK(x) \
+  do {                \
+    if (!(x))         \
+      abort();        \
+  } while (0)
+
+/* Answers h (the mutex not held: the reply may start the next query of a TCP client). */
+static void fake_answer(struct held *h)
+{
+  uv_mutex_lock(&fake.mu);
+  h->live = false;
+  fake.answered++;
+  uv_mutex_unlock(&fake.mu);
+  struct dns_request req = {.tcp = h->tcp || fake.mode == FAKE_HUGE,
+                            .max_size = h->tcp || fake.mode == FAKE_HUGE ? DNS_TCP_MAX
+                                                                         : DNS_UDP_MAX};
+  size_t len = 0;
+  if (fake.mode == FAKE_GARBAGE) {
+    memcpy(fake_out, h->query, h->qlen); /* QR clear: a query, not a response */
+    dns_server_upstream_reply(h->q, fake_out, h->qlen);
+    return;
+  }
+  enum dns_action act = dns_engine_answer(fake.engine, h->query, h->qlen, &req, fake_out, &len);
+  if (act == DNS_FORWARD) /* a reverse name the server does not know */
+    len = dns_engine_error_reply(fake.engine, h->query, h->qlen, 3, fake_out, sizeof fake_out);
+  if (fake.mode == FAKE_WRONG_ID) {
+    fake_out[0] ^= 0x5a;
+    fake_out[3] |= 0x80;
+  }
+  dns_server_upstream_reply(h->q, act == DNS_DROP ? NULL : fake_out, len);
+}
+
+static void on_fake_timer_closed(uv_handle_t *t)
+{
+  free(t);
+}
+
+static void on_fake_timer(uv_timer_t *t)
+{
+  struct held *h = t->data;
+  uv_mutex_lock(&fake.mu);
+  bool live = h->live;
+  uv_mutex_unlock(&fake.mu);
+  if (live)
+    fake_answer(h);
+  uv_close((uv_handle_t *)t, on_fake_timer_closed);
+}
+
+static void on_fake_release(uv_async_t *a)
+{
+  (void)a;
+  for (int i = 0; i < FAKE_MAX; i++) {
+    uv_mutex_lock(&fake.mu);
+    bool go = fake.h[i].live && fake.h[i].release;
+    uv_mutex_unlock(&fake.mu);
+    if (go)
+      fake_answer(&fake.h[i]);
+  }
+}
+
+static int fake_start(void *ctx, struct dns_upstream_query *q, const uint8_t *query, size_t qlen,
+                      bool tcp, size_t max_size, const struct sockaddr *client, void **qdata)
+{
+  uv_loop_t *loop = ctx;
+  LOOP_CHECK(max_size == (tcp ? DNS_TCP_MAX : DNS_UDP_MAX) && client);
+  uv_mutex_lock(&fake.mu);
+  if (fake.mode == FAKE_FAIL) {
+    uv_mutex_unlock(&fake.mu);
+    return -5;
+  }
+  int i = 0;
+  while (i < FAKE_MAX && (fake.h[i].live || fake.h[i].q))
+    i++;
+  LOOP_CHECK(i < FAKE_MAX && qlen <= sizeof fake.h[i].query);
+  struct held *h = &fake.h[i];
+  h->q = q;
+  memcpy(h->query, query, qlen);
+  h->qlen = qlen;
+  h->tcp = tcp;
+  h->live = true;
+  fake.started++;
+  *qdata = h;
+  if (fake.mode == FAKE_LATER) {
+    uv_timer_t *t = malloc(sizeof *t);
+    uv_timer_init(loop, t);
+    t->data = h;
+    uv_timer_start(t, on_fake_timer, 30, 0);
+  }
+  bool now = fake.mode != FAKE_LATER && fake.mode != FAKE_HOLD;
+  uv_mutex_unlock(&fake.mu);
+  if (now)
+    fake_answer(h);
+  return 0;
+}
+
+static void fake_cancel(void *ctx, void *qdata)
+{
+  struct held *h = qdata;
+  (void)ctx;
+  uv_mutex_lock(&fake.mu);
+  LOOP_CHECK(h->live);
+  h->live = false;
+  fake.cancelled++;
+  uv_mutex_unlock(&fake.mu);
+}
+
+/* A world whose server a asks the fake upstream (timeout in ms, 0 for the default) and, when
+ * with_recursor, uses server b -- which knows 10.9.9.9 as "other" -- as its recursor. */
+static struct world *up_world(enum fake_mode mode, unsigned timeout_ms, unsigned max_forwards,
+                              bool with_recursor)
+{
+  char err[256];
+  struct world *w = world_new();
+  memset(&fake, 0, sizeof fake);
+  uv_mutex_init(&fake.mu);
+  fake.mode = mode;
+  fake.cat = dns_memcat_new("dc1");
+  assert_int_equal(dns_memcat_load_json(fake.cat, server_catalog, strlen(server_catalog), err,
+                                        sizeof err), 0);
+  for (int i = 0; i < 500; i++) {
+    char name[16], addr[32];
+    snprintf(name, sizeof name, "h%d", i);
+    snprintf(addr, sizeof addr, "10.4.%d.%d", i / 250, i % 250 + 1);
+    struct dns_node node = {.name = name, .address = addr};
+    dns_memcat_add_node(fake.cat, &node);
+    struct dns_memcat_service svc = {.node = name, .name = "huge", .port = 1};
+    dns_memcat_add_service(fake.cat, &svc);
+  }
+  struct dns_config cfg;
+  dns_config_defaults(&cfg);
+  struct dns_backend be;
+  dns_memcat_backend(fake.cat, &be);
+  fake.engine = dns_engine_new(&cfg, &be, err, sizeof err);
+  assert_non_null(fake.engine);
+  uv_async_init(&w->loop, &fake.async, on_fake_release);
+  fake_async = &fake.async;
+
+  struct dns_server_config sc;
+  dns_server_config_defaults(&sc);
+  if (max_forwards)
+    sc.max_forwards = max_forwards;
+  char rec[64];
+  const char *recs[] = {rec};
+  if (with_recursor) {
+    srv_start(w, &w->b, "consul.", NULL, 0, NULL);
+    struct dns_node other = {.name = "other", .address = "10.9.9.9"};
+    dns_memcat_add_node(w->b.m, &other);
+    snprintf(rec, sizeof rec, "127.0.0.1:%d", w->b.port);
+  }
+  srv_start(w, &w->a, "consul.", recs, with_recursor ? 1 : 0, &sc);
+  struct dns_upstream up = {.ctx = &w->loop, .start = fake_start, .cancel = fake_cancel,
+                            .timeout_ms = timeout_ms};
+  dns_server_set_upstream(w->a.s, &up);
+  world_go(w);
+  return w;
+}
+
+static void up_world_end(struct world *w)
+{
+  world_end(w);
+  dns_engine_free(fake.engine);
+  dns_memcat_free(fake.cat);
+  uv_mutex_destroy(&fake.mu);
+  for (int i = 0; i < FAKE_MAX; i++)
+    assert_false(fake.h[i].live); /* every query answered or cancelled */
+}
+
+static int fake_count(const int *counter)
+{
+  uv_mutex_lock(&fake.mu);
+  int v = *counter;
+  uv_mutex_unlock(&fake.mu);
+  return v;
+}
+
+/* Waits up to 3 s for *counter to reach want. */
+static void fake_wait(const int *counter, int want)
+{
+  for (int i = 0; i < 300 && fake_count(counter) < want; i++)
+    usleep(10000);
+  assert_int_equal(fake_count(counter), want);
+}
+
+/* Releases the held query that started as number `nth` (0-based, in start order). */
+static void fake_release(int nth)
+{
+  uv_mutex_lock(&fake.mu);
+  fake.h[nth].release = true;
+  uv_mutex_unlock(&fake.mu);
+  uv_async_send(&fake.async);
+}
+
+static bool readable(int fd, int ms)
+{
+  struct pollfd pf = {.fd = fd, .events = POLLIN};
+  return poll(&pf, 1, ms) == 1;
+}
+
+static void test_upstream_answers(void **state)
+{
+  (void)state;
+  enum fake_mode modes[] = {FAKE_NOW, FAKE_LATER};
+  for (size_t m = 0; m < 2; m++) {
+    struct world *w = up_world(modes[m], 0, 0, false);
+    ldns_pkt *p = udp_ask(w->a.port, 7, "web.service.consul", LDNS_RR_TYPE_A);
+    assert_non_null(p);
+    assert_true(has_answer(p, "10.7.7.7"));
+    assert_false(ldns_pkt_ra(p));
+    ldns_pkt_free(p);
+    /* Reverse names go upstream too. */
+    p = udp_ask(w->a.port, 8, "7.7.7.10.in-addr.arpa", LDNS_RR_TYPE_PTR);
+    assert_true(has_answer(p, "node1.node.dc1.consul."));
+    ldns_pkt_free(p);
+    /* Names outside the domain do not: no recursors, REFUSED here. */
+    p = udp_ask(w->a.port, 9, "www.example.com", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_REFUSED);
+    ldns_pkt_free(p);
+    assert_int_equal(fake_count(&fake.started), 2);
+
+    /* TCP, pipelined: upstream, local, upstream -- answered in order. */
+    int fd = tcp_connect(w->a.port);
+    uint8_t buf[1024];
+    size_t n = frame(buf, 1, "web.service.consul", LDNS_RR_TYPE_A);
+    n += frame(buf + n, 2, "www.example.com", LDNS_RR_TYPE_A);
+    n += frame(buf + n, 3, "node1.node.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+    for (int id = 1; id <= 3; id++) {
+      p = tcp_read(fd, NULL);
+      assert_non_null(p);
+      assert_int_equal(ldns_pkt_id(p), id);
+      if (id != 2)
+        assert_true(has_answer(p, "10.7.7.7"));
+      ldns_pkt_free(p);
+    }
+    /* The full 500-instance answer over TCP; over UDP the server engine truncated it. */
+    size_t len = 0;
+    n = frame(buf, 4, "huge.service.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+    p = tcp_read(fd, &len);
+    assert_int_equal(ldns_pkt_ancount(p), 500);
+    ldns_pkt_free(p);
+    close(fd);
+    p = udp_ask(w->a.port, 10, "huge.service.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_ancount(p), 3);
+    ldns_pkt_free(p);
+    up_world_end(w);
+  }
+}
+
+static void test_upstream_tcp_order(void **state)
+{
+  (void)state;
+  struct world *w = up_world(FAKE_HOLD, 0, 0, false);
+  int c1 = tcp_connect(w->a.port), c2 = tcp_connect(w->a.port);
+  uint8_t buf[1024];
+  size_t n = frame(buf, 1, "web.service.consul", LDNS_RR_TYPE_A);
+  n += frame(buf + n, 2, "node1.node.consul", LDNS_RR_TYPE_A);
+  n += frame(buf + n, 3, "www.example.com", LDNS_RR_TYPE_A);
+  assert_int_equal(send(c1, buf, n, 0), (ssize_t)n);
+  fake_wait(&fake.started, 1); /* only the first: the connection waits for it */
+  n = frame(buf, 4, "web.service.consul", LDNS_RR_TYPE_SRV);
+  assert_int_equal(send(c2, buf, n, 0), (ssize_t)n);
+  fake_wait(&fake.started, 2);
+
+  /* The later query (c2's) completes first: c2 hears, c1 does not. */
+  fake_release(1);
+  ldns_pkt *p = tcp_read(c2, NULL);
+  assert_int_equal(ldns_pkt_id(p), 4);
+  assert_int_equal(ldns_pkt_ancount(p), 1);
+  ldns_pkt_free(p);
+  assert_false(readable(c1, 100));
+  assert_int_equal(fake_count(&fake.started), 2);
+
+  fake_release(0);
+  p = tcp_read(c1, NULL);
+  assert_int_equal(ldns_pkt_id(p), 1);
+  ldns_pkt_free(p);
+  fake_wait(&fake.started, 3); /* now the second */
+  assert_false(readable(c1, 50));
+  fake_release(2);
+  p = tcp_read(c1, NULL);
+  assert_int_equal(ldns_pkt_id(p), 2);
+  assert_true(has_answer(p, "10.7.7.7"));
+  ldns_pkt_free(p);
+  p = tcp_read(c1, NULL); /* and the local one behind it */
+  assert_int_equal(ldns_pkt_id(p), 3);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_REFUSED);
+  ldns_pkt_free(p);
+  close(c1);
+  close(c2);
+  assert_int_equal(fake_count(&fake.cancelled), 0);
+  up_world_end(w);
+}
+
+static void test_upstream_cancel(void **state)
+{
+  (void)state;
+  struct world *w = up_world(FAKE_HOLD, 0, 0, false);
+  /* The TCP client leaves (a reset) while its query is upstream: cancel. */
+  int fd = tcp_connect(w->a.port);
+  uint8_t buf[512];
+  size_t n = frame(buf, 1, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+  fake_wait(&fake.started, 1);
+  struct linger lg = {.l_onoff = 1, .l_linger = 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+  fake_wait(&fake.cancelled, 1);
+  /* One that only half-closes still gets both its answers, then the connection closes. */
+  fd = tcp_connect(w->a.port);
+  n = frame(buf, 7, "web.service.consul", LDNS_RR_TYPE_A);
+  n += frame(buf + n, 8, "www.example.com", LDNS_RR_TYPE_A);
+  assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+  shutdown(fd, SHUT_WR);
+  fake_wait(&fake.started, 2);
+  usleep(50000);
+  fake_release(1);
+  ldns_pkt *p = tcp_read(fd, NULL);
+  assert_int_equal(ldns_pkt_id(p), 7);
+  assert_true(has_answer(p, "10.7.7.7"));
+  ldns_pkt_free(p);
+  p = tcp_read(fd, NULL);
+  assert_int_equal(ldns_pkt_id(p), 8);
+  ldns_pkt_free(p);
+  assert_null(tcp_read(fd, NULL));
+  close(fd);
+  assert_int_equal(fake_count(&fake.cancelled), 1);
+  /* A UDP query and a TCP one outstanding when the server closes: both cancelled. */
+  int u = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = loopback(w->a.port);
+  n = mkq(buf, 2, "web.service.consul", LDNS_RR_TYPE_A);
+  sendto(u, buf, n, 0, (struct sockaddr *)&a, sizeof a);
+  fd = tcp_connect(w->a.port);
+  n = frame(buf, 3, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+  fake_wait(&fake.started, 4);
+  world_end(w);
+  assert_int_equal(fake.cancelled, 3);
+  assert_int_equal(fake.answered, 1);
+  dns_engine_free(fake.engine);
+  dns_memcat_free(fake.cat);
+  uv_mutex_destroy(&fake.mu);
+  close(u);
+  close(fd);
+}
+
+static void test_upstream_timeout_and_cap(void **state)
+{
+  (void)state;
+  struct world *w = up_world(FAKE_HOLD, 200, 2, false);
+  /* Two held queries fill the cap; a third gets SERVFAIL at once. */
+  int u1 = socket(AF_INET, SOCK_DGRAM, 0), u2 = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in a = loopback(w->a.port);
+  uint8_t buf[512];
+  size_t n = mkq(buf, 1, "web.service.consul", LDNS_RR_TYPE_A);
+  sendto(u1, buf, n, 0, (struct sockaddr *)&a, sizeof a);
+  n = mkq(buf, 2, "web.service.consul", LDNS_RR_TYPE_A);
+  sendto(u2, buf, n, 0, (struct sockaddr *)&a, sizeof a);
+  fake_wait(&fake.started, 2);
+  ldns_pkt *p = udp_ask(w->a.port, 3, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+  ldns_pkt_free(p);
+  assert_int_equal(fake_count(&fake.started), 2);
+  /* The held ones time out after 200 ms: SERVFAIL, and the upstream is told. */
+  set_timeout(u1, 3000);
+  ssize_t got = recv(u1, buf, sizeof buf, 0);
+  assert_true(got >= 12);
+  assert_int_equal(buf[0] << 8 | buf[1], 1);
+  assert_int_equal(buf[3] & 0x0F, LDNS_RCODE_SERVFAIL);
+  fake_wait(&fake.cancelled, 2);
+  /* Room again: a query answered in time. */
+  n = mkq(buf, 4, "web.service.consul", LDNS_RR_TYPE_A);
+  sendto(u1, buf, n, 0, (struct sockaddr *)&a, sizeof a);
+  fake_wait(&fake.started, 3);
+  fake_release(2);
+  got = recv(u1, buf, sizeof buf, 0);
+  assert_true(got >= 12);
+  assert_int_equal(buf[0] << 8 | buf[1], 4);
+  assert_int_equal(buf[3] & 0x0F, LDNS_RCODE_NOERROR);
+  assert_int_equal(buf[7], 1); /* one answer */
+  close(u1);
+  close(u2);
+  up_world_end(w);
+}
+
+static void test_upstream_bad_replies(void **state)
+{
+  (void)state;
+  /* Another ID and RA from upstream: the client's ID, and RA as this agent (no recursors). */
+  struct world *w = up_world(FAKE_WRONG_ID, 0, 0, false);
+  ldns_pkt *p = udp_ask(w->a.port, 0x1234, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_non_null(p); /* udp_ask checks the ID */
+  assert_true(has_answer(p, "10.7.7.7"));
+  assert_false(ldns_pkt_ra(p));
+  ldns_pkt_free(p);
+  int fd = tcp_connect(w->a.port);
+  uint8_t buf[512];
+  size_t n = frame(buf, 0x4321, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+  p = tcp_read(fd, NULL);
+  assert_int_equal(ldns_pkt_id(p), 0x4321);
+  ldns_pkt_free(p);
+  close(fd);
+  up_world_end(w);
+
+  /* A reply too big for this UDP client: empty with TC, so it retries over TCP. */
+  w = up_world(FAKE_HUGE, 0, 0, false);
+  p = udp_ask(w->a.port, 5, "huge.service.consul", LDNS_RR_TYPE_A);
+  assert_true(ldns_pkt_tc(p));
+  assert_int_equal(ldns_pkt_ancount(p), 0);
+  assert_int_equal(ldns_pkt_qdcount(p), 1);
+  ldns_pkt_free(p);
+  up_world_end(w);
+
+  /* Not a response, or start failing: SERVFAIL. */
+  enum fake_mode modes[] = {FAKE_GARBAGE, FAKE_FAIL};
+  for (size_t m = 0; m < 2; m++) {
+    w = up_world(modes[m], 0, 0, false);
+    p = udp_ask(w->a.port, 6, "web.service.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+    ldns_pkt_free(p);
+    up_world_end(w);
+  }
+}
+
+static void test_upstream_reverse_recursors(void **state)
+{
+  (void)state;
+  /* The server does not know 10.9.9.9: NXDOMAIN upstream, so the recursor (b) is asked. */
+  struct world *w = up_world(FAKE_LATER, 0, 0, true);
+  ldns_pkt *p = udp_ask(w->a.port, 1, "9.9.9.10.in-addr.arpa", LDNS_RR_TYPE_PTR);
+  assert_true(has_answer(p, "other.node.dc1.consul.")); /* relayed as the recursor said */
+  ldns_pkt_free(p);
+  /* What the server knows is answered by it. */
+  int fd = tcp_connect(w->a.port);
+  uint8_t buf[512];
+  size_t n = frame(buf, 2, "7.7.7.10.in-addr.arpa", LDNS_RR_TYPE_PTR);
+  assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+  p = tcp_read(fd, NULL);
+  assert_int_equal(ldns_pkt_id(p), 2);
+  assert_true(has_answer(p, "node1.node.dc1.consul."));
+  assert_true(ldns_pkt_ra(p));
+  ldns_pkt_free(p);
+  close(fd);
+  assert_int_equal(fake_count(&fake.started), 2);
+  up_world_end(w);
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -468,6 +964,12 @@ int main(void)
       cmocka_unit_test(test_all_recursors_dead),
       cmocka_unit_test(test_limits),
       cmocka_unit_test(test_parse_recursor),
+      cmocka_unit_test(test_upstream_answers),
+      cmocka_unit_test(test_upstream_tcp_order),
+      cmocka_unit_test(test_upstream_cancel),
+      cmocka_unit_test(test_upstream_timeout_and_cap),
+      cmocka_unit_test(test_upstream_bad_replies),
+      cmocka_unit_test(test_upstream_reverse_recursors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

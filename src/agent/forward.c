@@ -1,0 +1,597 @@
+/* forward.c -- HTTP requests and catalog writes sent to a server or to the leader over RPC,
+ * and the server side that answers them. See forward.h. */
+#include "agent/forward.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "api/api.h"
+#include "lib/alloc.h"
+#include "lib/buf.h"
+#include "lib/duration.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "rpc/rpc.h"
+#include "state/cmd.h"
+
+#define HOLD_RETRY_MS 100
+#define DEFAULT_HOLD_MS 7000
+/* A request that is not a blocking query: how long the server may take. */
+#define PLAIN_TIMEOUT_MS 30000
+/* A blocking query waits up to ?wait plus wait/16 jitter on the server; give it slack. */
+#define BLOCKING_SLACK_MS 15000
+#define MAX_TRIES 3
+
+struct forward {
+  uv_loop_t *loop;
+  struct rpc *rpc;
+  struct servers *servers;
+  struct http_server *http;
+  struct consensus *consensus;
+  struct state_store *store;
+  unsigned hold_ms;
+  struct fwd_op *ops; /* HTTP forwards in flight */
+};
+
+/* ---- the answer's wire form: u16 status, u32 + content type, u32 + headers, body ---- */
+
+static void put_u32(struct buf *b, uint32_t v)
+{
+  unsigned char x[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                        (unsigned char)(v >> 8), (unsigned char)v};
+  buf_append(b, x, 4);
+}
+
+static bool get_u32(const uint8_t **p, const uint8_t *end, uint32_t *v)
+{
+  if (end - *p < 4) return false;
+  *v = (uint32_t)(*p)[0] << 24 | (uint32_t)(*p)[1] << 16 | (uint32_t)(*p)[2] << 8 | (*p)[3];
+  *p += 4;
+  return true;
+}
+
+/* ---- client side: one forwarded HTTP request ---- */
+
+struct fwd_op {
+  struct forward *f;
+  struct http_request *req;
+  struct fwd_op *prev, *next;
+  struct buf raw;        /* the request's HTTP/1.1 bytes */
+  bool to_leader;
+  bool read;             /* GET/HEAD: safe to retry on another server */
+  unsigned tries;
+  unsigned timeout_ms;
+  uint64_t hold_until;   /* loop time until which a missing leader/server is waited for */
+  struct rpc_req *rreq;
+  uv_timer_t *timer;     /* while holding; freed in its close callback */
+  char addr[80];
+};
+
+static void op_unlink(struct fwd_op *op)
+{
+  struct forward *f = op->f;
+  if (op->prev) op->prev->next = op->next; else if (f->ops == op) f->ops = op->next;
+  if (op->next) op->next->prev = op->prev;
+  op->prev = op->next = NULL;
+}
+
+static void timer_freed(uv_handle_t *h) { free(h); }
+
+static void op_free(struct fwd_op *op)
+{
+  op_unlink(op);
+  if (op->timer) uv_close((uv_handle_t *)op->timer, timer_freed);
+  buf_free(&op->raw);
+  free(op);
+}
+
+static bool unreserved(unsigned char c)
+{
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         strchr("-._~/!$&'()*+,;=:@", c) != NULL;
+}
+
+static bool hop_header(const char *name)
+{
+  static const char *const skip[] = {"Connection", "Keep-Alive", "Transfer-Encoding",
+                                     "Content-Length", "Expect", "Upgrade", "TE", "Trailer",
+                                     "Proxy-Connection", API_FORWARD_HEADER};
+  for (size_t i = 0; i < sizeof skip / sizeof *skip; i++)
+    if (strcasecmp(name, skip[i]) == 0) return true;
+  return false;
+}
+
+/* The request as HTTP/1.1 bytes: the decoded path escaped again (the server decodes it to
+ * the same string), the raw query as received, the end-to-end headers, the hop count. */
+static void serialize_request(const struct http_request *req, unsigned hops, struct buf *out)
+{
+  static const char hex[] = "0123456789ABCDEF";
+  buf_printf(out, "%s ", req->method_name);
+  for (const char *p = req->path; *p; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (unreserved(c)) {
+      buf_putc(out, (char)c);
+    } else {
+      char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+      buf_append(out, e, 3);
+    }
+  }
+  if (req->raw_query[0]) buf_printf(out, "?%s", req->raw_query);
+  buf_puts(out, " HTTP/1.1\r\n");
+  bool host = false;
+  size_t n = http_header_count(req);
+  for (size_t i = 0; i < n; i++) {
+    const char *name, *value;
+    http_header_at(req, i, &name, &value);
+    if (hop_header(name)) continue;
+    if (strcasecmp(name, "Host") == 0) host = true;
+    buf_printf(out, "%s: %s\r\n", name, value);
+  }
+  if (!host) buf_puts(out, "Host: concord\r\n");
+  buf_printf(out, "%s: %u\r\nContent-Length: %zu\r\n\r\n", API_FORWARD_HEADER, hops + 1,
+             req->body_len);
+  buf_append(out, req->body, req->body_len);
+}
+
+/* How long the server may take: a blocking query's wait plus slack, else PLAIN_TIMEOUT_MS. */
+static unsigned request_timeout(const struct http_request *req)
+{
+  const char *index = http_query(req, "index");
+  if (!index || !*index || strcmp(index, "0") == 0) return PLAIN_TIMEOUT_MS;
+  int64_t wait_ns = 5 * 60 * 1000000000LL;
+  const char *w = http_query(req, "wait");
+  int64_t ns;
+  if (w && *w && duration_parse(w, strlen(w), &ns) == 0 && ns > 0) wait_ns = ns;
+  if (wait_ns > 10 * 60 * 1000000000LL) wait_ns = 10 * 60 * 1000000000LL;
+  uint64_t ms = (uint64_t)(wait_ns / 1000000) + (uint64_t)(wait_ns / 16000000) + BLOCKING_SLACK_MS;
+  return (unsigned)ms;
+}
+
+static void relay_answer(struct fwd_op *op, const uint8_t *body, size_t len)
+{
+  struct http_request *req = op->req;
+  const uint8_t *p = body, *end = body + len;
+  uint32_t ctlen = 0, hlen = 0;
+  if (len < 2) goto bad;
+  int status = p[0] << 8 | p[1];
+  p += 2;
+  if (!get_u32(&p, end, &ctlen) || (size_t)(end - p) < ctlen) goto bad;
+  char *ctype = ctlen ? xstrndup((const char *)p, ctlen) : NULL;
+  p += ctlen;
+  if (!get_u32(&p, end, &hlen) || (size_t)(end - p) < hlen) {
+    free(ctype);
+    goto bad;
+  }
+  /* "Name: value\r\n" lines */
+  const char *h = (const char *)p, *hend = h + hlen;
+  while (h < hend) {
+    const char *eol = memchr(h, '\r', (size_t)(hend - h));
+    if (!eol) eol = hend;
+    const char *colon = memchr(h, ':', (size_t)(eol - h));
+    if (colon) {
+      char *name = xstrndup(h, (size_t)(colon - h));
+      const char *v = colon + 1;
+      while (v < eol && *v == ' ') v++;
+      char *value = xstrndup(v, (size_t)(eol - v));
+      http_set_header(req, name, value);
+      free(name);
+      free(value);
+    }
+    h = eol + 2;
+  }
+  p += hlen;
+  op->req = NULL;
+  http_request_on_cancel(req, NULL, NULL);
+  http_respond(req, status, ctype, p, (size_t)(end - p));
+  free(ctype);
+  return;
+bad:
+  op->req = NULL;
+  http_request_on_cancel(req, NULL, NULL);
+  http_respond_error(req, 500, "rpc error: malformed forwarded answer");
+}
+
+static void op_send(struct fwd_op *op);
+
+static void hold_tick(uv_timer_t *t)
+{
+  struct fwd_op *op = t->data;
+  op_send(op);
+}
+
+/* Waits a little and tries again, or gives up with Consul's error when the hold is over. */
+static void op_hold(struct fwd_op *op, const char *give_up)
+{
+  if (uv_now(op->f->loop) >= op->hold_until) {
+    struct http_request *req = op->req;
+    op->req = NULL;
+    http_request_on_cancel(req, NULL, NULL);
+    if (strcmp(give_up, "No cluster leader") == 0)
+      http_set_header(req, "X-Consul-KnownLeader", "false");
+    http_respond_error(req, 500, "%s", give_up);
+    op_free(op);
+    return;
+  }
+  if (!op->timer) {
+    op->timer = xmalloc(sizeof *op->timer);
+    uv_timer_init(op->f->loop, op->timer);
+    op->timer->data = op;
+  }
+  uv_timer_start(op->timer, hold_tick, HOLD_RETRY_MS, 0);
+}
+
+static void op_reply(void *arg, int status, const char *error, const uint8_t *body, size_t len)
+{
+  struct fwd_op *op = arg;
+  op->rreq = NULL;
+  if (!op->req) { /* cancelled meanwhile (cannot happen: cancel drops the callback) */
+    op_free(op);
+    return;
+  }
+  if (status == 0 && !error) {
+    relay_answer(op, body, len);
+    op_free(op);
+    return;
+  }
+  if (status == 0) {
+    struct http_request *req = op->req;
+    op->req = NULL;
+    http_request_on_cancel(req, NULL, NULL);
+    http_respond_error(req, 500, "rpc error: %s", error);
+    op_free(op);
+    return;
+  }
+  /* the server could not be reached or went away */
+  if (op->f->servers && !op->to_leader) servers_failed(op->f->servers, op->addr);
+  log_debug("agent.forward", "%s %s via %s: %s", op->req->method_name, op->req->path, op->addr,
+            cc_strerror(status));
+  /* Not connecting means nothing was sent: any request may go again (to another server, or to
+   * the leader once one is known) until the hold time is over. A lost connection or a timeout
+   * may have run the request: only reads go again. */
+  if (status == CC_ENOCONN || (status != CC_ESHUTDOWN && op->read && ++op->tries < MAX_TRIES)) {
+    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    return;
+  }
+  struct http_request *req = op->req;
+  op->req = NULL;
+  http_request_on_cancel(req, NULL, NULL);
+  http_respond_error(req, 500, "rpc error making call: %s", cc_strerror(status));
+  op_free(op);
+}
+
+static void op_cancel(struct http_request *req, void *arg)
+{
+  struct fwd_op *op = arg;
+  (void)req;
+  op->req = NULL;
+  if (op->rreq) rpc_request_cancel(op->rreq);
+  op->rreq = NULL;
+  op_free(op);
+}
+
+static void op_send(struct fwd_op *op)
+{
+  struct forward *f = op->f;
+  const char *addr = NULL;
+  if (op->to_leader) {
+    addr = f->consensus ? consensus_leader_address(f->consensus) : NULL;
+  } else if (f->servers) {
+    addr = servers_pick(f->servers);
+  }
+  if (!addr) {
+    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    return;
+  }
+  snprintf(op->addr, sizeof op->addr, "%s", addr);
+  int rv = rpc_request(f->rpc, op->addr, "HTTP.Forward", op->raw.data, op->raw.len,
+                       op->timeout_ms, op_reply, op, &op->rreq);
+  if (rv == CC_ENOCONN) {
+    if (f->servers && !op->to_leader) servers_failed(f->servers, op->addr);
+    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    return;
+  }
+  if (rv != 0) {
+    struct http_request *req = op->req;
+    op->req = NULL;
+    http_request_on_cancel(req, NULL, NULL);
+    http_respond_error(req, 500, "rpc error making call: %s", cc_strerror(rv));
+    op_free(op);
+  }
+}
+
+void forward_http(void *arg, struct http_request *req, bool to_leader, unsigned hops)
+{
+  struct forward *f = arg;
+  struct fwd_op *op = xcalloc(1, sizeof *op);
+  op->f = f;
+  op->req = req;
+  op->to_leader = to_leader;
+  op->read = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
+  op->timeout_ms = request_timeout(req);
+  op->hold_until = uv_now(f->loop) + f->hold_ms;
+  serialize_request(req, hops, &op->raw);
+  op->next = f->ops;
+  if (f->ops) f->ops->prev = op;
+  f->ops = op;
+  http_request_on_cancel(req, op_cancel, op);
+  op_send(op);
+}
+
+/* ---- server side: HTTP.Forward ---- */
+
+struct served {
+  struct rpc_call *call;
+  struct http_injected *inj; /* set once inject returned with the request still pending */
+  bool in_inject;            /* inside http_server_inject: done must not free */
+  bool answered;
+};
+
+static void served_done(void *arg, int status, const char *content_type, const char *headers,
+                        size_t headers_len, char *body, size_t body_len)
+{
+  struct served *sv = arg;
+  sv->inj = NULL;
+  sv->answered = true;
+  if (status == 0) {
+    rpc_call_reply(sv->call, "agent is shutting down", NULL, 0);
+  } else {
+    struct buf out = BUF_INIT;
+    unsigned char st[2] = {(unsigned char)(status >> 8), (unsigned char)status};
+    buf_append(&out, st, 2);
+    size_t ctlen = content_type ? strlen(content_type) : 0;
+    put_u32(&out, (uint32_t)ctlen);
+    buf_append(&out, content_type ? content_type : "", ctlen);
+    put_u32(&out, (uint32_t)headers_len);
+    buf_append(&out, headers, headers_len);
+    buf_append(&out, body ? body : "", body_len);
+    rpc_call_reply(sv->call, NULL, out.data, out.len);
+    buf_free(&out);
+  }
+  free(body);
+  if (!sv->in_inject) free(sv);
+}
+
+static void served_cancel(struct rpc_call *call, void *arg)
+{
+  struct served *sv = arg;
+  (void)call;
+  if (sv->inj) http_injected_cancel(sv->inj);
+  free(sv);
+}
+
+static void handle_http_forward(struct rpc_call *call, const uint8_t *body, size_t len,
+                                void *arg)
+{
+  struct forward *f = arg;
+  struct served *sv = xcalloc(1, sizeof *sv);
+  sv->call = call;
+  rpc_call_on_cancel(call, served_cancel, sv);
+  struct http_injected *inj = NULL;
+  sv->in_inject = true; /* an answer that needs no waiting comes back inside inject */
+  int rv = http_server_inject(f->http, (const char *)body, len, rpc_call_peer(call), served_done,
+                              sv, &inj);
+  sv->in_inject = false;
+  if (rv != 0) {
+    rpc_call_on_cancel(call, NULL, NULL);
+    rpc_call_reply(call, rv == CC_ESHUTDOWN ? "agent is shutting down"
+                                            : "malformed forwarded request", NULL, 0);
+    free(sv);
+  } else if (sv->answered) {
+    free(sv);
+  } else {
+    sv->inj = inj;
+  }
+}
+
+/* ---- catalog writes for anti-entropy: Catalog.Apply ---- */
+
+struct apply_ctx {
+  local_remote_done_fn done; /* client side: the local agent's callback */
+  void *arg;
+  struct rpc_call *call;     /* server side: the caller to answer */
+  struct forward *f;
+  char addr[80];
+};
+
+static void encode_result(struct buf *out, const struct state_cmd_result *res)
+{
+  put_u32(out, (uint32_t)(int32_t)res->err);
+  buf_putc(out, res->ok ? 1 : 0);
+  buf_puts(out, res->msg);
+}
+
+static bool decode_result(const uint8_t *p, size_t len, struct state_cmd_result *res)
+{
+  const uint8_t *end = p + len;
+  uint32_t err;
+  memset(res, 0, sizeof *res);
+  if (!get_u32(&p, end, &err) || p == end) return false;
+  res->err = (int)(int32_t)err;
+  res->ok = *p++ != 0;
+  size_t n = (size_t)(end - p);
+  if (n >= sizeof res->msg) n = sizeof res->msg - 1;
+  memcpy(res->msg, p, n);
+  res->msg[n] = '\0';
+  return true;
+}
+
+static void applied_for_caller(void *arg, int status, const struct state_cmd_result *res,
+                               uint64_t index)
+{
+  struct apply_ctx *ac = arg;
+  (void)index;
+  if (status != 0) {
+    rpc_call_reply(ac->call, cc_strerror(status), NULL, 0);
+  } else {
+    struct buf out = BUF_INIT;
+    encode_result(&out, res);
+    rpc_call_reply(ac->call, NULL, out.data, out.len);
+    buf_free(&out);
+  }
+  free(ac);
+}
+
+static void relayed_for_caller(void *arg, int status, const char *error, const uint8_t *body,
+                               size_t len)
+{
+  struct apply_ctx *ac = arg;
+  if (status != 0) rpc_call_reply(ac->call, cc_strerror(status), NULL, 0);
+  else rpc_call_reply(ac->call, error, body, len);
+  free(ac);
+}
+
+/* The only commands a remote agent may propose: its own catalog entries. */
+static bool catalog_command(const uint8_t *cmd, size_t len)
+{
+  return len > 1 && (cmd[0] == STATE_CMD_REGISTER || cmd[0] == STATE_CMD_DEREGISTER) &&
+         state_cmd_validate(cmd, len) == 0;
+}
+
+static void handle_catalog_apply(struct rpc_call *call, const uint8_t *body, size_t len,
+                                 void *arg)
+{
+  struct forward *f = arg;
+  /* body: one hop byte, then the command */
+  if (len < 2 || !catalog_command(body + 1, len - 1)) {
+    rpc_call_reply(call, "invalid catalog command", NULL, 0);
+    return;
+  }
+  struct apply_ctx *ac = xcalloc(1, sizeof *ac);
+  ac->call = call;
+  ac->f = f;
+  if (consensus_is_leader(f->consensus)) {
+    struct buf cmd = BUF_INIT;
+    buf_append(&cmd, body + 1, len - 1);
+    int rv = consensus_apply(f->consensus, &cmd, applied_for_caller, ac);
+    buf_free(&cmd);
+    if (rv != 0) {
+      rpc_call_reply(call, cc_strerror(rv), NULL, 0);
+      free(ac);
+    }
+    return;
+  }
+  const char *leader = consensus_leader_address(f->consensus);
+  if (!leader || body[0] >= 1) {
+    rpc_call_reply(call, "No cluster leader", NULL, 0);
+    free(ac);
+    return;
+  }
+  struct buf relay = BUF_INIT;
+  buf_putc(&relay, 1);
+  buf_append(&relay, body + 1, len - 1);
+  int rv = rpc_request(f->rpc, leader, "Catalog.Apply", relay.data, relay.len, PLAIN_TIMEOUT_MS,
+                       relayed_for_caller, ac, NULL);
+  buf_free(&relay);
+  if (rv != 0) {
+    rpc_call_reply(call, cc_strerror(rv), NULL, 0);
+    free(ac);
+  }
+}
+
+static void remote_applied(void *arg, int status, const struct state_cmd_result *res,
+                           uint64_t index)
+{
+  struct apply_ctx *ac = arg;
+  (void)index;
+  ac->done(ac->arg, status, res);
+  free(ac);
+}
+
+static void remote_replied(void *arg, int status, const char *error, const uint8_t *body,
+                           size_t len)
+{
+  struct apply_ctx *ac = arg;
+  struct state_cmd_result res;
+  if (status != 0) {
+    if (ac->f->servers) servers_failed(ac->f->servers, ac->addr);
+    ac->done(ac->arg, status, NULL);
+  } else if (error) {
+    ac->done(ac->arg, strcmp(error, "No cluster leader") == 0 ? CC_ENOTLEADER : CC_EIO, NULL);
+  } else if (!decode_result(body, len, &res)) {
+    ac->done(ac->arg, CC_EIO, NULL);
+  } else {
+    ac->done(ac->arg, 0, &res);
+  }
+  free(ac);
+}
+
+static int remote_write(void *ctx, const struct buf *cmd, local_remote_done_fn done, void *arg)
+{
+  struct forward *f = ctx;
+  struct apply_ctx *ac = xcalloc(1, sizeof *ac);
+  ac->done = done;
+  ac->arg = arg;
+  ac->f = f;
+  if (f->consensus && consensus_is_leader(f->consensus)) {
+    int rv = consensus_apply(f->consensus, cmd, remote_applied, ac);
+    if (rv != 0) free(ac);
+    return rv;
+  }
+  const char *addr = f->consensus ? consensus_leader_address(f->consensus)
+                                  : f->servers ? servers_pick(f->servers) : NULL;
+  if (!addr) {
+    free(ac);
+    return CC_ENOTLEADER; /* anti-entropy tries again later */
+  }
+  snprintf(ac->addr, sizeof ac->addr, "%s", addr);
+  struct buf body = BUF_INIT;
+  buf_putc(&body, f->consensus ? 1 : 0); /* a follower asks the leader directly */
+  buf_append(&body, cmd->data, cmd->len);
+  int rv = rpc_request(f->rpc, ac->addr, "Catalog.Apply", body.data, body.len, PLAIN_TIMEOUT_MS,
+                       remote_replied, ac, NULL);
+  buf_free(&body);
+  if (rv != 0) free(ac);
+  return rv;
+}
+
+static struct state_store *remote_store(void *ctx)
+{
+  struct forward *f = ctx;
+  return f->store;
+}
+
+void forward_local_remote(struct forward *f, struct local_remote *out)
+{
+  out->write = remote_write;
+  out->store = remote_store;
+  out->ctx = f;
+}
+
+/* ---- life ---- */
+
+struct forward *forward_new(uv_loop_t *loop, const struct forward_config *cfg)
+{
+  struct forward *f = xcalloc(1, sizeof *f);
+  f->loop = loop;
+  f->rpc = cfg->rpc;
+  f->servers = cfg->servers;
+  f->consensus = cfg->consensus;
+  f->store = cfg->store;
+  f->hold_ms = cfg->hold_timeout_ms ? cfg->hold_timeout_ms : DEFAULT_HOLD_MS;
+  if (f->consensus) rpc_handle(f->rpc, "Catalog.Apply", handle_catalog_apply, f);
+  return f;
+}
+
+void forward_serve_http(struct forward *f, struct http_server *http)
+{
+  f->http = http;
+  if (f->consensus && http) rpc_handle(f->rpc, "HTTP.Forward", handle_http_forward, f);
+}
+
+void forward_free(struct forward *f)
+{
+  /* every HTTP forward was cancelled when the HTTP server closed; any left is answered */
+  while (f->ops) {
+    struct fwd_op *op = f->ops;
+    if (op->rreq) rpc_request_cancel(op->rreq);
+    op->rreq = NULL;
+    if (op->req) {
+      http_request_on_cancel(op->req, NULL, NULL);
+      http_respond_error(op->req, 500, "agent is shutting down");
+    }
+    op_free(op);
+  }
+  free(f);
+}
