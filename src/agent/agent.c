@@ -863,6 +863,7 @@ int agent_main(int argc, char **argv)
   if (started && agent_start_gossip(a) != 0) started = false;
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
+  if (started && a->http) agent_exec_use_http(a->exec, a->http); /* forwarded like any request */
   if (started && agent_start_dns(a) != 0) started = false;
   if (started && a->consensus) {
     consensus_set_leader_cb(a->consensus, agent_leader_changed, a);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "consensus/consensus.h"
+#include "http/server.h"
 #include "lib/alloc.h"
 #include "lib/b64.h"
 #include "lib/buf.h"
@@ -54,7 +55,8 @@ struct exec_job {
   uv_timer_t flush_timer, heart_timer;
   int handles;  /* open handles; the job is freed when this and everything else is done */
   bool started, exited, eof, failed, exit_queued, closing;
-  bool acking; /* the ack write is in flight: its callback holds the job */
+  bool acking;  /* the ack write is in flight: its callback holds the job */
+  bool getting; /* the spec read is in flight: likewise */
   int64_t exit_code;
   struct buf chunk; /* output not uploaded yet (< one chunk) */
   unsigned out_num;
@@ -78,6 +80,7 @@ struct agent_exec {
   char *node_name;
   struct state_store *store;
   struct consensus *consensus;
+  struct http_server *http; /* agent_exec_use_http: KV through the agent's own API */
   struct agent_exec_kv kv;
   struct exec_job *jobs;
   size_t njobs;
@@ -133,6 +136,159 @@ static int default_lock(void *ctx, const char *key, const void *val, size_t len,
   buf_free(&cmd);
   if (rv != 0) free(w);
   return rv;
+}
+
+/* ---- KV through the agent's own HTTP API ----
+ *
+ * Requests run in-process through the agent's routes (http_server_inject), so they take the
+ * path any API request takes: served here on the leader, forwarded to a server by a client
+ * agent and to the leader by a follower. The spec is read ?stale first and, if missing,
+ * again consistently (Consul's remoteExecGetSpec); writes are PUT ?acquire=<session>. Answers
+ * are delivered from the loop, never inside the call that asked. */
+
+struct http_kv_op {
+  uv_timer_t timer; /* first: closing it frees the op */
+  struct agent_exec *x;
+  bool is_get, stale;
+  char *key;
+  agent_exec_get_done get_done;
+  agent_exec_write_done write_done;
+  void *arg;
+  /* the answer, kept until the timer delivers it */
+  int status;
+  bool found, ok;
+  struct buf value;
+};
+
+static void http_kv_closed(uv_handle_t *h)
+{
+  struct http_kv_op *op = h->data;
+  free(op->key);
+  buf_free(&op->value);
+  free(op);
+}
+
+static void http_kv_deliver(uv_timer_t *t)
+{
+  struct http_kv_op *op = t->data;
+  if (op->is_get) op->get_done(op->arg, op->status, op->found, (const uint8_t *)op->value.data,
+                               op->value.len);
+  else op->write_done(op->arg, op->status, op->ok);
+  uv_close((uv_handle_t *)&op->timer, http_kv_closed);
+}
+
+/* Percent-escapes a key for a request path ('/' kept). */
+static void http_kv_escape(struct buf *out, const char *key)
+{
+  for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+    if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+        *p == '-' || *p == '_' || *p == '.' || *p == '~' || *p == '/')
+      buf_append(out, p, 1);
+    else
+      buf_printf(out, "%%%02X", *p);
+  }
+}
+
+static int http_kv_send(struct http_kv_op *op, const void *val, size_t len, const char *session);
+
+static void http_kv_answered(void *arg, int status, const char *content_type, const char *headers,
+                             size_t headers_len, char *body, size_t body_len)
+{
+  struct http_kv_op *op = arg;
+  (void)content_type;
+  (void)headers;
+  (void)headers_len;
+  if (status == 0) {
+    op->status = CC_ESHUTDOWN;
+  } else if (op->is_get && status == 404 && op->stale && !op->x->closing) {
+    /* Not replicated here yet: ask again consistently, as Consul does. */
+    free(body);
+    op->stale = false;
+    if (http_kv_send(op, NULL, 0, NULL) == 0) return;
+    op->status = CC_ESHUTDOWN;
+    body = NULL;
+  } else if (op->is_get && status == 404) {
+    op->found = false;
+  } else if (status != 200) {
+    log_debug(MOD, "remote exec KV request for %s: %d %.*s", op->key, status,
+              (int)(body_len > 200 ? 200 : body_len), body ? body : "");
+    op->status = status == 500 && body && strstr(body, "leader") ? CC_ENOTLEADER : CC_EIO;
+  } else if (op->is_get) {
+    json_t *arr = json_loadb(body ? body : "", body_len, 0, NULL);
+    const char *v = json_string_value(json_object_get(json_array_get(arr, 0), "Value"));
+    op->found = json_is_array(arr) && json_array_size(arr) > 0;
+    if (v) {
+      size_t vlen = strlen(v), n = 0;
+      uint8_t *dec = xmalloc(vlen / 4 * 3 + 4);
+      if (b64_decode(v, vlen, dec, &n) == 0) buf_append(&op->value, dec, n);
+      else op->status = CC_ECORRUPT;
+      free(dec);
+    }
+    json_decref(arr);
+  } else {
+    op->ok = body_len == 4 && memcmp(body, "true", 4) == 0;
+  }
+  free(body);
+  uv_timer_start(&op->timer, http_kv_deliver, 0, 0);
+}
+
+static int http_kv_send(struct http_kv_op *op, const void *val, size_t len, const char *session)
+{
+  struct buf req = BUF_INIT;
+  buf_printf(&req, "%s /v1/kv/", op->is_get ? "GET" : "PUT");
+  http_kv_escape(&req, op->key);
+  if (op->is_get) {
+    buf_printf(&req, "%s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", op->stale ? "?stale" : "");
+  } else {
+    buf_printf(&req, "?acquire=");
+    http_kv_escape(&req, session);
+    buf_printf(&req, " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %zu\r\n\r\n", len);
+    if (len) buf_append(&req, val, len);
+  }
+  int rv = http_server_inject(op->x->http, req.data, req.len, "127.0.0.1", http_kv_answered, op,
+                              NULL);
+  buf_free(&req);
+  return rv;
+}
+
+static struct http_kv_op *http_kv_op_new(struct agent_exec *x, const char *key)
+{
+  struct http_kv_op *op = xcalloc(1, sizeof *op);
+  op->x = x;
+  op->key = xstrdup(key);
+  uv_timer_init(x->loop, &op->timer);
+  op->timer.data = op;
+  return op;
+}
+
+static int http_get(void *ctx, const char *key, agent_exec_get_done done, void *arg)
+{
+  struct agent_exec *x = ctx;
+  struct http_kv_op *op = http_kv_op_new(x, key);
+  op->is_get = op->stale = true;
+  op->get_done = done;
+  op->arg = arg;
+  int rv = http_kv_send(op, NULL, 0, NULL);
+  if (rv != 0) uv_close((uv_handle_t *)&op->timer, http_kv_closed);
+  return rv;
+}
+
+static int http_lock(void *ctx, const char *key, const void *val, size_t len, const char *session,
+                     agent_exec_write_done done, void *arg)
+{
+  struct agent_exec *x = ctx;
+  struct http_kv_op *op = http_kv_op_new(x, key);
+  op->write_done = done;
+  op->arg = arg;
+  int rv = http_kv_send(op, val, len, session);
+  if (rv != 0) uv_close((uv_handle_t *)&op->timer, http_kv_closed);
+  return rv;
+}
+
+void agent_exec_use_http(struct agent_exec *x, struct http_server *http)
+{
+  x->http = http;
+  x->kv = (struct agent_exec_kv){http_get, http_lock, x};
 }
 
 struct agent_exec *agent_exec_new(uv_loop_t *loop, const char *node_name,
@@ -250,7 +406,7 @@ static void job_close_handles(struct exec_job *j)
 
 static void job_maybe_free(struct exec_job *j)
 {
-  bool done_writing = !j->acking && !j->inflight && (!j->queue || j->x->closing);
+  bool done_writing = !j->acking && !j->getting && !j->inflight && (!j->queue || j->x->closing);
   bool process_done = !j->started || (j->exited && j->eof);
   if (!done_writing || !process_done) return;
   if (j->started && !j->closing) job_close_handles(j);
@@ -569,6 +725,11 @@ static int job_parse_spec(struct exec_job *j, const uint8_t *val, size_t len)
 static void job_spec_got(void *arg, int status, bool found, const uint8_t *val, size_t len)
 {
   struct exec_job *j = arg;
+  j->getting = false;
+  if (j->x->closing) {
+    job_maybe_free(j);
+    return;
+  }
   if (status != 0) {
     log_error(MOD, "failed to get remote exec job: %s", cc_strerror(status));
     job_maybe_free(j);
@@ -615,6 +776,7 @@ void agent_exec_handle(struct agent_exec *x, const uint8_t *payload, size_t len)
   x->jobs = j;
   x->njobs++;
   log_debug(MOD, "received remote exec event (session %s)", j->session);
+  j->getting = true;
   int rv = x->kv.get(x->kv.ctx, j->job_key, job_spec_got, j);
   if (rv != 0) job_spec_got(j, rv, false, NULL, 0);
 }

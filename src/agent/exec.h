@@ -10,9 +10,10 @@
  * heartbeat), and finally writes the exit code at .../<node>/exit. Every write is a KV lock
  * acquire with the job's session, so nothing lands once the session is gone.
  *
- * KV access goes through struct agent_exec_kv, so that client agents can forward the reads
- * and writes to a server over RPC; the default reads this server's store and writes through
- * Raft when it is the leader. Runs on the loop; nothing blocks. */
+ * KV access goes through struct agent_exec_kv. The agent uses its own HTTP API in-process
+ * (agent_exec_use_http), which forwards to a server or the leader as every API request does;
+ * without an HTTP server the default reads this server's store and writes through Raft when it
+ * is the leader. Runs on the loop; nothing blocks. */
 #ifndef CONCORD_AGENT_EXEC_H
 #define CONCORD_AGENT_EXEC_H
 
@@ -55,6 +56,12 @@ struct agent_exec *agent_exec_new(uv_loop_t *loop, const char *node_name,
                                   struct state_store *store, struct consensus *consensus);
 /* Replaces the KV access (copied). */
 void agent_exec_set_kv(struct agent_exec *x, const struct agent_exec_kv *kv);
+/* KV access through the agent's own HTTP API, in-process (http_server_inject): the requests
+ * are forwarded exactly as clients' API requests are (client agent -> a server, follower ->
+ * the leader), so client agents run jobs too. http is borrowed: call agent_exec_close when
+ * the HTTP server has closed (its in-flight requests then end with CC_ESHUTDOWN). */
+struct http_server;
+void agent_exec_use_http(struct agent_exec *x, struct http_server *http);
 /* Starts a job from a "_rexec" event's payload (only read). Bad payloads are logged. */
 void agent_exec_handle(struct agent_exec *x, const uint8_t *payload, size_t len);
 /* Kills running jobs (SIGKILL to their process groups), closes every handle and frees x once

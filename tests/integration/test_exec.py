@@ -2,8 +2,8 @@
 (disable_remote_exec false in a config file) runs the command and reports output and exit
 code through KV; an agent with Consul's default (remote exec disabled) never acknowledges.
 
-Client agents cannot write KV until RPC forwarding exists, so the three-node run is expected
-to fail for now (marked xfail)."""
+Client agents read the spec and write their acks, output and exit codes through their own HTTP
+API in-process, which forwards to a server like any request: the three-node run covers that."""
 import json
 import os
 import re
@@ -161,22 +161,36 @@ def test_interrupt_cleans_up(exec_agent):
     assert [s for s in sessions if s["Name"] == "Remote Exec"] == []
 
 
-@pytest.mark.xfail(reason="client agents write exec acks/output through RPC to a server, "
-                          "which arrives with the lead's RPC work", strict=False)
 def test_exec_three_nodes(request):
+    # A server and a client with exec on, a client with Consul's default (off); the CLI talks
+    # to a client agent, whose session, KV and event requests are forwarded to the server.
     cfg = exec_config()
     server = start(request, node="ex3-srv", ip="127.0.0.1", extra_args=["-config-file", cfg])
-    for i in (2, 3):
-        start(request, dev=False, server=False, node="ex3-cli%d" % i, ip="127.0.0.%d" % i,
-              extra_args=["-config-file", cfg, "-join", "127.0.0.1:%d" % server.serf_port])
+    clients = []
+    for i, extra in ((2, ["-config-file", cfg]), (3, [])):
+        clients.append(start(request, dev=False, server=False, node="ex3-cli%d" % i,
+                             ip="127.0.0.%d" % i,
+                             extra_args=extra + ["-join", "127.0.0.1:%d" % server.serf_port]))
     deadline = time.time() + 20
     while time.time() < deadline:
         _, _, body = server.request("GET", "/v1/agent/members")
         if sum(1 for m in json.loads(body) if m["Status"] == 1) == 3:
             break
         time.sleep(0.2)
-    out = server.cli("exec", "uptime")
-    assert out.returncode == 0, (out.stdout, out.stderr)
-    for node in ("ex3-srv", "ex3-cli2", "ex3-cli3"):
+    # the clients' nodes must be in the catalog for their sessions' checks
+    deadline = time.time() + 20
+    while time.time() < deadline and len(server.get_json("/v1/catalog/nodes")[0]) < 3:
+        time.sleep(0.2)
+    out = clients[0].cli("exec", "echo hi from $(hostname) >/dev/null; echo ok")
+    assert out.returncode == 0, (out.stdout, out.stderr, clients[0].log())
+    for node in ("ex3-srv", "ex3-cli2"):
+        assert "    %s: ok" % node in out.stdout, out.stdout
         assert "==> %s: finished with exit code 0" % node in out.stdout, out.stdout
-    assert "3 / 3 node(s) completed / acknowledged" in out.stdout
+    assert "ex3-cli3" not in out.stdout
+    assert out.stdout.endswith("2 / 2 node(s) completed / acknowledged\n")
+    assert "ignoring remote exec event" in clients[1].log()
+    # A node filter picks one.
+    out = server.cli("exec", "-node", "^ex3-cli2$", "exit 5")
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.stdout == ("==> ex3-cli2: finished with exit code 5\n"
+                          "1 / 1 node(s) completed / acknowledged\n")
