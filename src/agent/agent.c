@@ -22,9 +22,11 @@
 #include "agent/dns_catalog.h"
 #include "agent/events.h"
 #include "agent/exec.h"
+#include "agent/dns_remote.h"
 #include "agent/forward.h"
 #include "agent/servers.h"
 #include "agent/session_ttl.h"
+#include "agent/watches.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
 #include "config/config.h"
@@ -60,6 +62,7 @@ struct agent {
   struct dns_catalog dns_catalog;
   struct dns_engine *dns_engine;
   struct dns_server *dns;
+  struct dns_remote_client *dns_remote; /* client agents: DNS answered by a server */
   struct gossip *gossip;
   struct rpc *rpc;          /* the server port (servers) and the client pool (everyone) */
   struct servers *servers;  /* the servers gossip knows; bootstrap and Raft membership */
@@ -73,6 +76,7 @@ struct agent {
   bool session_ttl_started;
   struct agent_events events; /* user events kept for /v1/event/list (agent/events.c) */
   struct agent_exec *exec;    /* `consul exec` jobs run here (agent/exec.c) */
+  struct agent_watches *watches; /* "watches" from the config (agent/watches.c) */
   bool stopping;
   int exit_code;
 };
@@ -240,6 +244,8 @@ static void agent_dns_closed(void *arg)
 {
   struct agent *a = arg;
   a->dns = NULL;
+  if (a->dns_remote) dns_remote_client_free(a->dns_remote);
+  a->dns_remote = NULL;
   if (a->dns_engine) dns_engine_free(a->dns_engine);
   a->dns_engine = NULL;
   if (a->gossip) {
@@ -278,6 +284,9 @@ static void agent_stop(struct agent *a)
   if (a->stopping) return;
   a->stopping = true;
   log_info("agent", "caught signal, shutting down");
+  /* watches: stop before the HTTP API they query goes away */
+  agent_watches_stop(a->watches);
+  a->watches = NULL;
   if (a->http) http_server_close(a->http, agent_http_closed, a);
   else agent_http_closed(a);
 }
@@ -324,6 +333,8 @@ static void agent_reload(void *arg)
       log_error("agent", "reload of services and checks failed, keeping the running set: %s", err);
     if (defs) local_defs_free(defs);
   }
+  /* watches: a reload replaces the whole set, as Consul's reloadWatches does */
+  if (a->watches && !a->stopping) agent_watches_reload(a->watches, fresh.watches);
   log_info("agent", "reloaded configuration (log level %s)", a->cfg.log_level);
   config_free(&fresh);
 }
@@ -487,8 +498,76 @@ static int agent_start_http(struct agent *a)
   return 0;
 }
 
+/* ---- DNS between agents: a client's questions answered by a server's engine ---- */
+
+/* Server side of DNS_REMOTE_METHOD. */
+static void agent_dns_rpc(struct rpc_call *call, const uint8_t *body, size_t len, void *arg)
+{
+  struct agent *a = arg;
+  if (!a->dns_engine) {
+    rpc_call_reply(call, "DNS is disabled on this server", NULL, 0);
+    return;
+  }
+  uint8_t *out = xmalloc(DNS_TCP_MAX);
+  size_t outlen = 0;
+  if (dns_remote_answer(a->dns_engine, body, len, out, &outlen) == 0)
+    rpc_call_reply(call, NULL, out, outlen);
+  else
+    rpc_call_reply(call, "malformed DNS request", NULL, 0);
+  free(out);
+}
+
+/* Client side: one question on its way to a server. */
+struct agent_dns_call {
+  struct agent *a;
+  dns_remote_done_fn done;
+  void *arg;
+  struct rpc_req *req;
+  char addr[64];
+};
+
+static void agent_dns_answered(void *arg, int status, const char *error, const uint8_t *body,
+                               size_t len)
+{
+  struct agent_dns_call *c = arg;
+  if (status == CC_ENOCONN || status == CC_EIO || status == CC_ETIMEOUT)
+    if (c->a->servers) servers_failed(c->a->servers, c->addr); /* the next one asks elsewhere */
+  c->done(c->arg, status, error, body, len);
+  free(c);
+}
+
+static int agent_dns_send(void *ctx, const uint8_t *body, size_t len, dns_remote_done_fn done,
+                          void *arg, void **handle)
+{
+  struct agent *a = ctx;
+  const char *addr = a->servers ? servers_pick(a->servers) : NULL;
+  if (!addr || !a->rpc) return CC_ENOTFOUND;
+  struct agent_dns_call *c = xcalloc(1, sizeof *c);
+  c->a = a;
+  c->done = done;
+  c->arg = arg;
+  snprintf(c->addr, sizeof c->addr, "%s", addr);
+  /* under the DNS side's 5 s, so a slow server is noticed here and the next query moves on */
+  int rv = rpc_request(a->rpc, c->addr, DNS_REMOTE_METHOD, body, len, 4000, agent_dns_answered, c,
+                       &c->req);
+  if (rv != 0) {
+    free(c);
+    return rv;
+  }
+  *handle = c;
+  return 0;
+}
+
+static void agent_dns_cancel(void *ctx, void *handle)
+{
+  struct agent_dns_call *c = handle;
+  (void)ctx;
+  rpc_request_cancel(c->req);
+  free(c);
+}
+
 /* The DNS interface, answered from this server's store (stale, as Consul's DNS is by
- * default: dns_config.allow_stale). */
+ * default: dns_config.allow_stale); on a client agent, by a server over RPC. */
 static int agent_start_dns(struct agent *a)
 {
   if (a->cfg.port_dns < 0) return 0;
@@ -534,6 +613,15 @@ static int agent_start_dns(struct agent *a)
   if (!a->dns) {
     log_error("agent", "cannot start DNS: %s", err);
     return -1;
+  }
+  if (a->store && a->rpc) {
+    rpc_handle(a->rpc, DNS_REMOTE_METHOD, agent_dns_rpc, a);
+  } else if (!a->store) {
+    struct dns_remote_transport t = {.ctx = a, .send = agent_dns_send, .cancel = agent_dns_cancel};
+    a->dns_remote = dns_remote_client_new(&t);
+    struct dns_upstream up;
+    dns_remote_client_upstream(a->dns_remote, &up);
+    dns_server_set_upstream(a->dns, &up);
   }
   for (char **p = c->client_addrs; *p; p++) {
     if (dns_server_listen(a->dns, *p, c->port_dns, err, sizeof err) != 0) {
@@ -865,6 +953,10 @@ int agent_main(int argc, char **argv)
   if (started && agent_start_http(a) != 0) started = false;
   if (started && a->http) agent_exec_use_http(a->exec, a->http); /* forwarded like any request */
   if (started && agent_start_dns(a) != 0) started = false;
+  /* watches: blocking queries against our own HTTP API (checked at load: it is enabled) */
+  if (started && a->cfg.port_http >= 0)
+    a->watches = agent_watches_start(&a->loop, a->cfg.watches, a->cfg.client_addrs[0],
+                                     a->cfg.port_http);
   if (started && a->consensus) {
     consensus_set_leader_cb(a->consensus, agent_leader_changed, a);
     uv_timer_start(&a->leader_timer, agent_leader_tick, 5000, 5000);

@@ -9,7 +9,8 @@
 struct state_store;
 
 /* Fills a backend whose context is `ctx` (borrowed; must outlive the engine). With a NULL
- * store (a client agent, until RPC to servers exists) every lookup fails with SERVFAIL. */
+ * store every lookup fails with SERVFAIL; client agents never get here: their DNS server sends
+ * catalog names to a server (agent/dns_remote.h). */
 struct dns_catalog {
   struct state_store *store;
   const char *datacenter;

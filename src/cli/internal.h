@@ -63,7 +63,7 @@ extern const struct cli__command cli__cmd_version, cli__cmd_info, cli__cmd_membe
     cli__cmd_services_deregister, cli__cmd_maint, cli__cmd_reload, cli__cmd_validate;
 extern const struct cli__command cli__cmd_join, cli__cmd_leave, cli__cmd_force_leave,
     cli__cmd_operator, cli__cmd_operator_raft, cli__cmd_operator_raft_list_peers,
-    cli__cmd_operator_raft_remove_peer;
+    cli__cmd_operator_raft_remove_peer, cli__cmd_watch;
 extern const struct cli__command cli__cmd_event, cli__cmd_exec;
 
 /* The dispatcher behind cli_main: mitchellh/cli's rules (help flags anywhere, nested

@@ -22,8 +22,10 @@
 #include "lib/duration.h"
 #include "lib/log.h"
 #include "lib/rand.h"
+#include "watch/watch.h"
 
 #define CONFIG_MAX_FILE_BYTES (16u << 20) /* a config file larger than this is a mistake */
+#define CONFIG_MAX_WATCHES 256 /* each is a blocking query held open on the agent */
 
 /* CK_ARRAY: a JSON array of strings, or a repeatable flag that appends (recursors).
  * CK_DURATION: a Go duration string, stored as int64 nanoseconds.
@@ -103,7 +105,7 @@ static const char *const config_consul_only_keys[] = {
     "encrypt_verify_outgoing", "http_config", "key_file", "leave_on_terminate", "log_file",
     "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave",
     "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
-    "verify_incoming", "verify_outgoing", "verify_server_hostname", "watches", "limits",
+    "verify_incoming", "verify_outgoing", "verify_server_hostname", "limits",
     "performance", "ports", "ui_config", "raft_protocol", "segment",
 };
 
@@ -353,6 +355,37 @@ static bool config_is_consul_only(const char *key)
   return false;
 }
 
+/* "watches": a list of watch objects; each must parse as the agent will run it (Consul's
+ * makeWatchPlan rules), so a bad watch stops the agent at start and a reload keeps the
+ * running set. Watches of several files add up, as Consul appends them. */
+static int config_add_watches(struct config *cfg, json_t *v, const char *source, char *errbuf,
+                              size_t errlen)
+{
+  if (!json_is_array(v)) {
+    config_err(errbuf, errlen, "%s: watches must be a list of objects", source);
+    return -1;
+  }
+  if (json_array_size(cfg->watches) + json_array_size(v) > CONFIG_MAX_WATCHES) {
+    config_err(errbuf, errlen, "%s: too many watches (at most %d)", source, CONFIG_MAX_WATCHES);
+    return -1;
+  }
+  size_t i;
+  json_t *w;
+  json_array_foreach(v, i, w) {
+    struct watch_spec spec;
+    char e[512];
+    int rv = watch_spec_parse(w, true, &spec, e, sizeof e);
+    watch_spec_free(&spec);
+    if (rv != 0) {
+      config_err(errbuf, errlen, "%s: watches[%zu]: Failed to parse watch: %s", source, i, e);
+      return -1;
+    }
+    json_array_append_new(cfg->watches,
+                          json_pack("{s:s, s:I, s:O}", "source", source, "index", (json_int_t)i, "watch", w));
+  }
+  return 0;
+}
+
 /* Walks an object; `prefix` is "" at the top or "ports." etc. inside. */
 static int config_apply_object(struct config *cfg, json_t *obj, const char *prefix,
                                const char *source, char *errbuf, size_t errlen)
@@ -374,6 +407,8 @@ static int config_apply_object(struct config *cfg, json_t *obj, const char *pref
     if (!prefix[0] && (strcmp(k, "service") == 0 || strcmp(k, "services") == 0 ||
                        strcmp(k, "check") == 0 || strcmp(k, "checks") == 0)) {
       continue; /* read by the agent's local state from cfg->local_docs */
+    } else if (!prefix[0] && strcmp(k, "watches") == 0) {
+      if (config_add_watches(cfg, v, source, errbuf, errlen) != 0) return -1;
     } else if (match) {
       if (config_set_json(cfg, match, v, path, source, errbuf, errlen) != 0) return -1;
     } else if (is_parent && json_is_object(v)) {
@@ -512,6 +547,7 @@ static void config_defaults(struct config *cfg)
   cfg->recursors = xcalloc(1, sizeof(char *));
   cfg->start_join = xcalloc(1, sizeof(char *));
   cfg->local_docs = json_array();
+  cfg->watches = json_array();
   cfg->check_update_interval_ns = 5LL * 60 * 1000000000LL;
   cfg->disable_remote_exec = true; /* Consul 0.8+: exec is opt-in */
   cfg->retry_join = xcalloc(1, sizeof(char *));
@@ -544,6 +580,7 @@ void config_free(struct config *cfg)
   config_list_free(cfg->recursors);
   config_list_free(cfg->start_join);
   json_decref(cfg->local_docs);
+  json_decref(cfg->watches);
   config_list_free(cfg->retry_join);
   json_decref(cfg->dns_service_ttl);
   config_list_free(cfg->config_sources);
@@ -697,6 +734,11 @@ int config_load(int argc, char **argv, struct config *cfg, char *errbuf, size_t 
   }
   if (!cfg->client_addrs[0]) {
     config_err(errbuf, errlen, "client_addr must name at least one address");
+    goto out;
+  }
+  if (json_array_size(cfg->watches) > 0 && cfg->port_http < 0) {
+    /* Watches query this agent's own HTTP API (Consul's reloadWatches). */
+    config_err(errbuf, errlen, "watch plans require an HTTP or HTTPS endpoint");
     goto out;
   }
   if (cfg->node_id[0] && !uuid_is_valid(cfg->node_id)) {

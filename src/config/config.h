@@ -47,6 +47,10 @@ struct config {
    * "check", "checks"): an array of {"source": path, "doc": document}, in load order, for
    * the agent's local state (src/local) to read. */
   json_t *local_docs;
+  /* "watches": every watch of every file, in load order, each checked at load by
+   * watch_spec_parse (agent form): an array of {"source": path, "index": i, "watch": object}
+   * for agent/watches.c to parse again and run. */
+  json_t *watches;
   char **start_join;  /* -join: joined once at start, NULL-terminated */
   char **retry_join;  /* -retry-join: retried every retry_interval until one succeeds */
   int64_t retry_interval_ns;

@@ -42,8 +42,9 @@ struct local_httpc {
   struct buf out;
   llhttp_t parser;
   llhttp_settings_t settings;
-  bool headers_done, complete, in_location, last_was_value;
-  struct buf status_text, field, location, resp_body;
+  bool headers_done, complete, in_location, in_capture, last_was_value, captured;
+  char *capture_name; /* req.capture_header */
+  struct buf status_text, field, location, resp_body, capture;
   size_t body_total, header_bytes;
   char dial_addr[128];
   char *deferred_error; /* an error found while starting, delivered from the loop */
@@ -65,6 +66,8 @@ static void maybe_free(struct local_httpc *h)
   buf_free(&h->field);
   buf_free(&h->location);
   buf_free(&h->resp_body);
+  buf_free(&h->capture);
+  free(h->capture_name);
   free(h);
 }
 
@@ -97,7 +100,9 @@ static void finish(struct local_httpc *h, int code, const char *error)
     char *body = xmemdup(b, keep);
     struct buf status = BUF_INIT;
     if (code) buf_printf(&status, "%d %s", code, h->status_text.data ? h->status_text.data : "");
-    struct local_httpc_result res = {code, code ? status.data : "", body, keep, error};
+    struct local_httpc_result res = {code, code ? status.data : "", body, keep, error,
+                                     h->body_total, h->captured ? h->capture.data : NULL};
+    if (res.captured_header == NULL && h->captured) res.captured_header = "";
     h->cb(h->arg, &res);
     free(body);
     buf_free(&status);
@@ -220,9 +225,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
   if (!h->last_was_value) {
     h->in_location = h->field.data && strcasecmp(h->field.data, "location") == 0;
     if (h->in_location) buf_reset(&h->location);
+    h->in_capture = h->capture_name && h->field.data && strcasecmp(h->field.data, h->capture_name) == 0;
+    if (h->in_capture) {
+      buf_reset(&h->capture);
+      h->captured = true;
+    }
   }
   h->last_was_value = true;
   if (h->in_location) buf_append(&h->location, at, len);
+  if (h->in_capture) buf_append(&h->capture, at, len);
   return 0;
 }
 
@@ -465,7 +476,10 @@ static void start_attempt(struct local_httpc *h)
     return;
   }
   h->headers_done = h->complete = h->in_location = h->last_was_value = false;
+  h->in_capture = h->captured = false;
   h->header_bytes = 0;
+  h->body_total = 0;
+  buf_reset(&h->capture);
   buf_reset(&h->status_text);
   buf_reset(&h->field);
   buf_reset(&h->location);
@@ -512,6 +526,7 @@ struct local_httpc *local__httpc_start(uv_loop_t *loop, const struct local_httpc
   h->header = req->header ? json_deep_copy(req->header) : NULL;
   h->max_body = req->max_body ? req->max_body : 4096;
   h->no_redirects = req->no_redirects;
+  h->capture_name = req->capture_header ? xstrdup(req->capture_header) : NULL;
   /* Go's url.Error names the method as "Get", "Post"... */
   h->op = xstrdup(h->method);
   for (char *p = h->op + 1; *p; p++)

@@ -25,6 +25,8 @@ struct local_httpc_req {
   uint64_t timeout_ms;  /* the whole exchange, redirects included */
   size_t max_body;      /* bytes of the body kept (the last ones) */
   bool no_redirects;
+  /* A response header to hand back (e.g. "X-Consul-Index" for agent/watches.c), or NULL. */
+  const char *capture_header;
 };
 
 struct local_httpc_result {
@@ -33,6 +35,8 @@ struct local_httpc_result {
   const char *body;   /* NUL-terminated */
   size_t body_len;
   const char *error;  /* Go's error text when status_code is 0 */
+  size_t body_total;  /* bytes the body had; more than body_len when it was cut */
+  const char *captured_header; /* the value of req.capture_header, NULL when absent */
 };
 
 /* Lent for the callback's duration. */

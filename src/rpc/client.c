@@ -3,8 +3,10 @@
  *
  * A connection is in the pool (rpc->pool) from the dial until it fails or idles out; then it
  * leaves the pool at once, so the next request to that address dials afresh while the old
- * handle finishes closing. A lost connection fails everything in flight on it with CC_EIO
- * (the caller may retry another server, as Consul's RPC retry does).
+ * handle finishes closing. A failed dial completes its requests with CC_ENOCONN; a lost
+ * connection fails what it had written with CC_EIO (may have run) and what was still queued
+ * with CC_ENOCONN (cannot have run), so callers know which requests are safe to send to
+ * another server, as Consul's RPC retry does for reads and for writes that never left.
  *
  * Timeouts: one uv timer for all requests, armed for the earliest deadline of a list kept in
  * deadline order. Requests of one caller mostly share a timeout, so the new deadline is
@@ -66,7 +68,9 @@ static void out_close_cb(uv_handle_t *h)
   rpc__handle_closed(r);
 }
 
-/* Closes the connection and completes every request on it with `status`. */
+/* Closes the connection and completes every request on it with `status`; with CC_EIO, a
+ * request whose frame never reached a write (still queued behind the write in flight) gets
+ * CC_ENOCONN instead: it cannot have run, so the caller may send it elsewhere. */
 static void out_fail(struct rpc_out *out, int status)
 {
   if (out->state == RPC_OUT_CLOSING) return;
@@ -81,7 +85,8 @@ static void out_fail(struct rpc_out *out, int status)
   while (!rpc_list_empty(&out->req_list)) {
     struct rpc_req *q = RPC_CONTAINER(out->req_list.next, struct rpc_req, conn_link);
     req_unlink(q);
-    q->cb(q->arg, status, NULL, NULL, 0);
+    int st = status == CC_EIO && q->batch > out->s.batches ? CC_ENOCONN : status;
+    q->cb(q->arg, st, NULL, NULL, 0);
     free(q);
   }
 }
@@ -90,7 +95,8 @@ static void out_stream_fail(struct rpc_stream *s, int status)
 {
   struct rpc_out *out = s->owner;
   if (status != UV_EOF)
-    log_debug("agent.rpc", "connection to %s: %s", out->addr, uv_strerror(status));
+    log_debug("agent.rpc", "connection to %s lost: %s", out->addr,
+              rpc__stream_strerror(status));
   out_fail(out, CC_EIO);
 }
 
@@ -150,7 +156,7 @@ static int dial(struct rpc *r, const char *addr, struct rpc_out **res)
     uv_close((uv_handle_t *)&out->tcp, out_close_cb);
     return CC_ENOCONN;
   }
-  uv_tcp_nodelay(&out->tcp, 1);
+  rpc__tune_socket(&out->tcp);
   out->state = RPC_OUT_CONNECTING;
   out->connect_deadline = uv_now(r->loop) + r->cfg.connect_timeout_ms;
   map_put(&r->pool, addr, strlen(addr), out);
@@ -174,7 +180,7 @@ int rpc_request(struct rpc *r, const char *addr, const char *method, const void 
     int rv = dial(r, addr, &out);
     if (rv != 0) return rv;
   }
-  if (map_count(&out->reqs) >= RPC_MAX_INFLIGHT) return CC_EIO;
+  if (map_count(&out->reqs) >= RPC_MAX_INFLIGHT) return CC_ENOCONN;
 
   struct rpc_req *q = xcalloc(1, sizeof *q);
   q->out = out;
@@ -185,12 +191,13 @@ int rpc_request(struct rpc *r, const char *addr, const char *method, const void 
   map_put(&out->reqs, &q->seq, sizeof q->seq, q);
   rpc_list_push(&out->req_list, &q->conn_link);
   rpc_codec_put_request(&out->s.out, q->seq, method, body, len);
+  q->batch = out->s.batches + 1; /* `out` goes whole into the next write */
   if (rpc__stream_flush(&out->s) != 0) {
     /* This request is refused here (no callback); the others on the connection fail. */
     req_unlink(q);
     free(q);
     rpc__stream_fail(&out->s, UV_EIO);
-    return CC_EIO;
+    return CC_ENOCONN;
   }
   if (timeout_ms > 0) {
     q->deadline = uv_now(r->loop) + timeout_ms;

@@ -154,6 +154,17 @@ int rpc_codec_raft_hs_fixed(const uint8_t p[RPC_RAFT_HS_FIXED], uint64_t *id,
 
 /* ---- reader ---- */
 
+int rpc_codec_next_frame(const uint8_t *p, size_t len, size_t max_frame, size_t *payload_len)
+{
+  if (len < RPC_FRAME_HEADER) return 0;
+  size_t n = rpc_codec_frame_len(p);
+  if (n == 0) return CC_EINVAL;
+  if (n > max_frame) return CC_ETOOBIG;
+  if (len - RPC_FRAME_HEADER < n) return 0;
+  *payload_len = n;
+  return 1;
+}
+
 struct rd {
   const uint8_t *p, *end;
 };

@@ -52,6 +52,12 @@ static inline uint32_t rpc_codec_frame_len(const uint8_t *p)
   return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* Splits a byte stream: returns 1 when p starts with a complete frame (*payload_len set; the
+ * payload is at p + RPC_FRAME_HEADER), 0 when more bytes are needed, CC_EINVAL for an empty
+ * frame, CC_ETOOBIG for one announced above max_frame (checked as soon as the header is in,
+ * before anything is buffered for it). */
+int rpc_codec_next_frame(const uint8_t *p, size_t len, size_t max_frame, size_t *payload_len);
+
 /* Decodes one frame payload (the map, without the length header). Returns 0 or CC_EINVAL. */
 int rpc_codec_decode(const uint8_t *p, size_t len, struct rpc_frame *f);
 

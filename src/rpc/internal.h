@@ -62,6 +62,8 @@ struct rpc_stream {
   bool write_busy;
   bool connected;       /* writes are held in `out` until the socket is connected */
   bool dead;            /* failed or closing: no more frames or writes */
+  bool may_pause;       /* server side: stop reading while output backs up */
+  uint64_t batches;     /* writes started (each takes all of `out`) */
   bool paused;          /* reading stopped while output backs up */
   rpc_frame_fn on_frame;
   rpc_fail_fn on_fail;
@@ -78,6 +80,8 @@ int rpc__stream_read_start(struct rpc_stream *s);
 int rpc__stream_flush(struct rpc_stream *s);
 /* Marks the stream dead, stops reading and calls on_fail (once). */
 void rpc__stream_fail(struct rpc_stream *s, int uv_status);
+/* The on_fail status in words ("frame above the size limit", "malformed frame", libuv's). */
+const char *rpc__stream_strerror(int status);
 void rpc__stream_free(struct rpc_stream *s);
 
 /* ---- server side: an accepted connection (server.c) ---- */
@@ -97,9 +101,11 @@ struct rpc_in {
   /* RPC */
   struct rpc_stream s;
   struct map calls;        /* seq (8 bytes) -> struct rpc_call */
+  struct rpc_list call_list; /* the same calls, for cancelling them all */
 };
 
 struct rpc_call {
+  struct rpc_list link;    /* in in->call_list while attached */
   struct rpc_in *in;       /* NULL once detached (connection gone, or cancelled) */
   uint64_t seq;
   char peer[64];
@@ -131,6 +137,7 @@ struct rpc_req {
   struct rpc_out *out;
   uint64_t seq;
   uint64_t deadline;       /* uv_now ms; 0 = none */
+  uint64_t batch;          /* the stream write that carries its frame (stream.batches) */
   rpc_done_fn cb;
   void *arg;
 };
@@ -177,6 +184,9 @@ void rpc__req_timer_cb(uv_timer_t *t);
 void rpc__raft_accept(struct rpc *r, uv_tcp_t *tcp, uint64_t id, const char *address);
 void rpc__raft_sweep(struct rpc *r, uint64_t now);
 void rpc__raft_detach(struct rpc *r);
+
+/* TCP_NODELAY, keepalive and a user timeout on a connected socket (best effort). */
+void rpc__tune_socket(uv_tcp_t *tcp);
 
 /* Parses "ip:port" / "[ip]:port". Returns 0 or CC_EINVAL. */
 int rpc__parse_addr(const char *addr, struct sockaddr_storage *ss);

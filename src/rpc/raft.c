@@ -104,7 +104,7 @@ static void dial_connect_cb(uv_connect_t *c, int status)
     dial_abort(d, RAFT_NOCONNECTION);
     return;
   }
-  uv_tcp_nodelay(d->tcp, 1);
+  rpc__tune_socket(d->tcp);
   uv_buf_t b = uv_buf_init(d->hs.data, (unsigned)d->hs.len);
   d->wreq.data = d;
   if (uv_write(&d->wreq, (uv_stream_t *)d->tcp, &b, 1, dial_write_cb) != 0)

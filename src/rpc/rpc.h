@@ -61,15 +61,17 @@ void rpc_call_on_cancel(struct rpc_call *call, rpc_cancel_fn fn, void *arg);
 /* ---- client side: pooled (one connection per address), multiplexed ---- */
 struct rpc_req;
 /* status 0 with the remote's error string (NULL if none) and body; or CC_ETIMEOUT,
- * CC_ENOCONN (could not connect: nothing was sent, so any request may be retried elsewhere),
- * CC_EIO (connection lost: the request may or may not have run; the caller may retry reads),
+ * CC_ENOCONN (could not connect, or the connection was lost before this request was written:
+ * nothing was sent, so any request may be retried elsewhere), CC_EIO (connection lost after
+ * the request was written: it may or may not have run; the caller may retry reads),
  * CC_ESHUTDOWN. body/error lent for the callback. Exactly once, never before rpc_request
  * returns. */
 typedef void (*rpc_done_fn)(void *arg, int status, const char *error, const uint8_t *body,
                             size_t len);
 /* addr is "ip:port" ("[v6]:port" for IPv6); method and body are copied. timeout_ms 0: no
  * deadline. Returns 0, or (cb never called) CC_EINVAL for a bad address or method,
- * CC_ETOOBIG when the frame would exceed max_frame, CC_ENOCONN when the dial fails at once,
+ * CC_ETOOBIG when the frame would exceed max_frame, CC_ENOCONN when the dial fails at once
+ * or the connection already has RPC_MAX_INFLIGHT (10,000) requests in flight,
  * CC_ESHUTDOWN after rpc_stop. *handle (if not NULL) is valid until cb runs. */
 int rpc_request(struct rpc *r, const char *addr, const char *method, const void *body,
                 size_t len, unsigned timeout_ms, rpc_done_fn cb, void *arg,

@@ -62,20 +62,30 @@ static void in_close_cb(uv_handle_t *h)
   rpc__handle_closed(r);
 }
 
-/* Detaches every call in flight; those with a cancel callback are told and freed. */
+/* Takes a call out of its connection: from here its reply (if any) is dropped. */
+static void call_detach(struct rpc_call *call)
+{
+  map_del(&call->in->calls, &call->seq, sizeof call->seq);
+  rpc_list_remove(&call->link);
+  call->in = NULL;
+}
+
+/* The caller went away or cancelled: tell the handler (then free the call), or, with no
+ * cancel function set, leave the call to be freed by its reply. */
+static void call_cancel(struct rpc_call *call)
+{
+  call_detach(call);
+  if (call->cancel_fn != NULL) {
+    call->cancel_fn(call, call->cancel_arg);
+    free(call);
+  }
+}
+
+/* One at a time from the head: a cancel callback may answer or cancel other calls. */
 static void cancel_calls(struct rpc_in *in)
 {
-  while (map_count(&in->calls) > 0) {
-    struct map_iter it = map_iter_start(&in->calls);
-    map_iter_next(&it);
-    struct rpc_call *call = it.entry->value;
-    map_del(&in->calls, &call->seq, sizeof call->seq);
-    call->in = NULL;
-    if (call->cancel_fn != NULL) {
-      call->cancel_fn(call, call->cancel_arg);
-      free(call);
-    }
-  }
+  while (!rpc_list_empty(&in->call_list))
+    call_cancel(RPC_CONTAINER(in->call_list.next, struct rpc_call, link));
 }
 
 void rpc__in_close(struct rpc_in *in)
@@ -128,13 +138,8 @@ static int in_frame(struct rpc_stream *s, const uint8_t *p, size_t len)
   if (rpc_codec_decode(p, len, &f) != 0) return CC_EINVAL;
   if (f.kind == RPC_FRAME_RESPONSE) return CC_EINVAL;
   if (f.kind == RPC_FRAME_CANCEL) {
-    struct rpc_call *call = map_del(&in->calls, &f.seq, sizeof f.seq);
-    if (call == NULL) return 0; /* already answered */
-    call->in = NULL;
-    if (call->cancel_fn != NULL) {
-      call->cancel_fn(call, call->cancel_arg);
-      free(call);
-    }
+    struct rpc_call *call = map_get(&in->calls, &f.seq, sizeof f.seq);
+    if (call != NULL) call_cancel(call); /* else already answered */
     return 0;
   }
   if (map_get(&in->calls, &f.seq, sizeof f.seq) != NULL) return CC_EINVAL; /* seq reused */
@@ -154,6 +159,7 @@ static int in_frame(struct rpc_stream *s, const uint8_t *p, size_t len)
   call->seq = f.seq;
   memcpy(call->peer, in->peer, sizeof call->peer);
   map_put(&in->calls, &call->seq, sizeof call->seq, call);
+  rpc_list_push(&in->call_list, &call->link);
   /* copies: the handler may replace or remove itself */
   rpc_handler_fn fn = h->fn;
   void *arg = h->arg;
@@ -166,7 +172,8 @@ static void in_fail(struct rpc_stream *s, int status)
 {
   struct rpc_in *in = s->owner;
   if (status != UV_EOF)
-    log_debug("agent.rpc", "connection from %s: %s", in->peer, uv_strerror(status));
+    log_debug("agent.rpc", "closing connection from %s: %s", in->peer,
+              rpc__stream_strerror(status));
   rpc__in_close(in);
 }
 
@@ -174,7 +181,7 @@ void rpc_call_reply(struct rpc_call *call, const char *error, const void *body, 
 {
   struct rpc_in *in = call->in;
   if (in != NULL) {
-    map_del(&in->calls, &call->seq, sizeof call->seq);
+    call_detach(call);
     send_response(in, call->seq, error, body, len);
   }
   free(call);
@@ -209,6 +216,7 @@ static void start_rpc(struct rpc_in *in)
   in->state = RPC_IN_RPC;
   rpc__stream_init(&in->s, in, in->tcp, r->cfg.max_frame, in_frame, in_fail);
   in->s.connected = true;
+  in->s.may_pause = true;
   uv_read_stop((uv_stream_t *)in->tcp);
   if (rpc__stream_read_start(&in->s) != 0) rpc__in_close(in);
 }
@@ -281,6 +289,7 @@ void rpc__in_accept(struct rpc *r)
   in->tcp = tcp;
   tcp->data = in;
   map_init(&in->calls);
+  rpc_list_init(&in->call_list);
   in->state = RPC_IN_SNIFF;
   in->deadline = uv_now(r->loop) + RPC_SNIFF_TIMEOUT_MS;
   rpc_list_push(&r->inbound, &in->link);
@@ -303,6 +312,6 @@ void rpc__in_accept(struct rpc *r)
     else
       uv_ip4_name((struct sockaddr_in *)&ss, in->peer, sizeof in->peer);
   }
-  uv_tcp_nodelay(tcp, 1);
+  rpc__tune_socket(tcp);
   if (uv_read_start((uv_stream_t *)tcp, sniff_alloc, sniff_read) != 0) rpc__in_close(in);
 }

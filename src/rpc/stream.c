@@ -3,9 +3,11 @@
  *
  * Writes never block or fail at the caller: frames are appended to `out` and written one
  * batch at a time (everything queued while a write is in flight goes out in the next
- * uv_write, so a thousand small replies cost a few syscalls, not a thousand). When the
- * output backs up past RPC_OUT_HIGH the stream stops reading, so a peer that sends requests
- * without reading replies cannot grow our memory without bound.
+ * uv_write, so a thousand small replies cost a few syscalls, not a thousand). On a server
+ * stream (may_pause), reading stops while the output backs up past RPC_OUT_HIGH, so a peer
+ * that sends requests without reading replies cannot grow our memory without bound. Client
+ * streams never pause: a client that stopped reading answers while its requests back up
+ * would deadlock against a server doing the same.
  *
  * Lifetime: the owner embeds the stream, closes the tcp handle and calls rpc__stream_free
  * from its close callback. Once `dead` is set nothing here calls back into the owner. */
@@ -58,6 +60,9 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
     if (n <= s->max_frame && RPC_FRAME_HEADER + n > s->rbuf.len &&
         RPC_FRAME_HEADER + n - s->rbuf.len > want)
       want = RPC_FRAME_HEADER + n - s->rbuf.len;
+    /* but only as much at a time as has arrived so far (buf doubles, so this stays cheap):
+     * a header alone must not make us commit 64 MiB */
+    if (want > s->rbuf.len + RPC_READ_CHUNK) want = s->rbuf.len + RPC_READ_CHUNK;
   }
   buf_reserve(&s->rbuf, want);
   b->base = s->rbuf.data + s->rbuf.len;
@@ -66,7 +71,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 
 static void maybe_pause(struct rpc_stream *s)
 {
-  if (!s->paused && s->out.len + s->writing.len > RPC_OUT_HIGH) {
+  if (s->may_pause && !s->paused && s->out.len + s->writing.len > RPC_OUT_HIGH) {
     uv_read_stop((uv_stream_t *)s->tcp);
     s->paused = true;
   }
@@ -82,15 +87,16 @@ static void read_cb(uv_stream_t *h, ssize_t nread, const uv_buf_t *b)
   }
   s->rbuf.len += (size_t)nread;
   size_t off = 0;
-  while (s->rbuf.len - off >= RPC_FRAME_HEADER) {
+  for (;;) {
     const uint8_t *p = (const uint8_t *)s->rbuf.data + off;
-    size_t n = rpc_codec_frame_len(p);
-    if (n == 0 || n > s->max_frame) {
-      fail(s, UV_E2BIG);
+    size_t n;
+    int rv = rpc_codec_next_frame(p, s->rbuf.len - off, s->max_frame, &n);
+    if (rv == 0) break;
+    if (rv < 0) {
+      fail(s, rv == CC_ETOOBIG ? UV_E2BIG : UV_EPROTO);
       return;
     }
-    if (s->rbuf.len - off - RPC_FRAME_HEADER < n) break;
-    int rv = s->on_frame(s, p + RPC_FRAME_HEADER, n);
+    rv = s->on_frame(s, p + RPC_FRAME_HEADER, n);
     off += RPC_FRAME_HEADER + n;
     if (s->dead) return; /* the owner closed the connection from the frame callback */
     if (rv != 0) {
@@ -137,11 +143,21 @@ int rpc__stream_flush(struct rpc_stream *s)
   struct buf tmp = s->writing; /* empty: swap, so both buffers keep their memory */
   s->writing = s->out;
   s->out = tmp;
-  uv_buf_t b = uv_buf_init(s->writing.data, (unsigned)s->writing.len);
+  uv_buf_t b;
+  b.base = s->writing.data;
+  b.len = s->writing.len; /* size_t on Unix; uv_buf_init would truncate above 4 GiB */
   int rv = uv_write(&s->wreq, (uv_stream_t *)s->tcp, &b, 1, write_cb);
   if (rv != 0) return CC_EIO;
+  s->batches++;
   s->write_busy = true;
   return 0;
 }
 
 void rpc__stream_fail(struct rpc_stream *s, int status) { fail(s, status); }
+
+const char *rpc__stream_strerror(int status)
+{
+  if (status == UV_E2BIG) return "frame above the size limit";
+  if (status == UV_EPROTO) return "malformed frame";
+  return uv_strerror(status);
+}

@@ -194,6 +194,14 @@ def test_client_service_in_catalog_and_dns(cluster):
     assert wait_until(lambda: clients[0].ip in dig(servers[2], "web.service.consul"), timeout=15)
     srv = dig(servers[2], "web.service.consul", "SRV")
     assert "8080" in srv
+    # and by DNS on the other client agent, which asks a server over RPC
+    assert clients[0].ip in dig(clients[1], "web.service.consul")
+    assert "8080" in dig(clients[1], "web.service.consul", "SRV")
+    assert dig(clients[1], "%s.node.consul" % clients[0].node) == [clients[0].ip]
+    out = subprocess.run(["dig", "@%s" % clients[1].ip, "-p", str(clients[1].dns_port),
+                          "+time=2", "+tries=1", "nope.service.consul"],
+                         capture_output=True, text=True, timeout=10).stdout
+    assert "status: NXDOMAIN" in out, out
     # the catalog through the other client agent
     nodes, _ = clients[1].get_json("/v1/catalog/service/web")
     assert [n["Node"] for n in nodes] == [clients[0].node]

@@ -44,21 +44,27 @@ struct world {
   struct srv a, b; /* a forwards to b (and others) */
 };
 
+/* n instances of service "huge", one per node h<i> at 10.<net>.x.y. */
+static void add_huge(struct dns_memcat *m, int net, int n)
+{
+  for (int i = 0; i < n; i++) {
+    char name[16], addr[32];
+    snprintf(name, sizeof name, "h%d", i);
+    snprintf(addr, sizeof addr, "10.%d.%d.%d", net, i / 250, i % 250 + 1);
+    struct dns_node node = {.name = name, .address = addr};
+    dns_memcat_add_node(m, &node);
+    struct dns_memcat_service svc = {.node = name, .name = "huge", .port = 1};
+    dns_memcat_add_service(m, &svc);
+  }
+}
+
 static void srv_start(struct world *w, struct srv *sv, const char *domain,
                       const char *const *recursors, size_t n, const struct dns_server_config *sc)
 {
   char err[256];
   sv->m = dns_memcat_new("dc1");
   assert_int_equal(dns_memcat_load_json(sv->m, catalog, strlen(catalog), err, sizeof err), 0);
-  for (int i = 0; i < 5000; i++) {
-    char name[16], addr[32];
-    snprintf(name, sizeof name, "h%d", i);
-    snprintf(addr, sizeof addr, "10.3.%d.%d", i / 250, i % 250 + 1);
-    struct dns_node node = {.name = name, .address = addr};
-    dns_memcat_add_node(sv->m, &node);
-    struct dns_memcat_service svc = {.node = name, .name = "huge", .port = 1};
-    dns_memcat_add_service(sv->m, &svc);
-  }
+  add_huge(sv->m, 3, 5000);
   struct dns_config cfg;
   dns_config_defaults(&cfg);
   strcpy(cfg.domain, domain);
@@ -626,15 +632,7 @@ static struct world *up_world(enum fake_mode mode, unsigned timeout_ms, unsigned
   fake.cat = dns_memcat_new("dc1");
   assert_int_equal(dns_memcat_load_json(fake.cat, server_catalog, strlen(server_catalog), err,
                                         sizeof err), 0);
-  for (int i = 0; i < 500; i++) {
-    char name[16], addr[32];
-    snprintf(name, sizeof name, "h%d", i);
-    snprintf(addr, sizeof addr, "10.4.%d.%d", i / 250, i % 250 + 1);
-    struct dns_node node = {.name = name, .address = addr};
-    dns_memcat_add_node(fake.cat, &node);
-    struct dns_memcat_service svc = {.node = name, .name = "huge", .port = 1};
-    dns_memcat_add_service(fake.cat, &svc);
-  }
+  add_huge(fake.cat, 4, 500);
   struct dns_config cfg;
   dns_config_defaults(&cfg);
   struct dns_backend be;

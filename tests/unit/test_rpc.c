@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include <raft.h>
 #include <raft/uv.h>
 
 #include "consensus/consensus.h"
@@ -430,6 +431,24 @@ static void test_concurrent(void **state)
     buf_free(&m->res[i].body);
   }
   assert_int_equal(map_count(&cli.r->pool), 1);
+
+  /* large bodies, both ways, several at once */
+  size_t big = 8u << 20;
+  uint8_t *body = xmalloc(big);
+  for (size_t i = 0; i < big; i++) body[i] = (uint8_t)(i * 131 + 7);
+  struct res br[3];
+  memset(br, 0, sizeof br);
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", body, big - (size_t)i, 20000,
+                                 done_cb, &br[i], NULL), 0);
+  for (int i = 0; i < 3; i++) {
+    assert_true(run_until(loop, res_done, &br[i], 20000));
+    assert_int_equal(br[i].status, 0);
+    assert_int_equal(br[i].body.len, big - (size_t)i);
+    assert_memory_equal(br[i].body.data, body, big - (size_t)i);
+    buf_free(&br[i].body);
+  }
+  free(body);
   inst_stop(loop, &cli);
   inst_stop(loop, &srv);
   free(m);
@@ -624,6 +643,26 @@ static void test_oversize(void **state)
   assert_true(run_until(loop, res_done, &b, 2000));
   assert_int_equal(b.status, CC_EIO);
 
+  /* a large frame being written when the server drops the connection fails with CC_EIO
+   * (it may have run); one still queued behind it with CC_ENOCONN (it cannot have) */
+  size_t huge = 8u << 20;
+  uint8_t *hbody = xcalloc(1, huge);
+  struct res d = {0}, e = {0};
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "ok", 2, 5000, done_cb, &a, NULL),
+                   0);
+  a.calls = 0;
+  assert_true(run_until(loop, res_done, &a, 2000)); /* connected, nothing queued */
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", hbody, huge, 5000, done_cb, &d,
+                               NULL), 0);
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "q", 1, 5000, done_cb, &e, NULL),
+                   0);
+  assert_true(run_until(loop, res_done, &e, 2000));
+  assert_true(run_until(loop, res_done, &d, 2000));
+  assert_int_equal(d.status, CC_EIO);
+  assert_int_equal(e.status, CC_ENOCONN);
+  free(hbody);
+  buf_free(&d.body), buf_free(&e.body);
+
   /* a reply over the server's cap becomes an error reply */
   struct res c = {0};
   assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Big", NULL, 0, 5000, done_cb, &c, NULL),
@@ -718,11 +757,222 @@ static void test_garbage(void **state)
   run_for(loop, 100);
   assert_false(raw_closed(&fd));
   assert_int_equal(srv.r->n_inbound, 2);
+  /* a Raft handshake arriving in pieces, stalled halfway */
+  int fd2 = raw_connect(srv.port);
+  const char hs[] = "\x01\0\0\0\0\0\0\0\x01\0\x0e" "127.0.0.1:8300";
+  assert_int_equal(send(fd2, hs, 1, 0), 1);
+  run_for(loop, 20);
+  assert_int_equal(send(fd2, hs + 1, 6, 0), 6);
+  run_for(loop, 20);
+  assert_int_equal(send(fd2, hs + 7, 8, 0), 8);
+  run_for(loop, 20);
+  assert_false(raw_closed(&fd2));
+  assert_int_equal(srv.r->n_inbound, 3);
+  /* the 10 s deadline for the first byte and the handshake (swept as if time had passed) */
+  rpc__in_sweep(srv.r, uv_now(loop) + RPC_SNIFF_TIMEOUT_MS);
+  assert_true(run_until(loop, raw_closed, &fd, 2000));
+  assert_true(run_until(loop, raw_closed, &fd2, 2000));
+  assert_int_equal(srv.r->n_inbound, 1); /* the client's RPC connection stays */
+  close(fd2);
   inst_stop(loop, &cli);
   inst_stop(loop, &srv);
   assert_true(raw_closed(&fd));
   close(fd);
   buf_free(&a.body);
+}
+
+static bool hang_all(void *arg) { return ((struct hang *)arg)->calls == RPC_MAX_INFLIGHT; }
+
+/* The client caps requests in flight per connection; everything is cancelled at stop. */
+static void test_inflight_cap(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst srv, cli;
+  inst_start(loop, &srv, free_port());
+  inst_start(loop, &cli, -1);
+  struct hang h = {0};
+  rpc_handle(srv.r, "Test.Hang", hang_handler, &h);
+  struct res *res = xcalloc(RPC_MAX_INFLIGHT, sizeof *res);
+  for (int i = 0; i < RPC_MAX_INFLIGHT; i++)
+    assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Hang", NULL, 0, 0, done_cb, &res[i],
+                                 NULL), 0);
+  struct res extra = {0};
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Hang", NULL, 0, 0, done_cb, &extra,
+                               NULL), CC_ENOCONN);
+  assert_true(run_until(loop, hang_all, &h, 10000));
+  assert_int_equal(h.calls, RPC_MAX_INFLIGHT);
+  inst_stop(loop, &srv); /* every call cancelled; every request fails with CC_EIO */
+  assert_int_equal(h.cancels, RPC_MAX_INFLIGHT);
+  assert_true(run_until(loop, res_done, &res[RPC_MAX_INFLIGHT - 1], 5000));
+  for (int i = 0; i < RPC_MAX_INFLIGHT; i++) {
+    assert_int_equal(res[i].calls, 1);
+    assert_int_equal(res[i].status, CC_EIO);
+    buf_free(&res[i].body);
+  }
+  inst_stop(loop, &cli);
+  free(res);
+}
+
+/* A dial still connecting when the connect timeout passes fails its requests with CC_EIO
+ * (swept as if the time had passed); IPv6 literals work where the host has ::1. */
+static void test_connect_timeout_ipv6(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst srv, cli;
+  inst_start(loop, &srv, free_port());
+  inst_start(loop, &cli, -1);
+  rpc_handle(srv.r, "Test.Echo", echo_handler, NULL);
+  struct res a = {0}, b = {0};
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "1", 1, 0, done_cb, &a, NULL), 0);
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "2", 1, 0, done_cb, &b, NULL), 0);
+  assert_int_equal(a.calls, 0);
+  rpc__out_sweep(cli.r, uv_now(loop) + 5000);
+  assert_int_equal(a.calls, 1);
+  assert_int_equal(a.status, CC_ENOCONN);
+  assert_int_equal(b.status, CC_ENOCONN);
+  assert_int_equal(map_count(&cli.r->pool), 0);
+  /* the next request dials again */
+  a.calls = 0;
+  assert_int_equal(rpc_request(cli.r, srv.addr, "Test.Echo", "3", 1, 0, done_cb, &a, NULL), 0);
+  assert_true(run_until(loop, res_done, &a, 2000));
+  assert_int_equal(a.status, 0);
+  assert_string_equal(a.body.data, "3");
+
+  struct rpc_config cfg;
+  rpc_config_defaults(&cfg);
+  cfg.bind_ip = "::1";
+  cfg.port = free_port();
+  struct rpc *r6 = NULL;
+  char err[256] = "";
+  if (rpc_start(loop, &cfg, &r6, err, sizeof err) == 0) {
+    rpc_handle(r6, "Test.Peer", peer_handler, NULL);
+    char addr[64];
+    snprintf(addr, sizeof addr, "[::1]:%d", cfg.port);
+    struct res c = {0};
+    assert_int_equal(rpc_request(cli.r, addr, "Test.Peer", NULL, 0, 5000, done_cb, &c, NULL),
+                     0);
+    assert_true(run_until(loop, res_done, &c, 2000));
+    assert_int_equal(c.status, 0);
+    assert_string_equal(c.body.data, "::1");
+    buf_free(&c.body);
+    struct inst i6 = {.r = r6};
+    inst_stop(loop, &i6);
+  } else {
+    fprintf(stderr, "no IPv6 loopback here (%s): skipped\n", err);
+    run_for(loop, 20);
+  }
+  inst_stop(loop, &cli);
+  inst_stop(loop, &srv);
+  buf_free(&a.body), buf_free(&b.body);
+}
+
+/* A raw client that writes `out` without blocking and collects answers, driving the loop
+ * until `want` response frames are in (or the server closes, or time runs out). */
+struct pump {
+  int fd;
+  uv_loop_t *loop;
+  const uint8_t *out;
+  size_t out_len, sent;
+  struct buf in;
+  size_t want, frames;
+  bool closed;
+  size_t max_in_before_read; /* read nothing until this much was sent (0: read always) */
+};
+
+static size_t count_frames(struct pump *p)
+{
+  size_t off = 0, n = 0, len;
+  if (p->in.len == 0) return 0;
+  while (rpc_codec_next_frame((const uint8_t *)p->in.data + off, p->in.len - off, UINT32_MAX,
+                              &len) == 1) {
+    off += RPC_FRAME_HEADER + len;
+    n++;
+  }
+  return n;
+}
+
+static bool pump_step(void *arg)
+{
+  struct pump *p = arg;
+  while (p->sent < p->out_len) {
+    ssize_t n = send(p->fd, p->out + p->sent, p->out_len - p->sent, MSG_DONTWAIT);
+    if (n <= 0) break;
+    p->sent += (size_t)n;
+  }
+  if (p->sent < p->max_in_before_read) return false;
+  char tmp[65536];
+  for (;;) {
+    ssize_t n = recv(p->fd, tmp, sizeof tmp, MSG_DONTWAIT);
+    if (n == 0) p->closed = true;
+    if (n <= 0) break;
+    buf_append(&p->in, tmp, (size_t)n);
+  }
+  p->frames = count_frames(p);
+  return p->closed || p->frames >= p->want;
+}
+
+/* Server-side limits: the in-flight cap answers an error; a client that does not read its
+ * answers makes the server stop reading (and resume once it reads); a reused sequence number
+ * closes the connection. */
+static void test_server_limits(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst srv;
+  inst_start(loop, &srv, free_port());
+  struct hang h = {0};
+  rpc_handle(srv.r, "Test.Hang", hang_handler, &h);
+  rpc_handle(srv.r, "Test.Echo", echo_handler, NULL);
+
+  /* RPC_MAX_INFLIGHT + 1 hanging requests: the last is refused with an error reply */
+  struct buf out = BUF_INIT;
+  buf_putc(&out, RPC_BYTE_RPC);
+  for (uint64_t seq = 1; seq <= RPC_MAX_INFLIGHT + 1; seq++)
+    rpc_codec_put_request(&out, seq, "Test.Hang", NULL, 0);
+  struct pump p = {.fd = raw_connect(srv.port), .loop = loop, .out = (uint8_t *)out.data,
+                   .out_len = out.len, .want = 1};
+  assert_true(run_until(loop, pump_step, &p, 10000));
+  assert_false(p.closed);
+  assert_int_equal(p.frames, 1);
+  struct rpc_frame f;
+  assert_int_equal(rpc_codec_decode((uint8_t *)p.in.data + 4, p.in.len - 4, &f), 0);
+  assert_int_equal(f.seq, RPC_MAX_INFLIGHT + 1);
+  assert_non_null(f.error);
+  assert_memory_equal(f.error, "rpc: too many requests in flight", f.error_len);
+  assert_int_equal(h.calls, RPC_MAX_INFLIGHT);
+  /* a sequence number still in flight, reused: protocol error, connection closed */
+  buf_reset(&out);
+  rpc_codec_put_request(&out, 5, "Test.Hang", NULL, 0);
+  p.out = (uint8_t *)out.data, p.out_len = out.len, p.sent = 0, p.want = 2;
+  assert_true(run_until(loop, pump_step, &p, 5000));
+  assert_true(p.closed);
+  assert_int_equal(h.cancels, RPC_MAX_INFLIGHT);
+  close(p.fd);
+  buf_free(&p.in);
+
+  /* 48 MiB of echo requests, answers read only once everything is sent: the server stops
+   * reading while its answers back up, and every answer arrives in the end */
+  size_t body = 1u << 20;
+  int n = 48;
+  uint8_t *payload = xcalloc(1, body);
+  buf_reset(&out);
+  buf_putc(&out, RPC_BYTE_RPC);
+  for (int i = 1; i <= n; i++) rpc_codec_put_request(&out, (uint64_t)i, "Test.Echo", payload, body);
+  struct pump q = {.fd = raw_connect(srv.port), .loop = loop, .out = (uint8_t *)out.data,
+                   .out_len = out.len, .want = (size_t)n, .max_in_before_read = out.len};
+  assert_false(run_until(loop, pump_step, &q, 1500)); /* stuck: nobody reads the answers */
+  assert_true(q.sent < q.out_len);
+  struct rpc_in *in = RPC_CONTAINER(srv.r->inbound.next, struct rpc_in, link);
+  assert_true(in->s.paused);
+  q.max_in_before_read = 0;
+  assert_true(run_until(loop, pump_step, &q, 20000));
+  assert_false(q.closed);
+  assert_int_equal(q.frames, (size_t)n);
+  assert_false(in->s.paused);
+  close(q.fd);
+  buf_free(&q.in);
+  free(payload);
+  buf_free(&out);
+  inst_stop(loop, &srv);
 }
 
 static bool pool_empty(void *arg) { return map_count(&((struct rpc *)arg)->pool) == 0; }
@@ -752,6 +1002,168 @@ static void test_idle_close(void **state)
   inst_stop(loop, &cli);
   inst_stop(loop, &srv);
   buf_free(&a.body);
+}
+
+/* ---- the Raft transport alone (as libraft drives it) ---- */
+
+struct tr_side {
+  int accepts;
+  uint64_t id;
+  char address[64];
+  uv_stream_t *stream; /* accepted or connected */
+  struct buf got;
+  char rbuf[64];
+  int connects;
+  int connect_status;
+  int closed;
+};
+
+static void tr_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+  struct tr_side *x = h->data;
+  b->base = x->rbuf;
+  b->len = sizeof x->rbuf;
+}
+
+static void tr_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+  struct tr_side *x = st->data;
+  if (n > 0) buf_append(&x->got, b->base, (size_t)n);
+}
+
+static void tr_accept(struct raft_uv_transport *t, raft_id id, const char *address,
+                      uv_stream_t *stream)
+{
+  struct tr_side *x = t->data;
+  x->accepts++;
+  x->id = id;
+  snprintf(x->address, sizeof x->address, "%s", address);
+  x->stream = stream;
+  stream->data = x;
+  assert_int_equal(uv_read_start(stream, tr_alloc, tr_read), 0);
+}
+
+static void tr_connected(struct raft_uv_connect *req, uv_stream_t *stream, int status)
+{
+  struct tr_side *x = req->data;
+  x->connects++;
+  x->connect_status = status;
+  x->stream = stream;
+  if (stream) stream->data = x;
+}
+
+static void tr_closed(struct raft_uv_transport *t) { ((struct tr_side *)t->data)->closed++; }
+static bool tr_accepted(void *arg) { return ((struct tr_side *)arg)->accepts > 0; }
+static bool tr_did_connect(void *arg) { return ((struct tr_side *)arg)->connects > 0; }
+static bool tr_got7(void *arg) { return ((struct tr_side *)arg)->got.len >= 7; }
+
+static void raft_free_cb(uv_handle_t *h) { raft_free(h); }
+
+static void tr_reset(struct tr_side *x)
+{
+  if (x->stream) uv_close((uv_handle_t *)x->stream, raft_free_cb);
+  x->stream = NULL;
+  x->accepts = x->connects = 0;
+  x->connect_status = -100;
+  buf_reset(&x->got);
+}
+
+static void test_raft_transport(void **state)
+{
+  uv_loop_t *loop = *state;
+  struct inst a, b;
+  inst_start(loop, &a, free_port());
+  inst_start(loop, &b, -1);
+  struct raft_uv_transport ta, tb;
+  memset(&ta, 0, sizeof ta);
+  memset(&tb, 0, sizeof tb);
+  struct tr_side xa, xb;
+  memset(&xa, 0, sizeof xa);
+  memset(&xb, 0, sizeof xb);
+  ta.data = &xa;
+  tb.data = &xb;
+  assert_int_equal(rpc_raft_transport_init(a.r, &ta), 0);
+  assert_int_equal(rpc_raft_transport_init(b.r, &tb), 0);
+  assert_ptr_equal(ta.data, &xa); /* the transport's user data is left alone */
+  assert_int_equal(ta.init(&ta, 7, a.addr), 0);
+  assert_int_equal(tb.init(&tb, 9, "127.0.0.1:9999"), 0);
+  assert_int_equal(ta.listen(&ta, tr_accept), 0);
+  assert_int_not_equal(tb.listen(&tb, tr_accept), 0); /* b has no listener */
+
+  /* handshake and payload in one segment: the payload is libraft's, to the byte */
+  int fd = raw_connect(a.port);
+  const char hs[] = "\x01\0\0\0\0\0\0\0\x2a\0\x0b" "127.0.0.1:1" "PAYLOAD";
+  assert_int_equal(send(fd, hs, sizeof hs - 1, 0), (ssize_t)(sizeof hs - 1));
+  assert_true(run_until(loop, tr_accepted, &xa, 2000));
+  assert_int_equal(xa.id, 42);
+  assert_string_equal(xa.address, "127.0.0.1:1");
+  assert_true(run_until(loop, tr_got7, &xa, 2000));
+  assert_int_equal(xa.got.len, 7);
+  assert_memory_equal(xa.got.data, "PAYLOAD", 7);
+  close(fd);
+  tr_reset(&xa);
+
+  /* dial: b connects to a; a accepts with b's identity; bytes flow */
+  struct raft_uv_connect req;
+  req.data = &xb;
+  assert_int_equal(tb.connect(&tb, &req, 7, a.addr, tr_connected), 0);
+  assert_int_equal(xb.connects, 0);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, 0);
+  assert_true(run_until(loop, tr_accepted, &xa, 2000));
+  assert_int_equal(xa.id, 9);
+  assert_string_equal(xa.address, "127.0.0.1:9999");
+  uv_write_t w;
+  uv_buf_t wb = uv_buf_init((char *)"0123456", 7);
+  assert_int_equal(uv_write(&w, xb.stream, &wb, 1, NULL), 0);
+  assert_true(run_until(loop, tr_got7, &xa, 2000));
+  assert_memory_equal(xa.got.data, "0123456", 7);
+  tr_reset(&xa);
+  tr_reset(&xb);
+
+  /* nobody there: RAFT_NOCONNECTION, from the loop */
+  char dead[64];
+  snprintf(dead, sizeof dead, "127.0.0.1:%d", free_port());
+  assert_int_equal(tb.connect(&tb, &req, 7, dead, tr_connected), 0);
+  assert_int_equal(xb.connects, 0);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, RAFT_NOCONNECTION);
+  assert_null(xb.stream);
+  tr_reset(&xb);
+  assert_int_not_equal(tb.connect(&tb, &req, 7, "nonsense", tr_connected), 0);
+
+  /* the connect timeout (swept as if the time had passed) */
+  assert_int_equal(tb.connect(&tb, &req, 7, a.addr, tr_connected), 0);
+  rpc__raft_sweep(b.r, uv_now(loop) + 5000);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, RAFT_NOCONNECTION);
+  tr_reset(&xb);
+  run_for(loop, 50); /* a may have seen the connection come and go */
+  tr_reset(&xa);
+
+  /* close with a connect pending: RAFT_CANCELED, then the close callback */
+  assert_int_equal(tb.connect(&tb, &req, 7, a.addr, tr_connected), 0);
+  tb.close(&tb, tr_closed);
+  assert_int_equal(xb.connects, 0);
+  assert_int_equal(xb.closed, 0);
+  assert_true(run_until(loop, tr_did_connect, &xb, 2000));
+  assert_int_equal(xb.connect_status, RAFT_CANCELED);
+  assert_int_equal(xb.closed, 1);
+  rpc_raft_transport_close(b.r, &tb);
+  /* after close, a's rpc takes no raft connections: they are closed */
+  ta.close(&ta, tr_closed);
+  assert_int_equal(xa.closed, 1);
+  rpc_raft_transport_close(a.r, &ta);
+  fd = raw_connect(a.port);
+  assert_int_equal(send(fd, hs, sizeof hs - 1, 0), (ssize_t)(sizeof hs - 1));
+  assert_true(run_until(loop, raw_closed, &fd, 2000));
+  close(fd);
+  assert_int_equal(xa.accepts, 0);
+
+  inst_stop(loop, &a);
+  inst_stop(loop, &b);
+  buf_free(&xa.got);
+  buf_free(&xb.got);
 }
 
 /* ---- Raft over the shared port ---- */
@@ -970,6 +1382,10 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_oversize, setup, teardown),
       cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idle_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_connect_timeout_ipv6, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_inflight_cap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_server_limits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_raft_transport, setup, teardown),
       cmocka_unit_test_setup_teardown(test_raft_over_rpc, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
