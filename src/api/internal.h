@@ -108,5 +108,6 @@ void api_session_register(struct api_ctx *ctx);
 void api_txn_register(struct api_ctx *ctx);
 void api_keyring_register(struct api_ctx *ctx); /* keyring.c: /v1/operator/keyring */
 void api_query_register(struct api_ctx *ctx);
+void api_event_register(struct api_ctx *ctx);
 
 #endif
