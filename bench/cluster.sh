@@ -9,8 +9,10 @@
 #     cluster, and the ratios Concord/etcd;
 #  2. gossip: GOSSIP_N Concord client agents, then GOSSIP_N serf agents (Debian's serf), each
 #     pool alone in a network namespace of its own (bench/gossip.py): join convergence time,
-#     bytes/packets sent per node per second at steady state (the namespace's lo counters),
-#     CPU and RSS per node, failure-detection time after kill -9 of one member.
+#     bytes/packets sent per node per second at steady state (the namespace's lo counters, with
+#     a breakdown by memberlist message type), CPU and RSS per node, failure-detection time
+#     after kill -9 of a member (three, one at a time: the median). The serf agents carry the
+#     tags a Consul client agent gossips, so members are the same size in both pools.
 #   usage: bench/cluster.sh BUILD_DIR  (env: DURATION=10s CONNS=64 GOSSIP_N=100 STEADY=60
 #          STAGGER=0.03 PARTS="kv gossip")
 # Everything started here is killed on exit; ports are chosen free at run time; nothing leaves
@@ -232,8 +234,8 @@ gossip_part() {
   grow() { printf "%-40s %12s %12s %10s\n" "$1" "$(v concord "$2")" "$(v serf "$2")" "$(ratio "$(v concord "$2")" "$(v serf "$2")")"; }
   grow "join convergence, s (lower is better)" join_s
   grow "failure detection, all observers, s" fail_s
-  grow "failure detection, first observer, s" fail_first_s
-  grow "bytes sent per node per s (lo, w/ hdrs)" bytes
+  grow "  (median of 3 kills) first observer, s" fail_first_s
+  grow "IP bytes sent per node per s" bytes
   grow "packets sent per node per s" pkts
   grow "CPU per node, % of a core" cpu
   grow "RSS per node, KB" rss_kb

@@ -5,14 +5,18 @@
   join convergence:   time from issuing the joins (every member i > 0 joins member 0, issued
                       concurrently) until every observer lists all N members alive;
   steady state:       bytes and packets sent per node per second, CPU and RSS per node, over a
-                      quiet window with no polling at all (see --isolated);
+                      quiet window with no polling at all (see --isolated), with a breakdown
+                      by message type from a packet socket on lo;
   failure detection:  time from kill -9 of one member until every observer marks it failed.
 
 usage: gossip.py IMPL N BIN WORKDIR [--isolated] [--stagger S] [--steady S]
   IMPL concord|serf; BIN the concord or serf binary.
   --isolated: the caller runs us in a network namespace of our own (ip netns exec), so its lo
-  counters (/proc/net/dev) see only this pool's traffic: that is what the byte figures are. Not
-  isolated, the byte figures are skipped.
+  counters (/proc/net/dev: IP packets, headers included, each counted once as sent) see only
+  this pool's traffic: that is what the byte figures are. Not isolated, they are skipped.
+  --serf-tags consul (default) gives each serf agent the tags a Consul client agent gossips, so
+  that members are the same size in both pools; --kills K members are killed one at a time
+  (the median detection time is reported).
 
 Everything it starts is killed on exit (also on SIGTERM/SIGINT). Nothing leaves 127.0.0.0/8.
 The last line printed is "RESULT key=value ...", parsed by cluster.sh."""
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 procs = []
 
@@ -155,11 +160,13 @@ class SerfRPC:
 # ---- the two implementations ----
 
 STATUS_ALIVE, STATUS_FAILED = "alive", "failed"
+CONSUL_CLIENT_TAGS = {"acls": "0", "build": "1.17.0:concord-0.1.0", "dc": "dc1", "role": "node",
+                      "segment": "", "vsn": "2", "vsn_max": "3", "vsn_min": "2"}
 CONSUL_STATUS = {0: "none", 1: "alive", 2: "leaving", 3: "left", 4: "failed"}
 
 
 class Node:
-    def __init__(self, impl, i, binary, work):
+    def __init__(self, impl, i, binary, work, serf_tags):
         self.impl, self.i = impl, i
         self.name = "g%04d" % i
         self.ip = "127.1.%d.%d" % (i // 250, i % 250 + 1)
@@ -176,6 +183,12 @@ class Node:
         else:
             self.argv = [binary, "agent", "-node", self.name, "-bind", self.gossip_addr,
                          "-rpc-addr", "%s:%d" % (self.ip, self.ctl_port), "-log-level", "warn"]
+            if serf_tags:
+                # The tags a Consul (and Concord) client agent gossips, so that both pools
+                # carry members of the same size; the id is unique per node as Consul's.
+                tags = dict(CONSUL_CLIENT_TAGS, id=str(uuid.uuid4()))
+                for k, v in sorted(tags.items()):
+                    self.argv += ["-tag", "%s=%s" % (k, v)]
         self.proc = None
         self.rpc = None
         self.http = None
@@ -265,6 +278,55 @@ def lo_counters():
     raise RuntimeError("no lo in /proc/net/dev")
 
 
+# memberlist message types (net.go), for the sniffer's breakdown.
+ML_TYPES = {0: "ping", 1: "indirect-ping", 2: "ack", 3: "suspect", 4: "alive", 5: "dead",
+            6: "push-pull", 7: "compound", 8: "user", 9: "compress", 11: "nack"}
+
+
+class Sniffer(threading.Thread):
+    """Counts the bytes of every packet sent on lo (in our own namespace: only the pool's), by
+    protocol and, for UDP, by memberlist message type (after a CRC wrapper). Bytes are IP
+    packets, as lo's /proc/net/dev counters count them (the 14-byte Ethernet header that the
+    packet socket shows is left out): payload + 20 IP + 8 UDP or 20-32 TCP header bytes."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self.sock.bind(("lo", 0))
+        self.sock.settimeout(0.5)
+        self.by = {}
+        self.running = True
+
+    def run(self):
+        while self.running:
+            try:
+                pkt, addr = self.sock.recvfrom(65536)
+            except socket.timeout:
+                continue
+            if addr[2] != socket.PACKET_OUTGOING or len(pkt) < 34 or pkt[12:14] != b"\x08\x00":
+                continue
+            ihl = (pkt[14] & 0x0f) * 4
+            proto = pkt[23]
+            if proto == 6:
+                off = 14 + ihl + (pkt[14 + ihl + 12] >> 4) * 4
+                key = "tcp (push-pull, join)" if len(pkt) > off else "tcp (no payload)"
+            elif proto == 17:
+                payload = pkt[14 + ihl + 8:]
+                t = payload[0] if payload else -1
+                if t == 12 and len(payload) > 5:  # hasCrc: type, 4 bytes CRC, message
+                    t = payload[5]
+                key = "udp " + ML_TYPES.get(t, "type %d" % t)
+            else:
+                key = "other"
+            n, b = self.by.get(key, (0, 0))
+            self.by[key] = (n + 1, b + len(pkt) - 14)
+
+    def stop(self):
+        self.running = False
+        self.join(timeout=2)
+        self.sock.close()
+
+
 def cpu_ticks(pid):
     with open("/proc/%d/stat" % pid) as f:
         v = f.read().rsplit(")", 1)[1].split()
@@ -309,6 +371,8 @@ def main():
     ap.add_argument("--stagger", type=float, default=0.03)
     ap.add_argument("--steady", type=float, default=30.0)
     ap.add_argument("--timeout", type=float, default=180.0)
+    ap.add_argument("--serf-tags", choices=["consul", "none"], default="consul")
+    ap.add_argument("--kills", type=int, default=3)
     a = ap.parse_args()
     n = a.n
     if n < 5 or n > 5000:
@@ -319,11 +383,11 @@ def main():
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
-    nodes = [Node(a.impl, i, a.binary, a.work) for i in range(n)]
+    nodes = [Node(a.impl, i, a.binary, a.work, a.serf_tags == "consul") for i in range(n)]
     # Observers: the seed, a few spread through the pool; the victim is none of them.
     obs_idx = sorted({0, 1, n // 3, (2 * n) // 3, n - 1})
     observers = [nodes[i] for i in obs_idx]
-    victim = nodes[next(i for i in range(n // 4, n) if i not in obs_idx)]
+    victims = [nodes[i] for i in range(n // 4, n) if i not in obs_idx][:max(1, a.kills)]
 
     t_start = time.monotonic()
     for nd in nodes:
@@ -382,6 +446,14 @@ def main():
     # Steady state: nothing polls during the window.
     time.sleep(5)
     pids = [nd.proc.pid for nd in nodes]
+    sniff = None
+    if a.isolated:
+        try:
+            sniff = Sniffer()
+            sniff.start()
+        except OSError as e:
+            log("  (no packet socket for the breakdown: %s)" % e)
+            sniff = None
     b0, p0 = lo_counters()
     c0 = sum(cpu_ticks(p) for p in pids)
     w0 = time.monotonic()
@@ -389,6 +461,11 @@ def main():
     b1, p1 = lo_counters()
     c1 = sum(cpu_ticks(p) for p in pids)
     secs = time.monotonic() - w0
+    if sniff:
+        sniff.stop()
+        for key, (cnt, byt) in sorted(sniff.by.items(), key=lambda kv: -kv[1][1]):
+            log("    %-24s %8.1f bytes/s %6.2f packets/s per node, %5.0f bytes each" %
+                (key, byt / n / secs, cnt / n / secs, byt / cnt))
     rss = sum(rss_kb(p) for p in pids) / n
     bps = (b1 - b0) / n / secs if a.isolated else -1
     pps = (p1 - p0) / n / secs if a.isolated else -1
@@ -398,19 +475,27 @@ def main():
             % (secs, bps, pps))
     log("  steady: %.3f%% of a core per node, RSS %.0f KB per node" % (cpu, rss))
 
-    # Failure detection: kill -9 the victim, wait until every observer says failed.
-    victim.proc.kill()
-    conv_fail, per_obs = poll_until(observers, lambda ms: ms.get(victim.name) == STATUS_FAILED,
-                                    a.timeout)
-    log("  kill -9 %s: failed on all %d observers after %s s (first %s s)" %
-        (victim.name, len(observers), "%.2f" % conv_fail if conv_fail is not None else "TIMEOUT",
-         "%.2f" % min(per_obs.values()) if per_obs else "-"))
-    print("RESULT impl=%s n=%d join_s=%s fail_s=%s fail_first_s=%s bytes=%.0f pkts=%.1f cpu=%.3f "
-          "rss_kb=%.0f join_errors=%d" %
-          (a.impl, n, "%.2f" % conv if conv is not None else "nan",
-           "%.2f" % conv_fail if conv_fail is not None else "nan",
-           "%.2f" % min(per_obs.values()) if per_obs else "nan", bps, pps, cpu, rss, len(errors)),
-          flush=True)
+    # Failure detection: kill -9 one member at a time, wait until every observer says failed.
+    fails, firsts = [], []
+    for victim in victims:
+        victim.proc.kill()
+        conv_fail, per_obs = poll_until(observers,
+                                        lambda ms: ms.get(victim.name) == STATUS_FAILED, a.timeout)
+        log("  kill -9 %s: failed on all %d observers after %s s (first %s s)" %
+            (victim.name, len(observers),
+             "%.2f" % conv_fail if conv_fail is not None else "TIMEOUT",
+             "%.2f" % min(per_obs.values()) if per_obs else "-"))
+        fails.append(conv_fail if conv_fail is not None else float("nan"))
+        firsts.append(min(per_obs.values()) if per_obs else float("nan"))
+        time.sleep(2)
+
+    def median(v):
+        v = sorted(v)
+        return v[len(v) // 2]
+    print("RESULT impl=%s n=%d join_s=%s fail_s=%.2f fail_first_s=%.2f bytes=%.0f pkts=%.1f "
+          "cpu=%.3f rss_kb=%.0f join_errors=%d" %
+          (a.impl, n, "%.2f" % conv if conv is not None else "nan", median(fails),
+           median(firsts), bps, pps, cpu, rss, len(errors)), flush=True)
 
 
 if __name__ == "__main__":
