@@ -13,7 +13,7 @@
 #     a breakdown by memberlist message type), CPU and RSS per node, failure-detection time
 #     after kill -9 of a member (three, one at a time: the median). The serf agents carry the
 #     tags a Consul client agent gossips, so members are the same size in both pools.
-#   usage: bench/cluster.sh BUILD_DIR  (env: DURATION=10s CONNS=64 GOSSIP_N=100 STEADY=60
+#   usage: bench/cluster.sh BUILD_DIR  (env: DURATION=10s CONNS=64 GOSSIP_N=100 SETTLE=30 STEADY=90
 #          STAGGER=0.03 PARTS="kv gossip")
 # Everything started here is killed on exit; ports are chosen free at run time; nothing leaves
 # 127.0.0.0/8.
@@ -25,7 +25,8 @@ case $build in /*) BIN=$build/concord ;; *) BIN=$PWD/$build/concord ;; esac
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 GOSSIP_N=${GOSSIP_N:-100}
-STEADY=${STEADY:-60}
+STEADY=${STEADY:-90}
+SETTLE=${SETTLE:-30}
 STAGGER=${STAGGER:-0.03}
 PARTS=${PARTS:-kv gossip}
 for t in etcd serf wrk curl ip; do
@@ -219,7 +220,7 @@ gossip_part() {
       iso=(); out=()
     fi
     "${iso[@]}" /usr/bin/python3 "$root/bench/gossip.py" "$impl" "$GOSSIP_N" "$bin" "$work/$impl" \
-      "${out[@]}" --steady "$STEADY" --stagger "$STAGGER" > "$work/gossip-$impl.out" 2>&1 &
+      "${out[@]}" --settle "$SETTLE" --steady "$STEADY" --stagger "$STAGGER" > "$work/gossip-$impl.out" 2>&1 &
     pids+=($!)
     wait $! || { cat "$work/gossip-$impl.out"; echo "gossip.py $impl failed"; exit 1; }
     pids=()

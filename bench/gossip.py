@@ -5,11 +5,13 @@
   join convergence:   time from issuing the joins (every member i > 0 joins member 0, issued
                       concurrently) until every observer lists all N members alive;
   steady state:       bytes and packets sent per node per second, CPU and RSS per node, over a
-                      quiet window with no polling at all (see --isolated), with a breakdown
+                      quiet window with no polling at all (see --isolated), opened --settle
+                      seconds after convergence, with a breakdown
                       by message type from a packet socket on lo;
   failure detection:  time from kill -9 of one member until every observer marks it failed.
 
-usage: gossip.py IMPL N BIN WORKDIR [--isolated] [--stagger S] [--steady S]
+usage: gossip.py IMPL N BIN WORKDIR [--isolated] [--stagger S] [--settle S] [--steady S]
+                 [--serf-tags consul|none] [--kills K]
   IMPL concord|serf; BIN the concord or serf binary.
   --isolated: the caller runs us in a network namespace of our own (ip netns exec), so its lo
   counters (/proc/net/dev: IP packets, headers included, each counted once as sent) see only
@@ -369,7 +371,8 @@ def main():
     ap.add_argument("work")
     ap.add_argument("--isolated", action="store_true")
     ap.add_argument("--stagger", type=float, default=0.03)
-    ap.add_argument("--steady", type=float, default=30.0)
+    ap.add_argument("--steady", type=float, default=90.0)
+    ap.add_argument("--settle", type=float, default=30.0)
     ap.add_argument("--timeout", type=float, default=180.0)
     ap.add_argument("--serf-tags", choices=["consul", "none"], default="consul")
     ap.add_argument("--kills", type=int, default=3)
@@ -443,8 +446,11 @@ def main():
     log("  joins issued in %.2f s; all %d alive on %d observers after %s s" %
         (t_joined, n, len(observers), "%.2f" % conv if conv is not None else "TIMEOUT"))
 
-    # Steady state: nothing polls during the window.
-    time.sleep(5)
+    # Steady state: nothing polls during the window. It opens only once the joins' own
+    # broadcasts have run out of retransmits (with 100 members, still flowing about 15 s after
+    # the joins), and should span one push-pull interval, which grows past 32 members (90 s at
+    # 100), or it measures the phase of the push-pull timers rather than their rate.
+    time.sleep(a.settle)
     pids = [nd.proc.pid for nd in nodes]
     sniff = None
     if a.isolated:

@@ -11,7 +11,7 @@
 #  5. the cluster (issue #4), by bench/cluster.sh: 3-server Concord vs 3-member etcd KV writes
 #     (leader, follower, client agent), idle RSS of a client agent, and gossip join/failure
 #     detection/bytes for GOSSIP_N Concord agents vs GOSSIP_N serf agents (env: GOSSIP_N=100
-#     STEADY=60; about 8 minutes).
+#     SETTLE=30 STEADY=90; about 10 minutes).
 #   usage: bench/run.sh BUILD_DIR   (env: DURATION=10s CONNS=64 PARKED=10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
