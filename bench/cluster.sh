@@ -150,7 +150,10 @@ kv_part() {
     for i in 1 2 3; do
       st=$(curl -sf -X POST -d '{}' "127.0.0.$i:${EC[$i]}/v3/maintenance/status" 2>/dev/null || true)
       [ -n "$st" ] || continue
-      if /usr/bin/python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d.get("leader") and d["leader"] == d["header"]["member_id"] else 1)' "$st"; then
+      # etcd's JSON gateway: {"header": {"member_id": ..}, "leader": ..}, ids as strings.
+      if /usr/bin/python3 -c 'import json, sys
+d = json.loads(sys.argv[1])
+sys.exit(0 if d.get("leader") and d["leader"] == d["header"]["member_id"] else 1)' "$st"; then
         eli=$i
       fi
     done
@@ -166,7 +169,8 @@ kv_part() {
   curl -sf -X POST -d '{"key":"YmVuY2gvMQ==","value":"dg=="}' "127.0.0.$eli:${EC[$eli]}/v3/kv/put" >/dev/null
 
   echo
-  echo "-- PUT of 10,000 keys, 128-byte values, wrk -t2 -c$CONNS -d$DURATION; cpu = all of that cluster's processes (100 = one core)"
+  echo "-- PUT of 10,000 keys, 128-byte values, wrk -t2 -c$CONNS -d$DURATION;" \
+    "cpu = all of that cluster's processes (100 = one core)"
   printf "%-34s %10s %9s %9s %7s %6s\n" "target" "req/s" "p50 ms" "p99 ms" "non2xx" "cpu%"
   declare -gA R
   row() { # key label url script pids...
@@ -232,7 +236,10 @@ gossip_part() {
   v() { echo "${G[$1]}" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
   echo
   printf "%-40s %12s %12s %10s\n" "gossip, $GOSSIP_N members" "concord" "serf" "c/s"
-  grow() { printf "%-40s %12s %12s %10s\n" "$1" "$(v concord "$2")" "$(v serf "$2")" "$(ratio "$(v concord "$2")" "$(v serf "$2")")"; }
+  grow() {
+    local c s; c=$(v concord "$2") s=$(v serf "$2")
+    printf "%-40s %12s %12s %10s\n" "$1" "$c" "$s" "$(ratio "$c" "$s")"
+  }
   grow "join convergence, s (lower is better)" join_s
   grow "failure detection, all observers, s" fail_s
   grow "  (median of 3 kills) first observer, s" fail_first_s
