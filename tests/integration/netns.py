@@ -44,6 +44,17 @@ def usable():
     return None
 
 
+def _free_subnet(start):
+    """A third octet N in 1..250 such that no root-namespace address is in 10.214.N.0/24 (an
+    earlier run's, or anyone's), starting from `start`."""
+    used = _ip("-4", "-o", "addr", "show").stdout
+    for k in range(250):
+        n = (start - 1 + k) % 250 + 1
+        if (" 10.214.%d." % n) not in used:
+            return n
+    raise RuntimeError("no free 10.214.N.0/24 in the root namespace")
+
+
 class Net:
     """Up to 60 members. Member i (1-based) is namespace `ns(i)`, cluster address
     `cluster_ip(i)`, mgmt address `mgmt_ip(i)` (the member side; root has the other end)."""
@@ -53,7 +64,7 @@ class Net:
         pid = os.getpid()
         self.tag = "%d" % pid
         self.n = n
-        self.subnet = pid % 250 + 1  # third octet: distinct per run, never 0 or 255
+        self.subnet = _free_subnet(pid % 250 + 1)  # third octet of the mgmt /24 in root
         self.hub = "cc-phub-" + self.tag
         self.made = []  # namespaces created, deleted by destroy()
         self.root_links = []  # root-side veth names (gone with their peer's ns, but be sure)

@@ -146,20 +146,18 @@ def check_partition(net, servers, client):
             r = put(target, key, value)
             assert acked(r), (target.node, r)
             history[key] = value
-        # The client may have been talking to the old leader: a write in flight to it is not
-        # retried (it may have applied), so allow failures until the first success, then none.
-        client_failures = []
-
-        def client_write():
-            r = put(client, "part/client-probe", "p", timeout=20)
-            if not acked(r):
-                client_failures.append(r)
-            return acked(r)
-        assert wait_until(client_write, timeout=40, interval=0.2), client_failures[-3:]
-        history["part/client-probe"] = "p"
+        # The client agent sends to one server and moves on from servers gossip marks failed
+        # (Consul's server manager does the same). Once it has seen the old leader fail, its
+        # writes go to a majority server and every one succeeds. (A write already in flight
+        # to the cut-off server waits for the RPC timeout: not exercised here.)
+        def client_sees_old_failed():
+            members = {m["Name"]: m["Status"] for m in client.get_json("/v1/agent/members")[0]}
+            return members.get(old.node) == 4
+        assert wait_until(client_sees_old_failed, timeout=30), \
+            client.get_json("/v1/agent/members")[0]
         for i in range(6):
             key, value = "part/client-%02d" % i, "c%d" % i
-            r = put(client, key, value)
+            r = put(client, key, value, timeout=20)
             assert acked(r), r
             history[key] = value
 
@@ -180,9 +178,8 @@ def check_partition(net, servers, client):
         net.heal(old_index)
     healed_at = time.time()
 
-    print("partition: new leader after %.2f s; client write failures before recovery: %d; "
-          "healed after %.1f s; writes to the old leader: %s" % (
-              elected_at - cut_at, len(client_failures), partitioned_for, rejected))
+    print("partition: new leader after %.2f s; healed after %.1f s; writes to the old leader: %s"
+          % (elected_at - cut_at, partitioned_for, rejected))
     for key in ("part/rejected-early", "part/rejected-late"):
         assert key in rejected, "write to the old leader never returned"
         assert not acked(rejected[key]), "the old leader acknowledged %s: %s" % (key,
@@ -192,9 +189,11 @@ def check_partition(net, servers, client):
     assert partitioned_for < CLEANUP_DEAD_SERVER_S, \
         "partition lasted %.1f s: autopilot may have removed the old leader" % partitioned_for
 
-    # After healing: one leader (the majority's), the old leader a follower again.
-    assert wait_until(lambda: leader_of(servers) == new_addr, timeout=60), \
-        [s.request("GET", "/v1/status/leader")[2] for s in servers]
+    # After healing: one leader that all three agree on, the old leader a follower again.
+    # (Pre-vote keeps the old leader from disrupting the majority's leader, so this is normally
+    # new_addr; a loaded machine may hold another election, which is still one history.)
+    assert wait_until(lambda: leader_of(servers) and old.get_json("/v1/status/leader")[0],
+                      timeout=60), [s.request("GET", "/v1/status/leader")[2] for s in servers]
     # writes work everywhere again, the old leader included (it forwards to the new leader)
     for a in everyone:
         key = "part/after-" + a.node
@@ -208,13 +207,15 @@ def check_partition(net, servers, client):
                          timeout=30)
         assert got == want, (s.node, sorted(set(stale_keys(s, "part/")) ^ set(want)))
     expected_peers = sorted("%s:%d" % (s.ip, s.server_port) for s in servers)
+    final_leader = wait_until(lambda: leader_of(servers), timeout=30)
+    assert final_leader in expected_peers
     for s in servers:
         peers, _ = s.get_json("/v1/status/peers")
         assert sorted(peers) == expected_peers, (s.node, peers)
         conf, _ = s.get_json("/v1/operator/raft/configuration")
         assert sorted(x["Address"] for x in conf["Servers"]) == expected_peers
         assert all(x["Voter"] for x in conf["Servers"])
-        assert [x["Address"] for x in conf["Servers"] if x["Leader"]] == [new_addr]
+        assert [x["Address"] for x in conf["Servers"] if x["Leader"]] == [final_leader]
     # gossip heals too: every member sees every other alive again (serf reconnects to failed
     # members on its own interval, so this can take a while)
     names = {a.node for a in everyone}
@@ -222,5 +223,6 @@ def check_partition(net, servers, client):
         assert wait_until(lambda: {m["Name"] for m in a.get_json("/v1/agent/members")[0]
                                    if m["Status"] == 1} == names, timeout=90), \
             (a.node, a.get_json("/v1/agent/members")[0])
-    print("healed: one leader after %.1f s" % (time.time() - healed_at))
+    print("healed: members all alive after %.1f s; leader %s (majority's leader was %s)" % (
+        time.time() - healed_at, final_leader, new_addr))
 
