@@ -55,6 +55,22 @@ def _free_subnet(start):
     raise RuntimeError("no free 10.214.N.0/24 in the root namespace")
 
 
+def sweep_stale():
+    """Deletes namespaces left by an earlier run that was killed before its finalizer ran:
+    ours are named cc-p<i>-<pid> / cc-phub-<pid>, and that pid is no longer running. (Their
+    root-side veths go with them.)"""
+    r = _ip("netns", "list", check=False)
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        if not name.startswith("cc-p"):
+            continue
+        head, _, pid = name.rpartition("-")
+        if not pid.isdigit() or not (head.startswith("cc-phub") or head[4:].isdigit()):
+            continue
+        if not os.path.exists("/proc/%s" % pid):
+            _ip("netns", "del", name, check=False)
+
+
 class Net:
     """Up to 60 members. Member i (1-based) is namespace `ns(i)`, cluster address
     `cluster_ip(i)`, mgmt address `mgmt_ip(i)` (the member side; root has the other end)."""
@@ -86,6 +102,7 @@ class Net:
 
     def create(self):
         """Builds the namespaces and links; on any failure destroys what was made and raises."""
+        sweep_stale()
         try:
             self._add_ns(self.hub)
             _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")

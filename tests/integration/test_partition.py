@@ -59,16 +59,19 @@ def start_partition_cluster(request):
     everyone = servers + [client]
 
     def fin():
-        codes = {}
+        codes, hung = {}, []
         try:
-            for a in everyone:
+            for a in everyone:  # every agent is stopped, even if one of them hangs
                 try:
                     codes[a.node] = a.stop()
+                except RuntimeError as e:
+                    hung.append(str(e)[-3000:])
                 finally:
                     a.kill()
         finally:
             net.destroy()
             assert net.leftovers() == [], net.leftovers()
+        assert not hung, "\n".join(hung)
         # a clean shutdown exits 0; under ASan a leak report makes it non-zero
         bad = {n: c for n, c in codes.items() if c not in (0, None)}
         assert not bad, "agents exited badly on SIGTERM: %s\n%s" % (
