@@ -114,9 +114,11 @@ static void api_write_applied(void *arg, int status, const struct state_cmd_resu
   if (op->req) {
     http_request_on_cancel(op->req, NULL, NULL);
     if (status == CC_ENOTLEADER) {
-      /* Not api_require_leader(): libraft fails pending requests while stepping down, before
-       * its state leaves RAFT_LEADER, so "am I leader?" still says yes here. */
-      api_respond_no_leader(op->req);
+      /* The entry was in our log when we stepped down: it may never commit. Consul answers
+       * with raft's ErrLeadershipLost text (rpc.go raftApply returns it as is). Not
+       * api_require_leader(): libraft fails pending requests inside its step-down, before its
+       * state leaves RAFT_LEADER, so "am I leader?" still says yes here. */
+      http_respond_error(op->req, 500, "leadership lost while committing log");
     } else if (status != 0) {
       http_respond_error(op->req, 500, "%s", cc_strerror(status));
     } else if (res->err != 0) {
