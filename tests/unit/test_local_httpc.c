@@ -235,7 +235,7 @@ static void outcome_free(struct outcome *o)
 
 static char *urlf(const char *fmt, int port)
 {
-  static char u[256];
+  static char u[128];
   snprintf(u, sizeof u, fmt, port);
   return u;
 }
@@ -268,7 +268,7 @@ static void test_unknown_authority_and_skip_verify(void **st)
   const char *u = urlf("https://127.0.0.1:%d/ok", s.port);
   struct outcome o = fetch(u, false, NULL, 4096, 5000);
   assert_int_equal(o.code, 0);
-  char want[256];
+  char want[512];
   snprintf(want, sizeof want,
            "Get \"%s\": tls: failed to verify certificate: x509: certificate signed by unknown "
            "authority", u);
@@ -288,7 +288,7 @@ static void test_server_name(void **st)
   server_start(&s, SRV_TRUSTED);
   const char *u = urlf("https://127.0.0.1:%d/ok", s.port);
   struct outcome o = fetch(u, false, "other.example", 4096, 5000);
-  char want[256];
+  char want[512];
   snprintf(want, sizeof want,
            "Get \"%s\": tls: failed to verify certificate: x509: certificate is valid for "
            "localhost, not other.example", u);
@@ -311,7 +311,7 @@ static void test_no_ip_sans(void **st)
   server_start(&s, SRV_NO_IP_SAN);
   const char *u = urlf("https://127.0.0.1:%d/", s.port);
   struct outcome o = fetch(u, false, NULL, 4096, 5000);
-  char want[256];
+  char want[512];
   snprintf(want, sizeof want,
            "Get \"%s\": tls: failed to verify certificate: x509: cannot validate certificate for "
            "127.0.0.1 because it doesn't contain any IP SANs", u);
@@ -360,7 +360,7 @@ static void test_handshake_deadline(void **st)
   server_start(&s, SRV_SILENT);
   const char *u = urlf("https://127.0.0.1:%d/", s.port);
   struct outcome o = fetch(u, false, NULL, 4096, 200);
-  char want[256];
+  char want[512];
   snprintf(want, sizeof want,
            "Get \"%s\": context deadline exceeded (Client.Timeout exceeded while awaiting "
            "headers)", u);
