@@ -96,9 +96,19 @@ static void close_tcp(struct local_httpc *h)
   h->tcp = NULL;
 }
 
+static void fail(struct local_httpc *h, const char *fmt, const char *detail);
+
 static void finish(struct local_httpc *h, int code, const char *error)
 {
   if (h->delivered) return;
+  if (!error && code < 100) {
+    /* llhttp takes "000"; the result contract keeps status_code 0 for failures, so say so. */
+    char d[16];
+    snprintf(d, sizeof d, "%03d", code < 0 ? 0 : code);
+    fail(h, "net/http: HTTP/1.x transport connection broken: malformed HTTP status code \"%s\"",
+         d);
+    return;
+  }
   h->delivered = true;
   close_tcp(h);
   uv_timer_stop(&h->timer);
