@@ -227,3 +227,23 @@ def test_grpc_check_from_config_file(tmp_path, health, request):
         code = a.stop()
         a.kill()
     assert code == 0, a.log()
+
+
+def test_grpc_and_h2ping_checks_survive_a_restart(server_agent, health):
+    """API registrations persist in the data dir with their TLS flags, as Consul's do, so an
+    H2PING check registered with H2PingUseTLS false comes back as one (not refused)."""
+    target = "127.0.0.1:%d" % health.port
+    health.set("my.service", SERVING)
+    for body in ({"ID": "pg", "Name": "pg", "GRPC": target + "/my.service", "Interval": "1s"},
+                 {"ID": "ph", "Name": "ph", "H2PING": target, "Interval": "1s",
+                  "H2PingUseTLS": False}):
+        st, text = register(server_agent, body)
+        assert st == 200, text
+    wait_status(server_agent, "pg", "passing")
+    wait_status(server_agent, "ph", "passing")
+    server_agent.restart()
+    ch = wait_status(server_agent, "pg", "passing")
+    assert ch["Type"] == "grpc"
+    ch = wait_status(server_agent, "ph", "passing")
+    assert ch["Type"] == "h2ping"
+    assert ch["Output"] == "HTTP2 ping was successful"
