@@ -373,13 +373,6 @@ int local__check_def_validate(const struct local_check_def *c, char *err, size_t
   else if (c->output_max_size < 0) msg = "MaxOutputMaxSize must be positive";
   else if (c->failures_before_warning > c->failures_before_critical)
     msg = "FailuresBeforeWarning can't be higher than FailuresBeforeCritical";
-  /* No TLS client for HTTP/2 yet (h2c.c): refused rather than silently run in cleartext. */
-  else if (strcmp(local__check_def_type(c), "grpc") == 0 && c->grpc_use_tls)
-    msg = "GRPCUseTLS is not supported by this agent: gRPC checks run over cleartext HTTP/2 "
-          "only";
-  else if (strcmp(local__check_def_type(c), "h2ping") == 0 && c->h2ping_use_tls)
-    msg = "H2PingUseTLS is not supported by this agent (it defaults to true): set "
-          "\"H2PingUseTLS\": false to ping over cleartext HTTP/2";
   if (!msg) return 0;
   snprintf(err, errlen, "%s", msg);
   return -1;

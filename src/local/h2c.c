@@ -1,4 +1,4 @@
-/* h2c.c -- the HTTP/2 cleartext client behind gRPC and H2PING checks (see h2c.h).
+/* h2c.c -- the HTTP/2 client behind gRPC and H2PING checks (see h2c.h).
  *
  * Two halves. The session (local_h2c_sess) is pure protocol: an nghttp2 client session fed
  * with bytes and drained of bytes, which sends the preface, our SETTINGS (and ACKs theirs),
@@ -6,17 +6,22 @@
  * length-prefixed HealthCheckRequest, and turns what comes back (:status, content-type,
  * grpc-status / grpc-message in headers or trailers, the HealthCheckResponse message) into a
  * result. The transport (local_h2c) resolves, connects, shuttles bytes between the socket and
- * the session, and enforces the deadline, on the libuv loop.
+ * the session, and enforces the deadline, on the libuv loop; with TLS the socket's bytes go
+ * through OpenSSL memory BIOs first, and the session's first bytes wait for the handshake.
  *
  * Outputs follow what Consul's check produces, which is grpc-go's and Go http2's error text:
  * a refused dial is `rpc error: code = Unavailable desc = connection error: desc = "transport:
  * Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused"`. */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <nghttp2/nghttp2.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "lib/alloc.h"
 #include "lib/buf.h"
@@ -487,7 +492,7 @@ struct local_h2c {
   void *arg;
   struct local_h2c_sess *sess;
   char *label; /* owned */
-  bool ping, done, connected, tcp_open;
+  bool ping, done, connected, tcp_open, want_tls;
   int pending; /* handles and requests whose callbacks are still to come */
   uv_timer_t timer;
   uv_tcp_t tcp;
@@ -496,6 +501,13 @@ struct local_h2c {
   char host[256];
   char raddr[128];
   char early_err[400]; /* a lookup that failed inside start, reported from the timer */
+  /* TLS (req.tls): the socket's bytes go through memory BIOs; the session's bytes wait until
+   * the handshake is done. All owned; NULL without TLS. */
+  SSL_CTX *ctx;
+  SSL *ssl;
+  BIO *rbio, *wbio; /* network -> ssl, ssl -> network (owned by ssl) */
+  bool handshook, skip_verify;
+  char server_name[256];
 };
 
 struct h2c_write {
@@ -506,6 +518,8 @@ struct h2c_write {
 static void h2c_unref(struct local_h2c *h)
 {
   if (--h->pending > 0) return;
+  if (h->ssl) SSL_free(h->ssl); /* frees the BIOs too */
+  if (h->ctx) SSL_CTX_free(h->ctx);
   local__h2c_sess_free(h->sess);
   free(h->label);
   free(h);
@@ -575,15 +589,13 @@ static void h2c_written(uv_write_t *req, int status)
   h2c_unref(h);
 }
 
-/* Sends whatever the session has queued. */
-static void h2c_flush(struct local_h2c *h)
+/* Writes out's bytes to the socket (out is emptied). */
+static void h2c_write_raw(struct local_h2c *h, struct buf *out)
 {
-  struct buf out = BUF_INIT;
-  local__h2c_sess_send(h->sess, &out);
-  if (out.len && h->tcp_open) {
+  if (out->len && h->tcp_open) {
     struct h2c_write *w = xcalloc(1, sizeof *w);
     size_t len;
-    w->data = buf_steal(&out, &len);
+    w->data = buf_steal(out, &len);
     w->req.data = h;
     uv_buf_t b = uv_buf_init(w->data, (unsigned)len);
     h->pending++;
@@ -597,8 +609,127 @@ static void h2c_flush(struct local_h2c *h)
       h2c_dial_error(h, why);
     }
   }
-  buf_free(&out);
+  buf_free(out);
+}
+
+/* What OpenSSL has for the network goes out. */
+static void tls_pump_out(struct local_h2c *h)
+{
+  struct buf out = BUF_INIT;
+  char tmp[16384];
+  int n;
+  while ((n = BIO_read(h->wbio, tmp, sizeof tmp)) > 0) buf_append(&out, tmp, (size_t)n);
+  h2c_write_raw(h, &out);
+}
+
+/* Sends whatever the session has queued (over TLS once the handshake is done). */
+static void h2c_flush(struct local_h2c *h)
+{
+  if (h->ssl && !h->handshook) return; /* the session's bytes wait in nghttp2 */
+  struct buf out = BUF_INIT;
+  local__h2c_sess_send(h->sess, &out);
+  if (h->ssl) {
+    if (out.len && SSL_write(h->ssl, out.data, (int)out.len) <= 0) {
+      buf_free(&out);
+      h2c_dial_error(h, "tls: write failed");
+      return;
+    }
+    buf_free(&out);
+    tls_pump_out(h);
+  } else {
+    h2c_write_raw(h, &out);
+  }
   h2c_maybe_done(h);
+}
+
+/* The handshake failed: Go's words where there are some. */
+static void tls_failed(struct local_h2c *h)
+{
+  char why[512];
+  long vr = SSL_get_verify_result(h->ssl);
+  unsigned long e = ERR_peek_last_error();
+  if (vr != X509_V_OK)
+    snprintf(why, sizeof why, "tls: failed to verify certificate: x509: %s",
+             X509_verify_cert_error_string(vr));
+  else if (e)
+    snprintf(why, sizeof why, "tls: handshake failure: %s", ERR_reason_error_string(e));
+  else
+    snprintf(why, sizeof why, "tls: handshake failure: EOF");
+  ERR_clear_error();
+  struct buf b = BUF_INIT;
+  if (h->ping)
+    buf_printf(&b, "Failed to dial to %s: %s", h->label, why);
+  else
+    buf_printf(&b, "rpc error: code = Unavailable desc = connection error: desc = \"transport: "
+                   "authentication handshake failed: %s\"", why);
+  h2c_finish(h, false, b.data);
+  buf_free(&b);
+}
+
+/* Bytes from the socket through OpenSSL: the handshake first, then into the session. */
+static void tls_input(struct local_h2c *h, const char *data, size_t len)
+{
+  BIO_write(h->rbio, data, (int)len);
+  if (!h->handshook) {
+    int rv = SSL_do_handshake(h->ssl);
+    if (rv != 1) {
+      int err = SSL_get_error(h->ssl, rv);
+      if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+        tls_pump_out(h);
+        return;
+      }
+      tls_failed(h);
+      return;
+    }
+    h->handshook = true;
+    tls_pump_out(h);
+  }
+  char tmp[16384];
+  for (;;) {
+    int n = SSL_read(h->ssl, tmp, sizeof tmp);
+    if (n > 0) {
+      if (local__h2c_sess_recv(h->sess, (const uint8_t *)tmp, (size_t)n) != 0) break;
+      continue;
+    }
+    int err = SSL_get_error(h->ssl, n);
+    if (err == SSL_ERROR_ZERO_RETURN) local__h2c_sess_eof(h->sess);
+    else if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE)
+      conn_error(h->sess, "tls: read failed");
+    ERR_clear_error();
+    break;
+  }
+}
+
+/* After the TCP connect: a client SSL with ALPN h2, SNI and the host check as Go's. */
+static int tls_start(struct local_h2c *h)
+{
+  h->ctx = SSL_CTX_new(TLS_client_method());
+  if (!h->ctx) return -1;
+  SSL_CTX_set_min_proto_version(h->ctx, TLS1_2_VERSION);
+  if (!h->skip_verify) SSL_CTX_set_default_verify_paths(h->ctx);
+  SSL_CTX_set_verify(h->ctx, h->skip_verify ? SSL_VERIFY_NONE : SSL_VERIFY_PEER, NULL);
+  static const unsigned char alpn[] = {2, 'h', '2'};
+  SSL_CTX_set_alpn_protos(h->ctx, alpn, sizeof alpn);
+  h->ssl = SSL_new(h->ctx);
+  if (!h->ssl) return -1;
+  h->rbio = BIO_new(BIO_s_mem());
+  h->wbio = BIO_new(BIO_s_mem());
+  SSL_set_bio(h->ssl, h->rbio, h->wbio);
+  SSL_set_connect_state(h->ssl);
+  struct in6_addr a6;
+  bool is_ip = inet_pton(AF_INET, h->server_name, &a6) == 1 ||
+               inet_pton(AF_INET6, h->server_name, &a6) == 1;
+  if (!is_ip) SSL_set_tlsext_host_name(h->ssl, h->server_name); /* Go sends no SNI for IPs */
+  if (!h->skip_verify) {
+    X509_VERIFY_PARAM *p = SSL_get0_param(h->ssl);
+    if (is_ip) X509_VERIFY_PARAM_set1_ip_asc(p, h->server_name);
+    else X509_VERIFY_PARAM_set1_host(p, h->server_name, 0);
+  }
+  int rv = SSL_do_handshake(h->ssl);
+  int err = SSL_get_error(h->ssl, rv);
+  if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) return -1;
+  tls_pump_out(h);
+  return 0;
 }
 
 static void h2c_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
@@ -617,14 +748,19 @@ static void h2c_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
     return;
   }
   if (nread > 0) {
-    local__h2c_sess_recv(h->sess, (const uint8_t *)b->base, (size_t)nread);
+    if (h->ssl) tls_input(h, b->base, (size_t)nread);
+    else local__h2c_sess_recv(h->sess, (const uint8_t *)b->base, (size_t)nread);
     free(b->base);
+    if (h->done) return;
     if (!h2c_maybe_done(h)) h2c_flush(h);
     return;
   }
   free(b->base);
   if (nread == 0) return;
-  if (nread == UV_EOF) {
+  if (nread == UV_EOF && h->ssl && !h->handshook) {
+    tls_failed(h);
+    return;
+  } else if (nread == UV_EOF) {
     local__h2c_sess_eof(h->sess);
   } else {
     char why[160];
@@ -644,7 +780,8 @@ static void h2c_connected(uv_connect_t *c, int status)
   } else if (!h->done) {
     h->connected = true;
     uv_read_start((uv_stream_t *)&h->tcp, h2c_alloc, h2c_read);
-    h2c_flush(h);
+    if (h->want_tls && tls_start(h) != 0) tls_failed(h);
+    else h2c_flush(h);
   }
   h2c_unref(h); /* the connect request */
 }
@@ -723,6 +860,10 @@ struct local_h2c *local__h2c_start(uv_loop_t *loop, const struct local_h2c_req *
   h->ping = req->ping;
   h->label = xstrdup(req->label);
   snprintf(h->host, sizeof h->host, "%s", req->host);
+  h->want_tls = req->tls;
+  h->skip_verify = req->tls_skip_verify;
+  snprintf(h->server_name, sizeof h->server_name, "%s",
+           req->tls_server_name && *req->tls_server_name ? req->tls_server_name : req->host);
   char authority[400];
   bool v6 = strchr(req->host, ':') != NULL;
   snprintf(authority, sizeof authority, "%s%s%s:%s", v6 ? "[" : "", req->host, v6 ? "]" : "",

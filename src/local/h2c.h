@@ -1,4 +1,4 @@
-/* h2c.h -- a small HTTP/2 cleartext client (prior knowledge) on libuv, for gRPC health checks
+/* h2c.h -- a small HTTP/2 client (cleartext with prior knowledge, or TLS) on libuv, for gRPC health checks
  * (one grpc.health.v1.Health/Check call) and H2PING checks (one PING answered by an ACK).
  *
  * The HTTP/2 framing and HPACK come from libnghttp2; this file adds the one request, the gRPC
@@ -6,7 +6,8 @@
  * whole exchange, and outputs worded as Consul's (which come from grpc-go and Go's http2):
  * "gRPC check 127.0.0.1:9090/svc: success", "gRPC 127.0.0.1:9090 serving status: NOT_SERVING",
  * "rpc error: code = ... desc = ...", "HTTP2 ping was successful", "Failed to dial to ...".
- * No TLS: the runner refuses GRPCUseTLS / H2PingUseTLS before it gets here. */
+ * With `tls`, the exchange runs over TLS (OpenSSL through memory BIOs, ALPN "h2"), verifying
+ * the server against the system's CAs unless `tls_skip_verify`, as Go's crypto/tls does. */
 #ifndef CONCORD_LOCAL_H2C_H
 #define CONCORD_LOCAL_H2C_H
 
@@ -27,6 +28,9 @@ struct local_h2c_req {
   const char *service; /* gRPC: HealthCheckRequest.service ("" for the whole server) */
   bool ping;           /* H2PING instead of a gRPC call */
   uint64_t timeout_ms; /* the whole exchange, dial included */
+  bool tls;             /* GRPCUseTLS / H2PingUseTLS */
+  bool tls_skip_verify; /* TLSSkipVerify */
+  const char *tls_server_name; /* TLSServerName; NULL or "": the host */
 };
 
 /* passing: the check's raw result (true: passing, false: critical); output lent for the call. */

@@ -449,6 +449,9 @@ static void h2_start(struct local_runner *r)
       .service = slash ? slash + 1 : "",
       .ping = ping,
       .timeout_ms = r->timeout_ms,
+      .tls = ping ? d->h2ping_use_tls : d->grpc_use_tls,
+      .tls_skip_verify = d->tls_skip_verify,
+      .tls_server_name = d->tls_server_name,
   };
   op->client = local__h2c_start(r->la->loop, &req, h2_done, op);
 }

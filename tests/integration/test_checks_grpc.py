@@ -2,9 +2,11 @@
 python3-grpcio) serving grpc.health.v1.Health/Check through a generic handler with raw-bytes
 (de)serializers, so no generated code or grpcio-health-checking is needed. The server flips
 between SERVING and NOT_SERVING and the checks follow through /v1/agent/checks; an unknown
-service answers NOT_FOUND; H2PING pings the same server; closed ports go critical; the TLS
-variants are refused at registration (this agent has no HTTP/2 TLS client)."""
+service answers NOT_FOUND; H2PING pings the same server; closed ports go critical; and the
+TLS variants (GRPCUseTLS, H2PingUseTLS, TLSSkipVerify) against the server with a self-signed
+certificate."""
 import json
+import subprocess
 import threading
 from concurrent import futures
 
@@ -35,7 +37,7 @@ def _parse_service(req):
 
 
 class HealthServer:
-    def __init__(self):
+    def __init__(self, tls=None):
         self.status = {"": SERVING, "my.service": SERVING}
         self.requests = []
         self.lock = threading.Lock()
@@ -43,7 +45,11 @@ class HealthServer:
         handler = grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
             "Check": grpc.unary_unary_rpc_method_handler(self.check)})
         self.server.add_generic_rpc_handlers((handler,))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls:
+            creds = grpc.ssl_server_credentials([tls])
+            self.port = self.server.add_secure_port("127.0.0.1:0", creds)
+        else:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
         self.server.start()
 
     def check(self, req, ctx):
@@ -186,18 +192,58 @@ def test_h2ping_against_a_plain_tcp_server_is_critical(agent):
         lsock.close()
 
 
-def test_tls_variants_are_refused(agent, health):
-    target = "127.0.0.1:%d" % health.port
-    st, text = register(agent, {"Name": "g-tls", "GRPC": target, "Interval": "1s",
-                                "GRPCUseTLS": True})
-    assert st == 400, text
-    assert "GRPCUseTLS is not supported" in text
+@pytest.fixture(scope="module")
+def tls_health(tmp_path_factory):
+    """The same health service over TLS, with a self-signed certificate for 127.0.0.1."""
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "crt.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True)
+    srv = HealthServer(tls=(key.read_bytes(), crt.read_bytes()))
+    yield srv
+    srv.server.stop(0)
+
+
+def test_tls_variants(agent, health, tls_health):
+    target = "127.0.0.1:%d" % tls_health.port
+    tls_health.set("my.service", SERVING)
+    st, text = register(agent, {"ID": "g-tls", "Name": "g-tls", "GRPC": target + "/my.service",
+                                "Interval": "1s", "GRPCUseTLS": True, "TLSSkipVerify": True})
+    assert st == 200, text
+    ch = wait_status(agent, "g-tls", "passing")
+    assert ch["Output"] == "gRPC check %s/my.service: success" % target
+    tls_health.set("my.service", NOT_SERVING)
+    ch = wait_status(agent, "g-tls", "critical")
+    assert ch["Output"] == "gRPC %s/my.service serving status: NOT_SERVING" % target
+    tls_health.set("my.service", SERVING)
+
+    # Verified against the system's CAs: a self-signed certificate fails.
+    st, text = register(agent, {"ID": "g-tls-verify", "Name": "g-tls-verify", "GRPC": target,
+                                "Interval": "1s", "GRPCUseTLS": True, "Status": "passing"})
+    assert st == 200, text
+    ch = wait_status(agent, "g-tls-verify", "critical")
+    assert ch["Output"].startswith(
+        'rpc error: code = Unavailable desc = connection error: desc = "transport: '
+        'authentication handshake failed: tls: failed to verify certificate: x509: '), ch["Output"]
+
     # H2PingUseTLS defaults to true, as in Consul.
-    st, text = register(agent, {"Name": "h2-tls", "H2PING": target, "Interval": "1s"})
-    assert st == 400, text
-    assert "H2PingUseTLS is not supported" in text
-    checks = agent.get_json("/v1/agent/checks")[0]
-    assert "g-tls" not in checks and "h2-tls" not in checks
+    st, text = register(agent, {"ID": "h2-tls", "Name": "h2-tls", "H2PING": target,
+                                "Interval": "1s", "TLSSkipVerify": True})
+    assert st == 200, text
+    ch = wait_status(agent, "h2-tls", "passing")
+    assert ch["Output"] == "HTTP2 ping was successful"
+    # ... so against a cleartext server it fails.
+    plain = "127.0.0.1:%d" % health.port
+    st, text = register(agent, {"ID": "h2-tls-plain", "Name": "h2-tls-plain", "H2PING": plain,
+                                "Interval": "1s", "Timeout": "2s", "TLSSkipVerify": True,
+                                "Status": "passing"})
+    assert st == 200, text
+    ch = wait_status(agent, "h2-tls-plain", "critical")
+    assert ch["Output"].startswith("Failed to dial to %s: tls: " % plain), ch["Output"]
+    for cid in ("g-tls", "g-tls-verify", "h2-tls", "h2-tls-plain"):
+        put(agent, "/v1/agent/check/deregister/" + cid)
 
 
 def test_grpc_interval_required(agent, health):

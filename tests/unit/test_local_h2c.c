@@ -2,7 +2,7 @@
  * HealthCheckResponse decoder, the protocol session against an in-process nghttp2 server
  * session (SERVING, NOT_SERVING, grpc-status errors, HTTP errors, missing trailers, PING,
  * garbage, EOF, the read cap), and the libuv transport against a fake h2 server on a real
- * socket and against a closed port. */
+ * socket (cleartext, and TLS refused by it) and against a closed port. */
 #define _DEFAULT_SOURCE
 #include <setjmp.h>
 #include <stdarg.h>
@@ -468,6 +468,18 @@ static void test_transport(void **state)
   struct local_h2c *h = local__h2c_start(&loop, &req, got, &r);
   uv_run(&loop, UV_RUN_NOWAIT);
   local__h2c_cancel(h);
+
+  /* TLS to a cleartext server: the handshake fails, as the check's output says */
+  memset(&r, 0, sizeof r);
+  req.ping = false;
+  req.tls = true;
+  req.tls_skip_verify = true;
+  local__h2c_start(&loop, &req, got, &r);
+  run_until(&loop, &r);
+  assert_false(r.passing);
+  assert_non_null(strstr(r.out, "rpc error: code = Unavailable desc = connection error: desc = "
+                                "\"transport: authentication handshake failed: tls: "));
+  req.tls = false;
 
   /* a closed port */
   uv_close((uv_handle_t *)&ls, NULL);
