@@ -203,8 +203,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint
       st = st * 10 + (value[i] >= '0' && value[i] <= '9' ? value[i] - '0' : 0);
     s->http_status = st;
   } else if (name_is(name, namelen, "content-type")) {
-    snprintf(s->content_type, sizeof s->content_type, "%.*s", (int)(valuelen < 100 ? valuelen : 100),
-             (const char *)value);
+    snprintf(s->content_type, sizeof s->content_type, "%.*s",
+             (int)(valuelen < 100 ? valuelen : 100), (const char *)value);
   } else if (name_is(name, namelen, "grpc-status")) {
     long code = 0;
     for (size_t i = 0; i < valuelen && i < 9; i++) {
@@ -279,7 +279,8 @@ static void grpc_finish(struct local_h2c_sess *s, uint32_t error_code)
   }
   if (strncmp(s->content_type, "application/grpc", 16) != 0 ||
       (s->content_type[16] != '\0' && s->content_type[16] != '+' && s->content_type[16] != ';')) {
-    snprintf(tmp, sizeof tmp, "transport: received unexpected content-type \"%s\"", s->content_type);
+    snprintf(tmp, sizeof tmp, "transport: received unexpected content-type \"%s\"",
+             s->content_type);
     rpc_error(s, 13, tmp);
     return;
   }

@@ -1,5 +1,6 @@
-/* h2c.h -- a small HTTP/2 client (cleartext with prior knowledge, or TLS) on libuv, for gRPC health checks
- * (one grpc.health.v1.Health/Check call) and H2PING checks (one PING answered by an ACK).
+/* h2c.h -- a small HTTP/2 client (cleartext with prior knowledge, or TLS) on libuv, for gRPC
+ * health checks (one grpc.health.v1.Health/Check call) and H2PING checks (one PING answered
+ * by an ACK).
  *
  * The HTTP/2 framing and HPACK come from libnghttp2; this file adds the one request, the gRPC
  * message framing, the HealthCheckResponse decoding, caps on what is read, a deadline over the
