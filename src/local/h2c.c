@@ -652,6 +652,8 @@ static void tls_failed(struct local_h2c *h)
   if (vr != X509_V_OK)
     snprintf(why, sizeof why, "tls: failed to verify certificate: x509: %s",
              X509_verify_cert_error_string(vr));
+  else if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_WRONG_VERSION_NUMBER)
+    snprintf(why, sizeof why, "tls: first record does not look like a TLS handshake");
   else if (e)
     snprintf(why, sizeof why, "tls: handshake failure: %s", ERR_reason_error_string(e));
   else

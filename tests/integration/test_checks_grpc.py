@@ -241,7 +241,8 @@ def test_tls_variants(agent, health, tls_health):
                                 "Status": "passing"})
     assert st == 200, text
     ch = wait_status(agent, "h2-tls-plain", "critical")
-    assert ch["Output"].startswith("Failed to dial to %s: tls: " % plain), ch["Output"]
+    assert ch["Output"] == ("Failed to dial to %s: tls: first record does not look like a TLS "
+                            "handshake" % plain)
     for cid in ("g-tls", "g-tls-verify", "h2-tls", "h2-tls-plain"):
         put(agent, "/v1/agent/check/deregister/" + cid)
 
