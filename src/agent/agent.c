@@ -20,6 +20,8 @@
 #include <uv.h>
 
 #include "agent/dns_catalog.h"
+#include "agent/events.h"
+#include "agent/exec.h"
 #include "agent/dns_remote.h"
 #include "agent/forward.h"
 #include "agent/servers.h"
@@ -72,6 +74,8 @@ struct agent {
   struct tombstone_gc tombstone_gc;
   struct session_ttl session_ttl; /* leader: destroys sessions not renewed in TTL*2 */
   bool session_ttl_started;
+  struct agent_events events; /* user events kept for /v1/event/list (agent/events.c) */
+  struct agent_exec *exec;    /* `consul exec` jobs run here (agent/exec.c) */
   struct agent_watches *watches; /* "watches" from the config (agent/watches.c) */
   bool stopping;
   int exit_code;
@@ -268,6 +272,8 @@ static void agent_http_closed(void *arg)
   uv_close((uv_handle_t *)&a->sig_hup, NULL);
   uv_close((uv_handle_t *)&a->leader_timer, NULL);
   uv_close((uv_handle_t *)&a->retry_join_timer, NULL);
+  if (a->exec) agent_exec_close(a->exec); /* kills jobs; before Raft stops */
+  a->exec = NULL;
   if (a->session_ttl_started) session_ttl_stop(&a->session_ttl); /* before Raft stops */
   a->session_ttl_started = false;
   if (a->dns) dns_server_close(a->dns, agent_dns_closed, a);
@@ -489,6 +495,7 @@ static int agent_start_http(struct agent *a)
       .leave = agent_leave,
       .leave_arg = a,
       .local = a->local,
+      .events = &a->events.ring,
       .forward = a->forward ? forward_http : NULL,
       .forward_arg = a->forward,
   };
@@ -783,6 +790,12 @@ static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip
   agent_reconcile_gossip_member(a, m);
 }
 
+static void agent_on_user_event(void *ctx, const struct gossip_user_event *ev)
+{
+  struct agent *a = ctx;
+  if (!a->stopping) agent_events_on_serf(&a->events, ev);
+}
+
 /* -join: once at start; a failure is fatal, as in Consul. -retry-join: every retry_interval
  * until one address answers (or retry_max attempts). */
 static void agent_retry_join_tick(uv_timer_t *t);
@@ -850,6 +863,7 @@ static int agent_start_gossip(struct agent *a)
   gc.tags = tags;
   gc.ntags = ntags;
   gc.on_member = agent_on_member;
+  gc.on_user_event = agent_on_user_event;
   gc.cb_ctx = a;
   /* Gossip encryption: -encrypt, encrypt_verify_*, <data_dir>/serf/local.keyring. */
   const char *enc = a->cfg.encrypt_key && a->cfg.encrypt_key[0] ? a->cfg.encrypt_key : NULL;
@@ -957,9 +971,12 @@ int agent_main(int argc, char **argv)
   if (started && a->cfg.server && agent_start_server(a, data_dir) != 0) started = false;
   if (started) agent_start_cluster(a);
   if (started && agent_start_local(a, data_dir) != 0) started = false;
+  a->exec = agent_exec_new(&a->loop, a->cfg.node_name, a->store, a->consensus);
+  agent_events_init(&a->events, a->cfg.node_name, a->local, a->cfg.disable_remote_exec, a->exec);
   if (started && agent_start_gossip(a) != 0) started = false;
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
+  if (started && a->http) agent_exec_use_http(a->exec, a->http); /* forwarded like any request */
   if (started && agent_start_dns(a) != 0) started = false;
   /* watches: blocking queries against our own HTTP API (checked at load: it is enabled) */
   if (started && a->cfg.port_http >= 0)
@@ -985,6 +1002,7 @@ int agent_main(int argc, char **argv)
     uv_run(&a->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(&a->loop) != 0) log_error("agent", "handles still open at exit");
   }
+  agent_events_free(&a->events); /* after the HTTP server: parked lists wait on the ring */
 out:
   if (a->store) state_store_free(a->store);
   if (a->dev_dir) {

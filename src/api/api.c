@@ -16,6 +16,7 @@ void api_register(struct api_ctx *ctx)
   api_txn_register(ctx);
   api_keyring_register(ctx);
   api_query_register(ctx);
+  api_event_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)

@@ -30,6 +30,7 @@ struct api_ctx {
   void *reload_arg;
   struct api_blocking *blocking; /* private to api/blocking.c */
   struct local_agent *local;     /* the agent's services and checks (src/local); NULL: none */
+  struct event_ring *events;     /* user events this agent kept (agent/events.c); NULL: none */
   /* Forwarding (agent/forward.c): sends req to a server (to_leader: to the Raft leader) and
    * answers it with that server's answer. NULL: every request is served here (-dev, or a
    * single server). api/forward.c decides which requests go where. */

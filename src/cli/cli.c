@@ -21,9 +21,9 @@
 /* Sorted by name: the help lists them in this order. */
 static const struct cli__command *const commands[] = {
     &cli__cmd_catalog,          &cli__cmd_catalog_datacenters, &cli__cmd_catalog_nodes,
-    &cli__cmd_catalog_services, &cli__cmd_force_leave,         &cli__cmd_info,
-    &cli__cmd_join,             &cli__cmd_keygen,              &cli__cmd_keyring,
-    &cli__cmd_kv,
+    &cli__cmd_catalog_services, &cli__cmd_event,               &cli__cmd_exec,
+    &cli__cmd_force_leave,      &cli__cmd_info,                &cli__cmd_join,
+    &cli__cmd_keygen,           &cli__cmd_keyring,             &cli__cmd_kv,
     &cli__cmd_kv_delete,        &cli__cmd_kv_export,           &cli__cmd_kv_get,
     &cli__cmd_kv_import,        &cli__cmd_kv_put,              &cli__cmd_leave,
     &cli__cmd_lock,

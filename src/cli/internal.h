@@ -66,6 +66,7 @@ extern const struct cli__command cli__cmd_join, cli__cmd_leave, cli__cmd_force_l
     cli__cmd_operator_raft_remove_peer, cli__cmd_watch;
 extern const struct cli__command cli__cmd_keygen, cli__cmd_keyring;
 extern const struct cli__command cli__cmd_lock;
+extern const struct cli__command cli__cmd_event, cli__cmd_exec;
 
 /* The dispatcher behind cli_main: mitchellh/cli's rules (help flags anywhere, nested
  * subcommands by longest prefix, 127 for an unknown command). argv[0] is the first argument

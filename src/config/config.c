@@ -77,6 +77,7 @@ static const struct config_setting config_settings[] = {
     {"retry-max", "retry_max", CK_UINT, OFF(retry_max), 0, 0, "Attempts before -retry-join gives up (default 0: forever)."},
     {"enable-script-checks", "enable_script_checks", CK_BOOL, OFF(enable_script_checks), 0, 0, "Allow script checks from the API and config files (remote code execution risk)."},
     {"enable-local-script-checks", "enable_local_script_checks", CK_BOOL, OFF(enable_local_script_checks), 0, 0, "Allow script checks from config files only."},
+    {NULL, "disable_remote_exec", CK_BOOL, OFF(disable_remote_exec), 0, 0, NULL},
     {NULL, "check_update_interval", CK_DURATION, OFF(check_update_interval_ns), 0, 0, NULL},
     {"recursor", "recursors", CK_ARRAY, OFF(recursors), 0, 0, "Upstream DNS server for names outside the domain (repeatable)."},
     {NULL, "dns_config.node_ttl", CK_DURATION, OFF(dns_node_ttl_ns), 0, 0, NULL},
@@ -105,7 +106,8 @@ static const struct config_setting config_settings[] = {
 static const char *const config_consul_only_keys[] = {
     "acl", "addresses", "advertise_addr", "advertise_addr_wan", "auto_encrypt", "autopilot",
     "ca_file", "cert_file", "connect",
-    "disable_remote_exec", "disable_update_check", "enable_syslog", "http_config", "key_file", "leave_on_terminate", "log_file",
+    "disable_update_check", "enable_syslog", "http_config", "key_file", "leave_on_terminate",
+    "log_file",
     "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave",
     "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "limits",
@@ -552,6 +554,7 @@ static void config_defaults(struct config *cfg)
   cfg->local_docs = json_array();
   cfg->watches = json_array();
   cfg->check_update_interval_ns = 5LL * 60 * 1000000000LL;
+  cfg->disable_remote_exec = true; /* Consul 0.8+: exec is opt-in */
   cfg->retry_join = xcalloc(1, sizeof(char *));
   cfg->retry_interval_ns = 30000000000LL;
   cfg->dns_service_ttl = json_object();

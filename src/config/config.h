@@ -41,6 +41,7 @@ struct config {
   char **recursors;   /* upstream DNS servers, NULL-terminated */
   bool enable_script_checks;       /* script checks from the API and files (off: RCE risk) */
   bool enable_local_script_checks; /* script checks from config files only */
+  bool disable_remote_exec;        /* `consul exec` jobs refused (Consul's default: true) */
   int64_t check_update_interval_ns; /* output-only check changes sync this often (5m) */
   /* The parsed config documents that define services or checks ("service", "services",
    * "check", "checks"): an array of {"source": path, "doc": document}, in load order, for

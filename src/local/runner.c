@@ -396,6 +396,8 @@ static void http_start(struct local_runner *r)
       .timeout_ms = r->timeout_ms,
       .max_body = r->max_output,
       .no_redirects = d->disable_redirects,
+      .tls_skip_verify = d->tls_skip_verify,
+      .tls_server_name = d->tls_server_name,
   };
   op->client = local__httpc_start(r->la->loop, &req, http_done, op);
 }

@@ -243,6 +243,32 @@ static void test_encrypt_settings(void **state)
   config_free(&c);
 }
 
+/* disable_remote_exec: Consul's default is true (exec is opt-in); a config-file key only. */
+static void test_disable_remote_exec(void **state)
+{
+  (void)state;
+  char path[] = "/tmp/concord-execcfg-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  struct config c;
+  char err[512];
+  assert_int_equal(LOAD(&c, err, "agent", "-dev"), 0);
+  assert_true(c.disable_remote_exec);
+  config_free(&c);
+  write_file(path, "{\"disable_remote_exec\": false}");
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path), 0);
+  assert_false(c.disable_remote_exec);
+  config_free(&c);
+  write_file(path, "{\"disable_remote_exec\": \"no\"}");
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path), -1);
+  assert_non_null(strstr(err, "disable_remote_exec"));
+  config_free(&c);
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-disable-remote-exec=false"), -1);
+  config_free(&c);
+  unlink(path);
+}
+
 int main(void)
 {
   log_set_level(LOG_ERROR); /* the "not supported yet" warnings are expected here */
@@ -253,6 +279,7 @@ int main(void)
       cmocka_unit_test(test_files_and_precedence),
       cmocka_unit_test(test_dns_settings),
       cmocka_unit_test(test_encrypt_settings),
+      cmocka_unit_test(test_disable_remote_exec),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
