@@ -647,7 +647,7 @@ static void h2c_flush(struct local_h2c *h)
 static void tls_failed(struct local_h2c *h)
 {
   char why[512];
-  long vr = SSL_get_verify_result(h->ssl);
+  long vr = h->ssl ? SSL_get_verify_result(h->ssl) : X509_V_OK; /* NULL: set-up failed */
   unsigned long e = ERR_peek_last_error();
   if (vr != X509_V_OK)
     snprintf(why, sizeof why, "tls: failed to verify certificate: x509: %s",
