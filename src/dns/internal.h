@@ -133,7 +133,7 @@ static inline void dns__w_undo(struct dns__writer *w, size_t mark)
 /* ---- The engine (engine.c) and the lookups (lookup.c) ---- */
 
 #define DNS_SEEN_SLOTS 8192 /* answers deduplicated per message; beyond, duplicates pass */
-#define DNS_SEEN_MIN_BITS 8 /* the set's first size, 256 slots */
+#define DNS_SEEN_MIN_BITS 11 /* the set's first size, 2048 slots */
 
 struct dns_engine {
   struct dns_config cfg;

@@ -351,7 +351,13 @@ static bool add_addr(struct svc_run *s, const uint8_t *ip, int family, const cha
     }
     return true;
   }
-  uint64_t key = dns__hash(dns__hash(0, &family, sizeof family), ip, (size_t)family);
+  /* An IPv4 address is its own key (tagged so that it meets no hash); IPv6 is hashed. */
+  uint64_t key;
+  if (family == 4)
+    key = 0x4000000000000000ull | (uint64_t)ip[0] << 24 | (uint64_t)ip[1] << 16 |
+          (uint64_t)ip[2] << 8 | ip[3];
+  else
+    key = dns__hash(dns__hash(0, &family, sizeof family), ip, (size_t)family);
   if (!dns__first_seen(r->e, key))
     return true; /* the same address twice (one node, several ports) */
   if (s->count >= r->max_answers) {
