@@ -62,8 +62,8 @@ void local_config_defaults(struct local_config *cfg);
 
 /* ---- The catalog side of anti-entropy ----
  *
- * Sync writes go through this interface so that a client agent (or a follower server) can
- * later send them to the leader over RPC (issue #4). The default one, used when none is set,
+ * Sync writes go through this interface so that a client agent (or a follower server) sends
+ * them to the leader over RPC (agent/forward.c). The default one, used when none is set,
  * proposes through consensus when this server is the leader and reads the local store. */
 typedef void (*local_remote_done_fn)(void *arg, int status, const struct state_cmd_result *res);
 struct local_remote {

@@ -9,8 +9,9 @@
  * including catalog entries the agent does not have, which are then deregistered, except the
  * node's serfHealth check and the "consul" service, which the leader owns.
  *
- * Writes go through struct local_remote. On a server that is not the leader (or a client,
- * until RPC exists: issue #4) a write is refused with CC_ENOTLEADER and retried after
+ * Writes go through struct local_remote (agent/forward.c sends them to the leader over RPC
+ * from followers and clients). With no leader a write is refused with CC_ENOTLEADER and
+ * retried after
  * sync_retry_ms. Each record is sent at most once at a time; a record changed while its write
  * was in flight stays out of sync (its gen moved) and goes again. At most SYNC_MAX_INFLIGHT
  * writes are in flight, so registering a thousand services does not flood Raft in one turn. */
