@@ -21,6 +21,7 @@
 #include "api/internal.h"
 #include "filter/filter.h"
 #include "http/json.h"
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/duration.h"
 #include "lib/err.h"
@@ -391,26 +392,12 @@ static void dec_free(struct dec *d)
   free(d->allocs);
 }
 
-static const char *json_kind(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 static void type_error(struct dec *d, const json_t *v, const char *path, const char *gotype)
 {
   if (d->failed) return;
   d->failed = true;
   snprintf(d->err, sizeof d->err, "json: cannot unmarshal %s into Go struct field %s of type %s",
-           json_kind(v), path, gotype);
+           json_go_kind(v), path, gotype);
 }
 
 /* Go matches JSON keys to struct fields case-insensitively; when several keys match, the
@@ -795,7 +782,7 @@ static int decode_register(struct http_request *req, json_t **root, struct dec *
     snprintf(d->err, sizeof d->err,
              "Request decode failed: json: cannot unmarshal %s into Go value of type "
              "structs.RegisterRequest",
-             json_kind(v));
+             json_go_kind(v));
     return -1;
   }
   const char *P = "RegisterRequest";
@@ -929,7 +916,7 @@ static void catalog_deregister(struct http_request *req, void *arg)
     http_respond_error(req, 400,
                        "Request decode failed: json: cannot unmarshal %s into Go value of type "
                        "structs.DeregisterRequest",
-                       json_kind(v));
+                       json_go_kind(v));
     json_decref(v);
     return;
   }

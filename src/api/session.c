@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "api/internal.h"
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/duration.h"
 #include "lib/err.h"
@@ -188,20 +189,6 @@ static void create_free(struct create *c)
   free(c->service_checks);
 }
 
-static const char *json_kind(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 /* Go matches keys to fields case-insensitively; the last matching key wins. */
 static json_t *field(json_t *obj, const char *name)
 {
@@ -219,7 +206,7 @@ static int type_error(struct create *c, const json_t *v, const char *name, const
   snprintf(c->err, sizeof c->err,
            "Request decode failed: json: cannot unmarshal %s into Go struct field "
            "Alias.%s of type %s",
-           json_kind(v), name, gotype);
+           json_go_kind(v), name, gotype);
   return -1;
 }
 
@@ -351,7 +338,7 @@ static int create_decode(struct http_request *req, struct create *c)
     snprintf(c->err, sizeof c->err,
              "Request decode failed: json: cannot unmarshal %s into Go value of type "
              "structs.Session",
-             json_kind(c->root));
+             json_go_kind(c->root));
     return -1;
   }
   struct state_session *se = &c->se;

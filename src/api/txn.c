@@ -33,6 +33,7 @@
 #include <jansson.h>
 
 #include "api/internal.h"
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/b64.h"
 #include "lib/duration.h"
@@ -66,20 +67,6 @@ static void decoded_free(struct decoded *d)
   free(d->allocs);
 }
 
-static const char *json_kind(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 static int fail(struct decoded *d, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int fail(struct decoded *d, int status, const char *fmt, ...)
@@ -108,7 +95,7 @@ static int type_error(struct decoded *d, const json_t *v, const char *path, cons
 {
   return fail(d, 400,
               "Failed to parse body: json: cannot unmarshal %s into Go struct field %s of type %s",
-              json_kind(v), path, gotype);
+              json_go_kind(v), path, gotype);
 }
 
 static int get_str(struct decoded *d, const json_t *obj, const char *name, const char *path,
@@ -507,7 +494,7 @@ static int decode(struct api_ctx *ctx, struct http_request *req, struct decoded 
   if (!json_is_array(d->root))
     return fail(d, 400,
                 "Failed to parse body: json: cannot unmarshal %s into Go value of type api.TxnOps",
-                json_kind(d->root));
+                json_go_kind(d->root));
   size_t n = json_array_size(d->root);
   if (n > STATE_TXN_MAX_OPS)
     return fail(d, 413, "Transaction contains too many operations (%zu > %d)", n,
@@ -518,7 +505,7 @@ static int decode(struct api_ctx *ctx, struct http_request *req, struct decoded 
     if (!json_is_object(o))
       return fail(d, 400,
                   "Failed to parse body: json: cannot unmarshal %s into Go value of type api.TxnOp",
-                  json_kind(o));
+                  json_go_kind(o));
     json_t *v;
     /* The first of KV, Node, Service, Check that is set wins; none: the op is dropped. */
     if ((v = field(o, "KV")) && !json_is_null(v)) {

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "cli/internal.h"
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 
 /* ---- The parents: help only (on stderr, exit 1 when run bare) ---- */
@@ -115,25 +116,11 @@ static json_t *field(json_t *obj, const char *name)
   return NULL;
 }
 
-static const char *json_kind(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 static int mismatch(const json_t *v, const char *fieldname, const char *gotype, char *err,
                     size_t errlen)
 {
   snprintf(err, errlen, "json: cannot unmarshal %s into Go struct field RaftServer.Servers.%s"
-           " of type %s", json_kind(v), fieldname, gotype);
+           " of type %s", json_go_kind(v), fieldname, gotype);
   return -1;
 }
 
@@ -146,7 +133,7 @@ static int decode_server(json_t *s, struct raft_server *out, char *err, size_t e
   if (json_is_null(s)) return 0;
   if (!json_is_object(s)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go struct field "
-             "RaftConfiguration.Servers of type api.RaftServer", json_kind(s));
+             "RaftConfiguration.Servers of type api.RaftServer", json_go_kind(s));
     return -1;
   }
   static const struct {
@@ -191,13 +178,13 @@ static int format_peers(json_t *root, struct buf *out, char *err, size_t errlen)
   if (json_is_null(root)) root = NULL;
   else if (!json_is_object(root)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type "
-             "api.RaftConfiguration", json_kind(root));
+             "api.RaftConfiguration", json_go_kind(root));
     return -1;
   }
   json_t *arr = root ? field(root, "Servers") : NULL;
   if (arr && !json_is_null(arr) && !json_is_array(arr)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go struct field "
-             "RaftConfiguration.Servers of type []*api.RaftServer", json_kind(arr));
+             "RaftConfiguration.Servers of type []*api.RaftServer", json_go_kind(arr));
     return -1;
   }
   size_t n = json_is_array(arr) ? json_array_size(arr) : 0;

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cli/internal.h"
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/b64.h"
 #include "lib/jsonw.h"
@@ -90,21 +91,6 @@ static json_t *load(const char *s, size_t n, char *err, size_t errlen)
   return NULL;
 }
 
-static const char *type_name(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  case JSON_NULL: return "null";
-  }
-  return "value";
-}
-
 /* A uint64 field: an integer, a marked big integer, or null (Go leaves it 0). */
 static int get_u64(const json_t *v, const char *field, uint64_t *out, char *err,
                    size_t errlen)
@@ -127,7 +113,7 @@ static int get_u64(const json_t *v, const char *field, uint64_t *out, char *err,
     return -1;
   }
   snprintf(err, errlen, "json: cannot unmarshal %s into Go struct field %s of type uint64",
-           type_name(v), field);
+           json_go_kind(v), field);
   return -1;
 }
 
@@ -142,7 +128,7 @@ static int get_str(const json_t *v, const char *field, char **out, char *err, si
   }
   if (!json_is_string(v)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go struct field %s of type string",
-             type_name(v), field);
+             json_go_kind(v), field);
     *out = xstrdup("");
     return -1;
   }
@@ -186,7 +172,7 @@ int cli__kv_decode(const char *json, size_t len, struct cli__kvpair **pairs, siz
   if (json_is_null(root)) goto done;
   if (!json_is_array(root)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type []*api.KVPair",
-             type_name(root));
+             json_go_kind(root));
     rc = -1;
     goto done;
   }
@@ -199,7 +185,7 @@ int cli__kv_decode(const char *json, size_t len, struct cli__kvpair **pairs, siz
     if (json_is_null(o)) continue;
     if (!json_is_object(o)) {
       snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type api.KVPair",
-               type_name(o));
+               json_go_kind(o));
       rc = -1;
       break;
     }
@@ -333,7 +319,7 @@ int cli__kv_import_parse(const char *json, size_t len, struct cli__kv_entry **en
   if (json_is_null(root)) goto done;
   if (!json_is_array(root)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type []*impexp.Entry",
-             type_name(root));
+             json_go_kind(root));
     rc = -1;
     goto done;
   }
@@ -346,7 +332,7 @@ int cli__kv_import_parse(const char *json, size_t len, struct cli__kv_entry **en
     if (!json_is_object(o)) {
       /* Consul's importer would crash on a null entry; refuse it instead. */
       snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type impexp.Entry",
-               type_name(o));
+               json_go_kind(o));
       rc = -1;
       break;
     }

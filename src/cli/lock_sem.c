@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "cli/lock.h"
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/jsonw.h"
 
@@ -80,20 +81,6 @@ bool cli__sem_remove(struct cli__sem *s, const char *session)
 }
 
 /* Go's name for a JSON value's kind in "cannot unmarshal X into ..." errors. */
-static const char *go_kind(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 int cli__sem_decode(const char *val, size_t len, int64_t def_limit, struct cli__sem *s,
                     char *err, size_t errlen)
 {
@@ -113,7 +100,7 @@ int cli__sem_decode(const char *val, size_t len, int64_t def_limit, struct cli__
   if (json_is_null(root)) goto done; /* Go leaves the zero value: Limit 0, no holders */
   if (!json_is_object(root)) {
     snprintf(err, errlen, "lock decoding failed: json: cannot unmarshal %s into Go value of "
-             "type api.semaphoreLock", go_kind(root));
+             "type api.semaphoreLock", json_go_kind(root));
     rc = -1;
     goto done;
   }
@@ -125,7 +112,7 @@ int cli__sem_decode(const char *val, size_t len, int64_t def_limit, struct cli__
       if (json_is_null(v)) continue;
       if (!json_is_integer(v)) {
         snprintf(err, errlen, "lock decoding failed: json: cannot unmarshal %s into Go struct "
-                 "field semaphoreLock.Limit of type int", go_kind(v));
+                 "field semaphoreLock.Limit of type int", json_go_kind(v));
         rc = -1;
         goto done;
       }
@@ -134,7 +121,7 @@ int cli__sem_decode(const char *val, size_t len, int64_t def_limit, struct cli__
       if (json_is_null(v)) continue;
       if (!json_is_object(v)) {
         snprintf(err, errlen, "lock decoding failed: json: cannot unmarshal %s into Go struct "
-                 "field semaphoreLock.Holders of type map[string]bool", go_kind(v));
+                 "field semaphoreLock.Holders of type map[string]bool", json_go_kind(v));
         rc = -1;
         goto done;
       }
@@ -150,7 +137,7 @@ int cli__sem_decode(const char *val, size_t len, int64_t def_limit, struct cli__
       {
         if (!json_is_boolean(hv) && !json_is_null(hv)) {
           snprintf(err, errlen, "lock decoding failed: json: cannot unmarshal %s into Go "
-                   "struct field semaphoreLock.Holders of type bool", go_kind(hv));
+                   "struct field semaphoreLock.Holders of type bool", json_go_kind(hv));
           rc = -1;
           goto done;
         }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/duration.h"
 #include "local/internal.h"
@@ -48,26 +49,12 @@ static void dec_fail(struct dec *d, const char *fmt, const char *a, const char *
   snprintf(d->err, d->errlen, fmt, a, b, c);
 }
 
-static const char *kind_of(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 static void type_error(struct dec *d, const json_t *v, const char *field, const char *gotype)
 {
   if (d->failed) return;
   d->failed = true;
   snprintf(d->err, d->errlen, "json: cannot unmarshal %s into Go struct field %s.%s of type %s",
-           kind_of(v), d->type, field, gotype);
+           json_go_kind(v), d->type, field, gotype);
 }
 
 /* The value of the last key matching any of the names case-insensitively (Go assigns each
@@ -240,7 +227,7 @@ struct local_check_def *local__check_def_decode(const json_t *v, const char *wha
   struct dec d = {err, errlen, false, what};
   if (!json_is_object(v)) {
     snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type structs.%s",
-             kind_of(v), what);
+             json_go_kind(v), what);
     return NULL;
   }
   struct local_check_def *c = xcalloc(1, sizeof *c);
@@ -559,7 +546,7 @@ struct local_service_def *local__service_def_decode(const json_t *v, char *err, 
   if (!json_is_object(v)) {
     snprintf(err, errlen,
              "json: cannot unmarshal %s into Go value of type structs.ServiceDefinition",
-             kind_of(v));
+             json_go_kind(v));
     return NULL;
   }
   struct local_service_def *s = xcalloc(1, sizeof *s);
@@ -780,14 +767,14 @@ static int defs_collect(const json_t *doc, const char *key, bool plural, struct 
   if (!v) return 0;
   if (!plural) {
     if (!json_is_object(v)) {
-      snprintf(err, errlen, "%s: %s: expected an object, got %s", source, key, kind_of(v));
+      snprintf(err, errlen, "%s: %s: expected an object, got %s", source, key, json_go_kind(v));
       return -1;
     }
     refs_push(out, v);
     return 0;
   }
   if (!json_is_array(v)) {
-    snprintf(err, errlen, "%s: %s: expected a list of objects, got %s", source, key, kind_of(v));
+    snprintf(err, errlen, "%s: %s: expected a list of objects, got %s", source, key, json_go_kind(v));
     return -1;
   }
   if (json_array_size(v) + out->n > LOCAL_MAX_DEFS_PER_DOC) {

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/gojson.h"
 #include "lib/alloc.h"
 #include "lib/buf.h"
 #include "lib/err.h"
@@ -53,26 +54,12 @@ struct norm {
   bool failed;
 };
 
-static const char *kind_of(const json_t *v)
-{
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "object";
-  case JSON_ARRAY: return "array";
-  case JSON_STRING: return "string";
-  case JSON_INTEGER:
-  case JSON_REAL: return "number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "bool";
-  default: return "null";
-  }
-}
-
 static void type_err(struct norm *n, const json_t *v, const char *path, const char *gotype)
 {
   if (n->failed) return;
   n->failed = true;
   snprintf(n->err, n->errlen, "json: cannot unmarshal %s into Go struct field %s of type %s",
-           kind_of(v), path, gotype);
+           json_go_kind(v), path, gotype);
 }
 
 /* Go matches keys case-insensitively; the last match wins. NULL for absent or null. */
@@ -190,7 +177,7 @@ json_t *state_query_normalize(const json_t *in, char *err, size_t errlen)
   if (!in || !json_is_object(in)) {
     if (in && !json_is_null(in)) {
       snprintf(err, errlen, "json: cannot unmarshal %s into Go value of type structs.PreparedQuery",
-               kind_of(in));
+               json_go_kind(in));
       return NULL;
     }
   }
