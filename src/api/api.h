@@ -36,6 +36,13 @@ struct api_ctx {
    * single server). api/forward.c decides which requests go where. */
   void (*forward)(void *arg, struct http_request *req, bool to_leader, unsigned hops);
   void *forward_arg;
+  /* WAN federation (servers): sends req to a server of datacenter dc (?dc= naming another
+   * one) and answers it, or answers 500 "No path to datacenter". NULL: no WAN pool. */
+  void (*forward_dc)(void *arg, struct http_request *req, const char *dc, unsigned hops);
+  struct gossip *gossip_wan;     /* the WAN pool; NULL on clients or with serf_wan -1 */
+  /* Every known datacenter as a JSON array of strings (new reference); NULL: ours alone. */
+  json_t *(*datacenters)(void *arg);
+  void *datacenters_arg;
 };
 
 /* The header a forwarded request carries: how many agents have forwarded it so far. */

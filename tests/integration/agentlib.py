@@ -49,6 +49,7 @@ class Agent:
         self.dns_port = free_port(ip)
         self.server_port = free_port(ip)
         self.serf_port = free_port(ip)
+        self.serf_wan_port = free_port(ip)
         self.http_addr = "%s:%d" % (ip, self.http_port)
         self.url = "http://" + self.http_addr
         self.data_dir = data_dir or (None if dev else tempfile.mkdtemp(prefix="concord-test-"))
@@ -59,6 +60,7 @@ class Agent:
         a = [self.bin, "agent", "-node", self.node, "-bind", self.ip, "-client", self.ip,
              "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
              "-server-port", str(self.server_port), "-serf-lan-port", str(self.serf_port),
+             "-serf-wan-port", str(self.serf_wan_port),
              "-log-level", "debug"]
         if self.dev:
             a.append("-dev")
