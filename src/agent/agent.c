@@ -926,7 +926,17 @@ static void agent_wan_fatal(void *arg) { agent_stop(arg); }
 
 static int agent_start_wan(struct agent *a)
 {
-  if (!a->cfg.server || a->cfg.port_serf_wan < 0) return 0;
+  if (!a->cfg.server) {
+    /* Consul: -join-wan on a client fails the start, -retry-join-wan only warns */
+    if (a->cfg.start_join_wan[0]) {
+      log_error("agent", "-join-wan failed: Must be a server to join WAN cluster");
+      return -1;
+    }
+    if (a->cfg.retry_join_wan[0])
+      log_warn("agent", "(WAN) couldn't join: Err: Must be a server to join WAN cluster");
+    return 0;
+  }
+  if (a->cfg.port_serf_wan < 0) return 0;
   json_t *tags = api_agent_tags(&a->cfg, a->node_id);
   char keyring_path[4096];
   struct wan_config wc = {

@@ -4,11 +4,12 @@ with -join-wan. Datacenter lists, WAN members, ?dc= forwarding (client -> its se
 other datacenter's server) for KV, catalog and health, the CLI's -datacenter, an unknown
 datacenter, and what a request for a datacenter whose only server died gets."""
 import json
+import subprocess
 import time
 
 import pytest
 
-from agentlib import Agent
+from agentlib import BIN, Agent
 
 
 def wait_until(fn, timeout=20.0, interval=0.1):
@@ -213,3 +214,49 @@ def test_dead_datacenter_fails_after_hold(feds):
     status, _, body = c1.request("GET", "/v1/kv/wan/key?dc=dc1")
     assert status == 404, (status, body)
     assert "dc1" in datacenters(s1)
+
+
+def test_client_cannot_join_wan(request):
+    """Consul: -join-wan on a client agent fails its start."""
+    c = Agent(dev=False, server=False, ip="127.0.0.5", node="w-badclient",
+              extra_args=["-join-wan", "127.0.0.1:1"])
+    c.start(wait=False)
+    request.addfinalizer(c.kill)
+    assert c.proc.wait(20) == 1
+    assert "Must be a server to join WAN cluster" in c.log()
+
+
+def test_encrypted_wan_leave_and_force_leave(request):
+    """The WAN pool uses the -encrypt key: a server without it cannot join. A server that
+    leaves gracefully takes its datacenter out of the list; force-leave -wan works by WAN
+    name."""
+    k = subprocess.run([BIN, "keygen"], capture_output=True, text=True).stdout.strip()
+    assert len(k) == 44, k
+    a = Agent(dev=False, ip="127.0.0.5", node="e-a", extra_args=["-datacenter", "ea", "-encrypt", k])
+    a.start()
+    agents = [a]
+    request.addfinalizer(lambda: stop_all(agents))
+    b = Agent(dev=False, ip="127.0.0.6", node="e-b",
+              extra_args=["-datacenter", "eb", "-encrypt", k, "-join-wan", wan_addr(a)])
+    b.start()
+    agents.append(b)
+    assert wait_until(lambda: datacenters(a) == ["ea", "eb"]), datacenters(a)
+    plain = Agent(dev=False, ip="127.0.0.7", node="e-plain", extra_args=["-datacenter", "ep"])
+    plain.start()
+    agents.append(plain)
+    status, _, body = plain.request("PUT", "/v1/agent/join/%s?wan=1" % wan_addr(a))
+    assert status == 500, (status, body)
+    assert datacenters(a) == ["ea", "eb"]
+    # force-leave -wan of a member that is alive: Consul's force-leave only acts on failed
+    # members, the name must be known in the WAN pool
+    status, _, body = a.request("PUT", "/v1/agent/force-leave/e-b?wan=1")
+    assert status == 500 and b"No node found with name 'e-b'" in body, (status, body)
+    status, _, body = a.request("PUT", "/v1/agent/force-leave/e-b.eb?wan=1")
+    assert status == 200, (status, body)
+    # a graceful leave takes eb out of a's list
+    status, _, _ = b.request("PUT", "/v1/agent/leave")
+    assert status == 200
+    assert b.proc.wait(20) == 0
+    assert wait_until(lambda: datacenters(a) == ["ea"]), datacenters(a)
+    status, _, body = a.request("GET", "/v1/kv/x?dc=eb")
+    assert status == 500 and body.strip() == b"No path to datacenter"
