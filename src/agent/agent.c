@@ -24,6 +24,7 @@
 #include "agent/exec.h"
 #include "agent/dns_remote.h"
 #include "agent/forward.h"
+#include "agent/query_remote.h"
 #include "agent/wan.h"
 #include "agent/servers.h"
 #include "agent/session_ttl.h"
@@ -66,6 +67,7 @@ struct agent {
   struct dns_remote_client *dns_remote; /* client agents: DNS answered by a server */
   struct gossip *gossip;
   struct wan *wan;          /* servers: the WAN pool and its datacenters (agent/wan.c) */
+  struct query_remote *query_remote; /* prepared query failover between datacenters */
   struct rpc *rpc;          /* the server port (servers) and the client pool (everyone) */
   struct servers *servers;  /* the servers gossip knows; bootstrap and Raft membership */
   struct forward *forward;  /* requests that a server or the leader must serve */
@@ -251,6 +253,8 @@ static void agent_stop_gossip(void *arg)
     struct wan *w = a->wan;
     a->wan = NULL;
     if (a->forward) forward_set_datacenters(a->forward, NULL);
+    query_remote_free(a->query_remote); /* it picks from the WAN map */
+    a->query_remote = NULL;
     wan_stop(w, agent_stop_gossip, a);
     return;
   }
@@ -496,6 +500,8 @@ static int agent_start_http(struct agent *a)
   hc.max_body_bytes = (size_t)max_body;
   hc.max_connections = a->cfg.http_max_conns;
   a->http = http_server_new(&a->loop, &hc);
+  if (a->wan) /* servers answer other datacenters' prepared query failovers */
+    a->query_remote = query_remote_new(a->rpc, wan_datacenters(a->wan), &a->api);
   a->api = (struct api_ctx){
       .loop = &a->loop,
       .cfg = &a->cfg,
@@ -519,6 +525,8 @@ static int agent_start_http(struct agent *a)
       .gossip_wan = a->wan ? wan_gossip(a->wan) : NULL,
       .datacenters = a->wan ? wan_datacenters_json : NULL,
       .datacenters_arg = a->wan,
+      .query_remote = a->query_remote ? query_remote_send : NULL,
+      .query_remote_arg = a->query_remote,
   };
   if (a->forward) forward_serve_http(a->forward, a->http);
   api_register(&a->api);

@@ -199,6 +199,46 @@ def test_cli_join_wan(request, feds):
     assert s3.request("GET", "/v1/kv/in3?raw")[2] == b"3"
 
 
+def test_prepared_query_failover(feds):
+    """No healthy local instance: the query runs in other datacenters in Consul's order
+    (NearestN first, then Failover.Datacenters we know), answering with the remote's
+    Datacenter and how many were tried. Needs web in dc2 (test_catalog_and_health_of_dc2)
+    and dc3 without it (test_cli_join_wan)."""
+    s1, c1 = feds["s1"], feds["c1"]
+
+    def make(name, failover):
+        body = {"Name": name, "Service": {"Service": "web", "Failover": failover}}
+        status, _, out = c1.request("POST", "/v1/query", body=json.dumps(body))
+        assert status == 200, out
+
+    make("q-dcs", {"Datacenters": ["dc2"]})
+    make("q-near", {"NearestN": 1})
+    make("q-order", {"Datacenters": ["nowhere", "dc3", "dc2"]})
+    make("q-none", {})
+    make("q-dc3", {"Datacenters": ["dc3"]})
+    got, _ = c1.get_json("/v1/query/q-dcs/execute")
+    assert got["Datacenter"] == "dc2" and got["Failovers"] == 1, got
+    assert [n["Service"]["ID"] for n in got["Nodes"]] == ["web1"], got
+    assert got["Nodes"][0]["Node"]["Datacenter"] == "dc2"
+    got, _ = s1.get_json("/v1/query/q-near/execute")
+    assert got["Datacenter"] == "dc2" and got["Failovers"] == 1 and len(got["Nodes"]) == 1, got
+    got, _ = c1.get_json("/v1/query/q-order/execute?limit=1")
+    assert got["Datacenter"] == "dc2" and got["Failovers"] == 2 and len(got["Nodes"]) == 1, got
+    got, _ = c1.get_json("/v1/query/q-none/execute")
+    assert got["Datacenter"] == "dc1" and got["Failovers"] == 0 and got["Nodes"] == [], got
+    # tried, nothing there: the remote's empty answer
+    got, _ = c1.get_json("/v1/query/q-dc3/execute")
+    assert got["Datacenter"] == "dc3" and got["Failovers"] == 1 and got["Nodes"] == [], got
+    # a healthy local instance: no failover
+    reg = {"Name": "web", "ID": "web-local", "Port": 80}
+    assert s1.request("PUT", "/v1/agent/service/register", body=json.dumps(reg))[0] == 200
+    got = wait_until(lambda: c1.get_json("/v1/query/q-dcs/execute")[0]
+                     if c1.get_json("/v1/query/q-dcs/execute")[0]["Datacenter"] == "dc1" else None)
+    assert got and got["Failovers"] == 0, got
+    assert [n["Service"]["ID"] for n in got["Nodes"]] == ["web-local"], got
+    assert s1.request("PUT", "/v1/agent/service/deregister/web-local")[0] == 200
+
+
 def test_dead_datacenter_fails_after_hold(feds):
     """Last: dc2's only server dies; its datacenter then answers Consul's error once the
     hold time (7 s) is over, not at once and not never."""
