@@ -551,18 +551,25 @@ static bool execute_with_failover(struct api_ctx *ctx, struct http_request *req)
 json_t *api_query_execute_remote(struct api_ctx *ctx, const void *body, size_t len, char *err,
                                  size_t errlen)
 {
+  if (len > STATE_QUERY_MAX_JSON + 64) {
+    snprintf(err, errlen, "remote prepared query too large");
+    return NULL;
+  }
   json_error_t jerr;
   json_t *in = json_loadb(body, len, 0, &jerr);
-  const json_t *q = json_object_get(in, "Query");
-  const json_t *svc = json_object_get(q, "Service");
-  if (!json_is_object(q) || !json_is_string(json_object_get(svc, "Service"))) {
-    snprintf(err, errlen, "invalid remote prepared query");
+  /* whatever arrives is decoded as a new query would be, so execute sees Consul's shape */
+  json_t *q = json_is_object(in) ? state_query_normalize(json_object_get(in, "Query"), err, errlen)
+                                 : NULL;
+  if (!q || !*json_string_value(json_object_get(json_object_get(q, "Service"), "Service"))) {
+    if (q || !json_is_object(in)) snprintf(err, errlen, "invalid remote prepared query");
+    json_decref(q);
     json_decref(in);
     return NULL;
   }
   json_int_t limit = json_integer_value(json_object_get(in, "Limit"));
   size_t n;
   json_t *o = execute_json(ctx, NULL, q, limit > 0 ? (long)limit : 0, &n);
+  json_decref(q);
   json_decref(in);
   return o;
 }
