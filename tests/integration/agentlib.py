@@ -45,11 +45,13 @@ class Agent:
         self.expect = expect
         self.node = node or "node-%d" % os.getpid()
         self.extra_args = list(extra_args or [])
-        self.http_port = free_port(ip)
-        self.dns_port = free_port(ip)
-        self.server_port = free_port(ip)
-        self.serf_port = free_port(ip)
-        self.serf_wan_port = free_port(ip)
+        # five distinct ports (free_port alone may hand out a port it just gave)
+        ports = []
+        while len(ports) < 5:
+            p = free_port(ip)
+            if p not in ports:
+                ports.append(p)
+        self.http_port, self.dns_port, self.server_port, self.serf_port, self.serf_wan_port = ports
         self.http_addr = "%s:%d" % (ip, self.http_port)
         self.url = "http://" + self.http_addr
         self.data_dir = data_dir or (None if dev else tempfile.mkdtemp(prefix="concord-test-"))
