@@ -7,7 +7,11 @@
 #  4. DNS and catalog (issue #3), by bench/dns.sh once the peers above are stopped: dnsperf A/SRV
 #     queries for a service of 1,000 instances against unbound serving the same records from
 #     local-data, DNS latency at 100 / 1,000 / 10,000 instances, and catalog register/deregister
-#     throughput (env: DNS_SECONDS=10 CLIENTS=8 REG_CONNS=64 SCALE_QPS=2000 SCALE_SECONDS=5).
+#     throughput (env: DNS_SECONDS=10 CLIENTS=8 REG_CONNS=64 SCALE_QPS=2000 SCALE_SECONDS=5);
+#  5. the cluster (issue #4), by bench/cluster.sh: 3-server Concord vs 3-member etcd KV writes
+#     (leader, follower, client agent), idle RSS of a client agent, and gossip join/failure
+#     detection/bytes for GOSSIP_N Concord agents vs GOSSIP_N serf agents (env: GOSSIP_N=100
+#     SETTLE=30 STEADY=90; about 10 minutes).
 #   usage: bench/run.sh BUILD_DIR   (env: DURATION=10s CONNS=64 PARKED=10000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,4 +91,6 @@ echo
 echo "== $PARKED blocking queries parked on one key of that fresh agent, woken by one PUT"
 /usr/bin/python3 "$root/bench/parked.py" 127.0.0.1 $IH "$ipid" "$PARKED"
 
-echo; cleanup; trap - EXIT; exec bash "$root/bench/dns.sh" "$build"
+echo; cleanup; trap - EXIT
+bash "$root/bench/dns.sh" "$build"
+echo; exec bash "$root/bench/cluster.sh" "$build"

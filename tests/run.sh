@@ -19,9 +19,18 @@ run() { # name, command...
   fi
 }
 
+# Integration tests mostly wait (on gossip, Raft, timers), so two files run at once, each file
+# on one worker (its module fixtures, such as a 5-agent cluster, are started once). With
+# TEST_JOBS=1, or without pytest-xdist, they run one by one.
+JOBS=${TEST_JOBS:-$(nproc)}
+parallel=()
+if [ "$JOBS" -gt 1 ] && /usr/bin/python3 -c 'import xdist' 2>/dev/null; then
+  parallel=(-n "$JOBS" --dist loadfile)
+fi
+
 pytest_suite() { # binary, pytest args...
   local bin=$1; shift
-  CONCORD_BIN="$bin" /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"
+  CONCORD_BIN="$bin" /usr/bin/python3 -m pytest -q -p no:cacheprovider "${parallel[@]}" "$@"
   local rc=$?
   [ $rc -eq 5 ] && { echo "no tests collected"; return 1; }
   return $rc

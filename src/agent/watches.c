@@ -300,6 +300,7 @@ static void run_http(struct watch *w, const char *json, size_t len, uint64_t ind
       .body = json,
       .timeout_ms = (uint64_t)(w->spec.http.timeout_ns / DURATION_MS),
       .max_body = WATCHES_OUTPUT_MAX,
+      .tls_skip_verify = w->spec.http.tls_skip_verify,
   };
   if (req.timeout_ms == 0) req.timeout_ms = 1;
   r->http = local__httpc_start(w->set->loop, &req, run_http_done, r);

@@ -346,8 +346,8 @@ static void api_barrier_done(void *arg, int status)
     if (op->req) {
       http_request_on_cancel(op->req, NULL, NULL);
       if (status == 0) api_read_now(op->ctx, op->req, op->fn, &op->opts);
-      else if (!api_require_leader(op->ctx, op->req))
-        http_respond_error(op->req, 500, "consistent read failed: %s", cc_strerror(status));
+      else if (status == CC_ENOTLEADER) api_respond_no_leader(op->req); /* see common.c */
+      else http_respond_error(op->req, 500, "consistent read failed: %s", cc_strerror(status));
     }
     free(op);
     op = next;

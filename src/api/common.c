@@ -78,13 +78,18 @@ void api_set_meta_headers(struct api_ctx *ctx, struct http_request *req, uint64_
                   : mode == API_CONSISTENCY_CONSISTENT ? "consistent" : "leader");
 }
 
+void api_respond_no_leader(struct http_request *req)
+{
+  http_set_header(req, "X-Consul-KnownLeader", "false");
+  http_respond_error(req, 500, "No cluster leader");
+}
+
 bool api_require_leader(struct api_ctx *ctx, struct http_request *req)
 {
   if (ctx->consensus && consensus_is_leader(ctx->consensus)) return false;
-  /* Forwarding to a remote leader arrives with the cluster issue; until then a follower or a
-   * server without a leader answers as Consul does when no leader is known. */
-  http_set_header(req, "X-Consul-KnownLeader", "false");
-  http_respond_error(req, 500, "No cluster leader");
+  /* A server that is not the leader answers as Consul does when no leader is known (requests
+   * that another server could serve were forwarded before reaching a handler). */
+  api_respond_no_leader(req);
   return true;
 }
 
@@ -109,7 +114,11 @@ static void api_write_applied(void *arg, int status, const struct state_cmd_resu
   if (op->req) {
     http_request_on_cancel(op->req, NULL, NULL);
     if (status == CC_ENOTLEADER) {
-      api_require_leader(op->ctx, op->req);
+      /* The entry was in our log when we stepped down: it may never commit. Consul answers
+       * with raft's ErrLeadershipLost text (rpc.go raftApply returns it as is). Not
+       * api_require_leader(): libraft fails pending requests inside its step-down, before its
+       * state leaves RAFT_LEADER, so "am I leader?" still says yes here. */
+      http_respond_error(op->req, 500, "leadership lost while committing log");
     } else if (status != 0) {
       http_respond_error(op->req, 500, "%s", cc_strerror(status));
     } else if (res->err != 0) {

@@ -37,6 +37,11 @@ void api_set_meta_headers(struct api_ctx *ctx, struct http_request *req, uint64_
  * serve a leader read or a write; returns true if it answered. */
 bool api_require_leader(struct api_ctx *ctx, struct http_request *req);
 
+/* Answers 500 "No cluster leader" unconditionally: for barriers that failed because
+ * leadership was lost (CC_ENOTLEADER from a callback), where the Raft state may still read
+ * "leader" while libraft fails them. */
+void api_respond_no_leader(struct http_request *req);
+
 /* Parses a whole unsigned decimal ("?flags=", "?cas="). Returns 0, or -1. */
 int api_parse_u64(const char *s, uint64_t *out);
 

@@ -109,7 +109,7 @@ static const struct config_setting config_settings[] = {
 static const char *const config_consul_only_keys[] = {
     "acl", "addresses", "advertise_addr", "advertise_addr_wan", "auto_encrypt", "autopilot",
     "ca_file", "cert_file", "connect",
-    "disable_update_check", "enable_syslog", "http_config", "key_file", "leave_on_terminate",
+    "disable_update_check", "enable_agent_tls_for_checks", "enable_syslog", "http_config", "key_file", "leave_on_terminate",
     "log_file",
     "log_json", "primary_datacenter", "reconnect_timeout", "rejoin_after_leave",
     "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",

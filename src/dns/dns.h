@@ -74,6 +74,13 @@ struct dns_node {
   const char *lan_ipv4, *lan_ipv6, *wan, *wan_ipv4, *wan_ipv6; /* TaggedAddresses */
   const struct dns_kv *meta;
   size_t n_meta;
+  /* Optional: `address` already parsed by the backend (a store parses it once per write),
+   * which saves the engine an inet_pton per record. When address_parsed, address_family is 4
+   * or 16 (address_ip in network order; IPv4-mapped IPv6 may be given as 16) or 0 (not an
+   * IP). Left false (as by memset), the engine parses the text. */
+  bool address_parsed;
+  uint8_t address_family;
+  uint8_t address_ip[16];
 };
 
 struct dns_service_addr {
@@ -85,6 +92,9 @@ struct dns_service_addr {
 struct dns_instance {
   struct dns_node node;
   const char *address; /* ServiceAddress, "" to use the node's */
+  bool address_parsed;    /* as dns_node's, for `address` */
+  uint8_t address_family;
+  uint8_t address_ip[16];
   uint16_t port;
   struct dns_service_addr lan_ipv4, lan_ipv6, wan, wan_ipv4, wan_ipv6; /* ServiceTaggedAddresses */
   enum dns_health health; /* aggregated over the node's and the service's checks */

@@ -84,6 +84,7 @@ struct dns_engine *dns_engine_new(const struct dns_config *cfg, const struct dns
                                   char *errbuf, size_t errlen)
 {
   struct dns_engine *e = xcalloc(1, sizeof *e);
+  e->seen_bits = DNS_SEEN_MIN_BITS;
   e->cfg = *cfg;
   e->be = *backend;
   e->now = wall_clock;
@@ -132,11 +133,49 @@ uint64_t dns__hash(uint64_t h, const void *p, size_t n)
   return h;
 }
 
+/* Fibonacci hashing: keys whose FNV hashes share low bits (addresses in one subnet) still
+ * spread over the table. */
+static size_t seen_slot(uint64_t key, unsigned bits)
+{
+  return (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - bits));
+}
+
+/* Inserts key (known to be absent) into the current generation. */
+static void seen_put(struct dns_engine *e, uint64_t key)
+{
+  size_t mask = ((size_t)1 << e->seen_bits) - 1;
+  size_t i = seen_slot(key, e->seen_bits);
+  while (e->seen[i].gen == e->seen_gen)
+    i = (i + 1) & mask;
+  e->seen[i].gen = e->seen_gen;
+  e->seen[i].key = key;
+}
+
+/* Doubles the set: takes this generation's keys out of the old slots, then rehashes them. */
+static void seen_grow(struct dns_engine *e)
+{
+  size_t cap = (size_t)1 << e->seen_bits, n = 0;
+  for (size_t i = 0; i < cap; i++) {
+    if (e->seen[i].gen == e->seen_gen) {
+      e->seen_tmp[n++] = e->seen[i].key;
+      e->seen[i].gen = 0; /* no generation is 0 (dns_engine_answer skips it) */
+    }
+  }
+  e->seen_bits++;
+  for (size_t i = 0; i < n; i++)
+    seen_put(e, e->seen_tmp[i]);
+}
+
 bool dns__first_seen(struct dns_engine *e, uint64_t key)
 {
-  if (e->seen_used >= DNS_SEEN_SLOTS * 3 / 4)
-    return true;
-  for (size_t i = key & (DNS_SEEN_SLOTS - 1);; i = (i + 1) & (DNS_SEEN_SLOTS - 1)) {
+  _Static_assert(DNS_SEEN_SLOTS == 1u << 13, "DNS_SEEN_SLOTS is a power of 2");
+  if (e->seen_used >= (3u << e->seen_bits) / 4) {
+    if (((size_t)1 << e->seen_bits) >= DNS_SEEN_SLOTS)
+      return true;
+    seen_grow(e);
+  }
+  size_t mask = ((size_t)1 << e->seen_bits) - 1;
+  for (size_t i = seen_slot(key, e->seen_bits);; i = (i + 1) & mask) {
     if (e->seen[i].gen != e->seen_gen) {
       e->seen[i].gen = e->seen_gen;
       e->seen[i].key = key;
@@ -400,6 +439,7 @@ enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, si
     e->seen_gen = 1;
   }
   e->seen_used = 0;
+  e->seen_bits = DNS_SEEN_MIN_BITS;
   r.w.len = DNS_HDR;
   dns__w_name(&r.w, &q.name, false);
   dns__w_u16(&r.w, q.qtype);

@@ -133,6 +133,7 @@ static inline void dns__w_undo(struct dns__writer *w, size_t mark)
 /* ---- The engine (engine.c) and the lookups (lookup.c) ---- */
 
 #define DNS_SEEN_SLOTS 8192 /* answers deduplicated per message; beyond, duplicates pass */
+#define DNS_SEEN_MIN_BITS 11 /* the set's first size, 2048 slots */
 
 struct dns_engine {
   struct dns_config cfg;
@@ -143,12 +144,16 @@ struct dns_engine {
   void *now_arg;
   struct dns__ctab ctab;
   uint8_t extra[DNS_TCP_MAX]; /* the additional section, built beside the message */
+  /* The answers' dedup set: open addressing over the first 2^seen_bits slots, doubled as the
+   * message grows, so a small answer touches a few cache lines and a large one no more than
+   * its size needs; slots of older generations count as empty. */
   uint32_t seen_gen;
-  unsigned seen_used;
+  unsigned seen_used, seen_bits;
   struct {
     uint32_t gen;
     uint64_t key;
   } seen[DNS_SEEN_SLOTS];
+  uint64_t seen_tmp[DNS_SEEN_SLOTS * 3 / 4]; /* the keys being rehashed while growing */
   char dc[128]; /* the local datacenter, fetched per query */
 };
 

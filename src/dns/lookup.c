@@ -78,23 +78,41 @@ static uint16_t service_port(const struct dns__reply *r, const struct dns_instan
   return in->port;
 }
 
-/* An IP address as Go's net.ParseIP reads it: IPv4-mapped IPv6 counts as IPv4. Returns 4, 16
- * or 0 (not an address: a host name). */
+/* 16 bytes of IPv6 as Go's net.ParseIP reads them: IPv4-mapped counts as IPv4. */
+static int unmap_v6(uint8_t ip[16])
+{
+  static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (memcmp(ip, mapped, 12) == 0) {
+    memmove(ip, ip + 12, 4);
+    return 4;
+  }
+  return 16;
+}
+
+/* An IP address as Go's net.ParseIP reads it. Returns 4, 16 or 0 (not an address: a host
+ * name). */
 static int parse_ip(const char *s, uint8_t ip[16])
 {
   if (!nz(s))
     return 0;
   if (inet_pton(AF_INET, s, ip) == 1)
     return 4;
-  if (inet_pton(AF_INET6, s, ip) == 1) {
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(ip, mapped, 12) == 0) {
-      memmove(ip, ip + 12, 4);
-      return 4;
-    }
-    return 16;
-  }
+  if (inet_pton(AF_INET6, s, ip) == 1)
+    return unmap_v6(ip);
   return 0;
+}
+
+/* parse_ip, from the backend's parsed copy when s is the very string it parsed (the store
+ * parses addresses once per write: inet_pton per record was a tenth of a large answer). */
+static int parse_ip_known(const char *s, const char *known, bool parsed, uint8_t family,
+                          const uint8_t known_ip[16], uint8_t ip[16])
+{
+  if (!parsed || s != known || (family != 0 && family != 4 && family != 16))
+    return parse_ip(s, ip);
+  if (family == 0)
+    return 0;
+  memcpy(ip, known_ip, family);
+  return family == 16 ? unmap_v6(ip) : 4;
 }
 
 /* Consul's makeARecord: which query types an address of this family answers. */
@@ -333,7 +351,13 @@ static bool add_addr(struct svc_run *s, const uint8_t *ip, int family, const cha
     }
     return true;
   }
-  uint64_t key = dns__hash(dns__hash(0, &family, sizeof family), ip, (size_t)family);
+  /* An IPv4 address is its own key (tagged so that it meets no hash); IPv6 is hashed. */
+  uint64_t key;
+  if (family == 4)
+    key = 0x4000000000000000ull | (uint64_t)ip[0] << 24 | (uint64_t)ip[1] << 16 |
+          (uint64_t)ip[2] << 8 | ip[3];
+  else
+    key = dns__hash(dns__hash(0, &family, sizeof family), ip, (size_t)family);
   if (!dns__first_seen(r->e, key))
     return true; /* the same address twice (one node, several ports) */
   if (s->count >= r->max_answers) {
@@ -388,14 +412,19 @@ static bool svc_emit(struct dns_sink *sink, const struct dns_instance *in)
 
   /* Consul's makeNodeServiceRecords: which address answers, and what the SRV target is. */
   uint8_t nip[16], sip[16];
-  int nfam = parse_ip(naddr, nip), sfam = parse_ip(saddr, sip);
+  int nfam = parse_ip_known(naddr, in->node.address, in->node.address_parsed,
+                            in->node.address_family, in->node.address_ip, nip);
+  int sfam = parse_ip_known(saddr, in->address, in->address_parsed, in->address_family,
+                            in->address_ip, sip);
   enum target_kind kind;
   const uint8_t *ip = NULL;
   int fam = 0;
   const char *fqdn = NULL;
   if (!*saddr && nfam) {
     /* A tagged address (not the node's own) is named by its .addr form. */
-    kind = strcmp(in->node.address ? in->node.address : "", naddr) != 0 ? T_IP : T_NODE;
+    kind = in->node.address != naddr && strcmp(in->node.address ? in->node.address : "", naddr) != 0
+               ? T_IP
+               : T_NODE;
     ip = nip;
     fam = nfam;
   } else if (!*saddr) {
@@ -506,7 +535,8 @@ static void node_found(void *arg, const struct dns_node *n)
   if (qt != DNS_T_TXT) {
     const char *addr = node_addr(r, n, accept_for(qt));
     uint8_t ip[16];
-    int fam = parse_ip(addr, ip);
+    int fam = parse_ip_known(addr, n->address, n->address_parsed, n->address_family,
+                             n->address_ip, ip);
     mw = dns__w_mark(&r->w);
     mx = dns__w_mark(&r->x);
     if (fam && family_answers(qt, fam)) {

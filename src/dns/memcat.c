@@ -263,6 +263,7 @@ static void fill_node(const struct mc_node *n, struct dns_node *out)
   out->wan_ipv6 = n->tagged[TA_WAN6];
   out->meta = n->meta;
   out->n_meta = n->n_meta;
+  out->address_parsed = false; /* the engine parses the text (dns_catalog gives it parsed) */
 }
 
 static int be_datacenter(void *ctx, char *out, size_t outlen)

@@ -3,13 +3,22 @@
  *
  * The engine does all the DNS; this file only moves bytes. A query waiting for an answer from
  * elsewhere -- recursors or the upstream -- is one struct fwd: same cap, same timer, same
- * relaying and the same TCP ordering; `upstream` says which way it is being answered. Memory: one 64 KiB receive buffer
- * and one 64 KiB reply buffer per server (every reply is built and sent before the next
- * datagram is read, so they are never shared by two queries), a receive buffer per TCP
- * connection, and a copy of each query being forwarded. Handles are counted so that
- * dns_server_close can free the server only after libuv has closed the last one. */
+ * relaying and the same TCP ordering; `upstream` says which way it is being answered.
+ *
+ * UDP is read with recvmmsg (up to UDP_RECV_CHUNKS datagrams a system call) and the replies
+ * to one such batch are sent together with sendmmsg: under load the system calls, not the
+ * answers, were most of a small query's cost. Memory: a 64 KiB receive buffer for forwards,
+ * UDP_RECV_CHUNKS 64 KiB chunks for the listener (libuv's recvmmsg wants whole 64 KiB chunks;
+ * only the pages datagrams land in are ever touched), one 64 KiB reply buffer per server
+ * (every reply is built and copied out before the next datagram is answered), the batch of
+ * replies waiting for sendmmsg, a receive buffer per TCP connection, and a copy of each query
+ * being forwarded. Handles are counted so that dns_server_close can free the server only
+ * after libuv has closed the last one. */
+#define _GNU_SOURCE /* sendmmsg, struct mmsghdr */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +32,9 @@
 #define TCP_BUF_MAX (2 * (2 + 65535)) /* a full frame plus the start of the next */
 #define TCP_WRITE_QUEUE_MAX (1u << 20) /* stop reading a client that does not read */
 #define UDP_PENDING_MAX 256            /* replies queued when the socket was full */
+#define UDP_RECV_CHUNKS 16             /* datagrams per recvmmsg */
+#define UDP_BATCH 32                   /* replies per sendmmsg */
+#define UDP_BATCH_BYTES (128 * 1024)   /* their bytes; a larger reply goes out alone */
 #define UPSTREAM_TIMEOUT_MS 5000
 
 struct tcp_conn;
@@ -51,6 +63,16 @@ struct dns_server {
   struct dns_upstream up; /* up.start NULL: no upstream */
   uint8_t rbuf[65536];
   uint8_t wbuf[DNS_TCP_MAX];
+  /* UDP replies answered from one recvmmsg batch, sent by udp_flush at its end. */
+  struct {
+    unsigned n;
+    size_t used;
+    struct mmsghdr msg[UDP_BATCH];
+    struct iovec iov[UDP_BATCH];
+    struct sockaddr_storage to[UDP_BATCH];
+    uint8_t data[UDP_BATCH_BYTES];
+  } ub;
+  uint8_t udp_rbuf[UDP_RECV_CHUNKS * 65536];
 };
 
 struct tcp_conn {
@@ -211,6 +233,56 @@ static void udp_reply(struct dns_server *s, const struct sockaddr *to, const uin
     return;
   }
   s->udp_pending++;
+}
+
+static socklen_t sockaddr_len(const struct sockaddr *sa)
+{
+  return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+}
+
+/* Sends the batched replies; what sendmmsg cannot take (a full socket buffer) takes the
+ * ordinary path, which queues it in libuv or drops it. */
+static void udp_flush(struct dns_server *s)
+{
+  unsigned i = 0, n = s->ub.n;
+  s->ub.n = 0;
+  s->ub.used = 0;
+  uv_os_fd_t fd;
+  if (n == 0 || !s->udp_open || s->closing || uv_fileno((uv_handle_t *)&s->udp, &fd) != 0)
+    return;
+  while (i < n) {
+    int m = sendmmsg(fd, &s->ub.msg[i], n - i, 0);
+    if (m < 0 && errno == EINTR)
+      continue;
+    if (m > 0) {
+      i += (unsigned)m;
+      continue;
+    }
+    const struct msghdr *h = &s->ub.msg[i].msg_hdr;
+    udp_reply(s, h->msg_name, h->msg_iov->iov_base, h->msg_iov->iov_len);
+    i++;
+  }
+}
+
+/* A reply to the batch being answered (sent by udp_flush), or at once when it does not fit. */
+static void udp_batch_reply(struct dns_server *s, const struct sockaddr *to, const uint8_t *p,
+                            size_t len)
+{
+  if (s->ub.n == UDP_BATCH || s->ub.used + len > sizeof s->ub.data)
+    udp_flush(s);
+  if (len > sizeof s->ub.data) {
+    udp_reply(s, to, p, len);
+    return;
+  }
+  unsigned k = s->ub.n++;
+  uint8_t *d = s->ub.data + s->ub.used;
+  memcpy(d, p, len);
+  s->ub.used += len;
+  socklen_t tl = sockaddr_len(to);
+  memcpy(&s->ub.to[k], to, tl);
+  s->ub.iov[k] = (struct iovec){d, len};
+  s->ub.msg[k] = (struct mmsghdr){.msg_hdr = {.msg_name = &s->ub.to[k], .msg_namelen = tl,
+                                              .msg_iov = &s->ub.iov[k], .msg_iovlen = 1}};
 }
 
 struct tcp_write {
@@ -569,39 +641,52 @@ static enum dns_scope upstream_scope(struct dns_server *s, const uint8_t *q, siz
 
 /* ---- UDP ---- */
 
-static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void udp_answer(struct dns_server *s, const uint8_t *q, size_t qlen,
+                       const struct sockaddr *from)
 {
-  struct dns_server *s = h->data;
-  (void)suggested;
-  *buf = uv_buf_init((char *)s->rbuf, sizeof s->rbuf);
-}
-
-static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
-                        const struct sockaddr *from, unsigned flags)
-{
-  struct dns_server *s = h->data;
-  if (nread <= 0 || !from || (flags & UV_UDP_PARTIAL) || s->closing)
-    return;
-  const uint8_t *q = (const uint8_t *)buf->base;
   uint16_t udp_size = DNS_UDP_MIN;
-  enum dns_scope up = upstream_scope(s, q, (size_t)nread, &udp_size);
+  enum dns_scope up = upstream_scope(s, q, qlen, &udp_size);
   if (up != DNS_SCOPE_LOCAL) {
-    fwd_start(s, q, (size_t)nread, from, NULL, up, udp_size);
+    fwd_start(s, q, qlen, from, NULL, up, udp_size);
     return;
   }
   struct dns_request req = {.tcp = false, .max_size = DNS_UDP_MAX, .client = from};
   size_t len = 0;
-  switch (dns_engine_answer(s->engine, q, (size_t)nread, &req, s->wbuf, &len)) {
+  switch (dns_engine_answer(s->engine, q, qlen, &req, s->wbuf, &len)) {
   case DNS_REPLY:
-    udp_reply(s, from, s->wbuf, len);
+    udp_batch_reply(s, from, s->wbuf, len);
     break;
   case DNS_FORWARD:
-    fwd_start(s, q, (size_t)nread, from, NULL, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN);
+    fwd_start(s, q, qlen, from, NULL, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN);
     break;
   case DNS_DROP:
     break;
   }
 }
+
+static void on_udp_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+  struct dns_server *s = h->data;
+  (void)suggested;
+  *buf = uv_buf_init((char *)s->udp_rbuf, sizeof s->udp_rbuf);
+}
+
+/* Called once per datagram of a recvmmsg batch (UV_UDP_MMSG_CHUNK), then once with nread 0
+ * (UV_UDP_MMSG_FREE, or nothing more to read): that is when the batch's replies go out. */
+static void on_udp_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
+                        const struct sockaddr *from, unsigned flags)
+{
+  struct dns_server *s = h->data;
+  if (nread <= 0 || !from || (flags & UV_UDP_PARTIAL) || s->closing) {
+    if (!(flags & UV_UDP_MMSG_CHUNK))
+      udp_flush(s);
+    return;
+  }
+  udp_answer(s, (const uint8_t *)buf->base, (size_t)nread, from);
+  if (!(flags & UV_UDP_MMSG_CHUNK))
+    udp_flush(s); /* read without recvmmsg: no end-of-batch call follows */
+}
+
 
 /* ---- TCP ---- */
 
@@ -823,7 +908,11 @@ int dns_server_listen(struct dns_server *s, const char *ip, int port, char *errb
   else
     ((struct sockaddr_in6 *)&addr)->sin6_port = htons((uint16_t)port);
 
-  uv_udp_init(s->loop, &s->udp);
+  if ((rc = uv_udp_init_ex(s->loop, &s->udp, AF_UNSPEC | UV_UDP_RECVMMSG)) != 0) {
+    snprintf(errbuf, errlen, "Error starting DNS server on %s:%d (udp): %s", ip, port,
+             uv_strerror(rc));
+    return rc;
+  }
   s->udp.data = s;
   s->handles++;
   s->udp_open = true;

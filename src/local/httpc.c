@@ -15,6 +15,7 @@
 
 #include "lib/alloc.h"
 #include "lib/buf.h"
+#include "local/tls.h"
 
 #define HTTPC_MAX_REDIRECTS 10
 #define HTTPC_MAX_HEADER_BYTES (64 * 1024)
@@ -33,9 +34,14 @@ struct local_httpc {
   size_t max_body;
   bool no_redirects;
   int redirects;
+  char *tls_server_name; /* NULL: the URL's host */
+  bool tls_skip_verify;
   /* the current attempt */
   int attempt; /* bumped per attempt, so late callbacks of an old one are ignored */
   char host[1024], port[16], path[8192], hostport[1100];
+  bool tls;              /* the current URL is https */
+  bool tls_ready;        /* handshake done and peer verified; request queued */
+  struct local_tls *tls_s; /* the session over tcp; NULL when none */
   uv_tcp_t *tcp; /* NULL when none open */
   uv_connect_t conn;
   uv_write_t wreq;
@@ -59,6 +65,7 @@ static void maybe_free(struct local_httpc *h)
   free(h->orig_url);
   free(h->body);
   free(h->op);
+  free(h->tls_server_name);
   free(h->deferred_error);
   json_decref(h->header);
   buf_free(&h->out);
@@ -81,14 +88,27 @@ static void handle_closed(uv_handle_t *hd)
 
 static void close_tcp(struct local_httpc *h)
 {
+  local__tls_free(h->tls_s);
+  h->tls_s = NULL;
+  h->tls_ready = false;
   if (!h->tcp) return;
   uv_close((uv_handle_t *)h->tcp, handle_closed);
   h->tcp = NULL;
 }
 
+static void fail(struct local_httpc *h, const char *fmt, const char *detail);
+
 static void finish(struct local_httpc *h, int code, const char *error)
 {
   if (h->delivered) return;
+  if (!error && code < 100) {
+    /* llhttp takes "000"; the result contract keeps status_code 0 for failures, so say so. */
+    char d[16];
+    snprintf(d, sizeof d, "%03d", code < 0 ? 0 : code);
+    fail(h, "net/http: HTTP/1.x transport connection broken: malformed HTTP status code \"%s\"",
+         d);
+    return;
+  }
   h->delivered = true;
   close_tcp(h);
   uv_timer_stop(&h->timer);
@@ -136,7 +156,7 @@ static void on_timeout(uv_timer_t *t)
 
 /* ---- URL ---- */
 
-/* Splits an absolute http URL. Returns 0, or -1 with Go's complaint in err. */
+/* Splits an absolute http or https URL. Returns 0, or -1 with Go's complaint in err. */
 static int parse_url(struct local_httpc *h, const char *url, char *err, size_t errlen)
 {
   const char *p = strstr(url, "://");
@@ -145,11 +165,8 @@ static int parse_url(struct local_httpc *h, const char *url, char *err, size_t e
     return -1;
   }
   size_t slen = (size_t)(p - url);
-  if (slen == 5 && strncasecmp(url, "https", 5) == 0) {
-    snprintf(err, errlen, "HTTPS checks are not supported yet (this agent has no TLS client)");
-    return -1;
-  }
-  if (!(slen == 4 && strncasecmp(url, "http", 4) == 0)) {
+  h->tls = slen == 5 && strncasecmp(url, "https", 5) == 0;
+  if (!h->tls && !(slen == 4 && strncasecmp(url, "http", 4) == 0)) {
     snprintf(err, errlen, "unsupported protocol scheme \"%.*s\"", (int)(slen > 64 ? 64 : slen), url);
     return -1;
   }
@@ -183,7 +200,7 @@ static int parse_url(struct local_httpc *h, const char *url, char *err, size_t e
   }
   size_t plen = port ? (size_t)(auth + alen - port) : 0;
   if (port && plen > 0 && plen < sizeof h->port) snprintf(h->port, sizeof h->port, "%.*s", (int)plen, port);
-  else snprintf(h->port, sizeof h->port, "80");
+  else snprintf(h->port, sizeof h->port, "%s", h->tls ? "443" : "80");
   for (const char *c = h->port; *c; c++)
     if (*c < '0' || *c > '9') {
       snprintf(err, errlen, "parse \"%s\": invalid port \":%s\" after host", url, h->port);
@@ -284,7 +301,8 @@ static void response_done(struct local_httpc *h)
     next = loc;
   } else {
     struct buf u = BUF_INIT;
-    buf_printf(&u, "http://%s%s%s", h->hostport, loc[0] == '/' ? "" : "/", loc);
+    buf_printf(&u, "%s://%s%s%s", h->tls ? "https" : "http", h->hostport,
+               loc[0] == '/' ? "" : "/", loc);
     next = buf_steal(&u, NULL);
     free(loc);
   }
@@ -310,47 +328,140 @@ static void alloc_cb(uv_handle_t *hd, size_t suggested, uv_buf_t *b)
   b->len = suggested;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+/* Response bytes (plaintext) for llhttp. Returns true when the attempt is over: the result
+ * was delivered, or a redirect started another attempt (the caller must stop then). */
+static bool consume(struct local_httpc *h, const char *data, size_t len)
 {
-  struct local_httpc *h = s->data;
-  if (nread > 0 && !h->delivered) {
-    llhttp_errno_t e = llhttp_execute(&h->parser, b->base, (size_t)nread);
-    if (e == HPE_PAUSED || h->complete) {
-      free(b->base);
-      response_done(h);
-      return;
-    }
-    if (e != HPE_OK) {
-      free(b->base);
-      fail(h, "net/http: HTTP/1.x transport connection broken: malformed HTTP response (%s)",
-           llhttp_errno_name(e));
-      return;
-    }
+  llhttp_errno_t e = llhttp_execute(&h->parser, data, len);
+  if (e == HPE_PAUSED || h->complete) {
+    response_done(h);
+    return true;
   }
-  free(b->base);
-  if (nread < 0 && !h->delivered) {
-    if (nread == UV_EOF) {
-      llhttp_errno_t e = llhttp_finish(&h->parser);
-      if (h->complete || (e == HPE_OK && h->headers_done) || e == HPE_PAUSED) {
-        response_done(h);
-        return;
-      }
-      if (!h->headers_done) {
-        fail(h, "EOF%s", "");
-        return;
-      }
-      finish(h, llhttp_get_status_code(&h->parser), NULL); /* body cut short: unexpected EOF */
-      return;
-    }
-    fail(h, "read: %s", uv_strerror((int)nread));
+  if (e != HPE_OK) {
+    fail(h, "net/http: HTTP/1.x transport connection broken: malformed HTTP response (%s)",
+         llhttp_errno_name(e));
+    return true;
   }
+  return false;
 }
+
+/* The peer closed the stream (TCP EOF, or TLS close_notify). */
+static void on_eof(struct local_httpc *h)
+{
+  llhttp_errno_t e = llhttp_finish(&h->parser);
+  if (h->complete || (e == HPE_OK && h->headers_done) || e == HPE_PAUSED) {
+    response_done(h);
+    return;
+  }
+  if (!h->headers_done) {
+    fail(h, "EOF%s", "");
+    return;
+  }
+  finish(h, llhttp_get_status_code(&h->parser), NULL); /* body cut short: unexpected EOF */
+}
+
+/* One write of ciphertext; owns its bytes until the write completes. */
+struct httpc_write {
+  uv_write_t req;
+  struct buf data;
+};
 
 static void on_write(uv_write_t *w, int status)
 {
   struct local_httpc *h = w->data;
+  if (w != &h->wreq) {
+    struct httpc_write *hw = (struct httpc_write *)w;
+    buf_free(&hw->data);
+    free(hw);
+  }
   if (status < 0 && status != UV_ECANCELED && !h->delivered && h->tcp)
     fail(h, "write: %s", uv_strerror(status));
+}
+
+/* Sends what the TLS session has queued. Returns false when the attempt failed. */
+static bool tls_flush(struct local_httpc *h)
+{
+  struct httpc_write *hw = xcalloc(1, sizeof *hw);
+  if (local__tls_take(h->tls_s, &hw->data) == 0) {
+    free(hw);
+    return true;
+  }
+  hw->req.data = h;
+  uv_buf_t b = uv_buf_init(hw->data.data, (unsigned)hw->data.len);
+  int rv = uv_write(&hw->req, (uv_stream_t *)h->tcp, &b, 1, on_write);
+  if (rv != 0) {
+    buf_free(&hw->data);
+    free(hw);
+    fail(h, "write: %s", uv_strerror(rv));
+    return false;
+  }
+  return true;
+}
+
+/* Moves the TLS session on after new ciphertext: the handshake, then the request (h->out),
+ * then decrypted response bytes into llhttp; whatever TLS wants sent goes out. */
+static void tls_pump(struct local_httpc *h)
+{
+  char err[1024];
+  if (!h->tls_ready) {
+    int rc = local__tls_handshake(h->tls_s, err, sizeof err);
+    if (rc < 0) {
+      fail(h, "%s", err);
+      return;
+    }
+    if (rc == 0) {
+      tls_flush(h);
+      return;
+    }
+    h->tls_ready = true;
+    if (local__tls_write(h->tls_s, h->out.data, h->out.len, err, sizeof err) != 0) {
+      fail(h, "%s", err);
+      return;
+    }
+  }
+  char plain[16384];
+  for (;;) {
+    int n = local__tls_read(h->tls_s, plain, sizeof plain, err, sizeof err);
+    if (n > 0) {
+      if (consume(h, plain, (size_t)n)) return;
+      continue;
+    }
+    if (n == -1) {
+      on_eof(h);
+      return;
+    }
+    if (n == -2) {
+      fail(h, "%s", err);
+      return;
+    }
+    break;
+  }
+  tls_flush(h);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+  struct local_httpc *h = s->data;
+  if (nread > 0 && !h->delivered) {
+    if (h->tls_s) {
+      local__tls_feed(h->tls_s, b->base, (size_t)nread);
+      free(b->base);
+      tls_pump(h);
+      return;
+    }
+    bool over = consume(h, b->base, (size_t)nread);
+    free(b->base);
+    if (over) return;
+  } else {
+    free(b->base);
+  }
+  if (nread < 0 && !h->delivered) {
+    if (nread == UV_EOF) {
+      on_eof(h);
+      return;
+    }
+    fail(h, "read: %s", uv_strerror((int)nread));
+  }
 }
 
 static void on_connect(uv_connect_t *c, int status)
@@ -398,6 +509,18 @@ static void on_connect(uv_connect_t *c, int status)
   if (blen) buf_printf(&h->out, "Content-Length: %zu\r\n", blen);
   buf_puts(&h->out, "Connection: close\r\nAccept-Encoding: identity\r\n\r\n");
   if (blen) buf_append(&h->out, h->body, blen);
+  if (h->tls) {
+    /* The request waits in h->out until the handshake is done and the peer verified. */
+    char err[1024];
+    h->tls_s = local__tls_new(h->host, h->tls_server_name, h->tls_skip_verify, err, sizeof err);
+    if (!h->tls_s) {
+      fail(h, "%s", err);
+      return;
+    }
+    uv_read_start((uv_stream_t *)h->tcp, alloc_cb, on_read);
+    tls_pump(h); /* sends the ClientHello */
+    return;
+  }
   uv_buf_t b = uv_buf_init(h->out.data, (unsigned)h->out.len);
   h->wreq.data = h;
   if (uv_write(&h->wreq, (uv_stream_t *)h->tcp, &b, 1, on_write) != 0) {
@@ -527,6 +650,9 @@ struct local_httpc *local__httpc_start(uv_loop_t *loop, const struct local_httpc
   h->max_body = req->max_body ? req->max_body : 4096;
   h->no_redirects = req->no_redirects;
   h->capture_name = req->capture_header ? xstrdup(req->capture_header) : NULL;
+  h->tls_server_name =
+      req->tls_server_name && *req->tls_server_name ? xstrdup(req->tls_server_name) : NULL;
+  h->tls_skip_verify = req->tls_skip_verify;
   /* Go's url.Error names the method as "Get", "Post"... */
   h->op = xstrdup(h->method);
   for (char *p = h->op + 1; *p; p++)

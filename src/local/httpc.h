@@ -5,7 +5,8 @@
  * exchange, and the response body kept to its last `max_body` bytes (Consul reads it into a
  * circular buffer). Errors are worded as Go's net/http words them, since they become the
  * check's output: `Get "http://127.0.0.1:1/": dial tcp 127.0.0.1:1: connect: connection
- * refused`. No TLS yet: an https URL fails with a sentence saying so. */
+ * refused`. https URLs run over TLS (local/tls.c): the system trust store, TLSSkipVerify and
+ * TLSServerName, with Go's crypto/tls error texts. */
 #ifndef CONCORD_LOCAL_HTTPC_H
 #define CONCORD_LOCAL_HTTPC_H
 
@@ -27,6 +28,10 @@ struct local_httpc_req {
   bool no_redirects;
   /* A response header to hand back (e.g. "X-Consul-Index" for agent/watches.c), or NULL. */
   const char *capture_header;
+  /* https: don't check the certificate (TLSSkipVerify); the name to send as SNI and to verify
+   * instead of the URL's host (TLSServerName; NULL or "": the host). */
+  bool tls_skip_verify;
+  const char *tls_server_name;
 };
 
 struct local_httpc_result {

@@ -1,5 +1,6 @@
 /* runner.c -- running health checks on the loop (Consul's agent/checks: CheckTTL, CheckHTTP,
- * CheckTCP, CheckUDP, CheckMonitor for scripts, CheckAlias, and the StatusHandler thresholds).
+ * CheckTCP, CheckUDP, CheckGRPC, CheckH2PING, CheckMonitor for scripts, CheckAlias, and the
+ * StatusHandler thresholds).
  *
  * Every check has one runner with one timer. Interval checks first run after a random part of
  * their interval (lib.RandomStagger, so a thousand checks registered together do not fire
@@ -27,6 +28,7 @@
 #include "lib/duration.h"
 #include "lib/log.h"
 #include "lib/rand.h"
+#include "local/h2c.h"
 #include "local/httpc.h"
 #include "local/internal.h"
 #include "state/watch.h"
@@ -34,7 +36,7 @@
 #define DEFAULT_TIMEOUT_MS 10000        /* HTTP, TCP and UDP checks (Consul's dialer/client) */
 #define DEFAULT_SCRIPT_TIMEOUT_MS 30000 /* CheckMonitor */
 
-enum runner_kind { RK_TTL, RK_HTTP, RK_TCP, RK_UDP, RK_SCRIPT, RK_ALIAS };
+enum runner_kind { RK_TTL, RK_HTTP, RK_TCP, RK_UDP, RK_SCRIPT, RK_ALIAS, RK_GRPC, RK_H2PING };
 
 struct local_runner {
   struct local_agent *la;
@@ -394,8 +396,66 @@ static void http_start(struct local_runner *r)
       .timeout_ms = r->timeout_ms,
       .max_body = r->max_output,
       .no_redirects = d->disable_redirects,
+      .tls_skip_verify = d->tls_skip_verify,
+      .tls_server_name = d->tls_server_name,
   };
   op->client = local__httpc_start(r->la->loop, &req, http_done, op);
+}
+
+/* ---- gRPC and H2PING (h2c.c does the talking) ---- */
+
+struct h2_op {
+  struct local_runner *r;
+  struct local_h2c *client;
+};
+
+static void h2_done(void *arg, bool passing, const char *output)
+{
+  struct h2_op *op = arg;
+  struct local_runner *r = op->r;
+  if (r && r->chk) report(r, passing ? LOCAL_PASSING : LOCAL_CRITICAL, output);
+  free(op);
+  if (r) op_finished(r);
+}
+
+static void h2_start(struct local_runner *r)
+{
+  const struct local_check_def *d = r->chk->def;
+  bool ping = r->kind == RK_H2PING;
+  const char *target = ping ? d->h2ping : d->grpc;
+  /* GRPC is "host:port[/service]" (NewGrpcHealthProbe splits at the first '/'). */
+  const char *slash = ping ? NULL : strchr(target, '/');
+  char *addr = slash ? xstrndup(target, (size_t)(slash - target)) : xstrdup(target);
+  char host[300], port[32], err[600];
+  if (split_host_port(addr, host, sizeof host, port, sizeof port, err, sizeof err) != 0) {
+    struct buf out = BUF_INIT;
+    if (ping)
+      buf_printf(&out, "Failed to dial to %s: dial tcp: %s", target, err);
+    else
+      buf_printf(&out, "rpc error: code = Unavailable desc = connection error: desc = "
+                       "\"transport: Error while dialing: dial tcp: %s\"", err);
+    report(r, LOCAL_CRITICAL, out.data);
+    buf_free(&out);
+    free(addr);
+    schedule(r, r->interval_ms);
+    return;
+  }
+  free(addr);
+  struct h2_op *op = xcalloc(1, sizeof *op);
+  op->r = r;
+  r->op = op;
+  struct local_h2c_req req = {
+      .host = host,
+      .port = port,
+      .label = target,
+      .service = slash ? slash + 1 : "",
+      .ping = ping,
+      .timeout_ms = r->timeout_ms,
+      .tls = ping ? d->h2ping_use_tls : d->grpc_use_tls,
+      .tls_skip_verify = d->tls_skip_verify,
+      .tls_server_name = d->tls_server_name,
+  };
+  op->client = local__h2c_start(r->la->loop, &req, h2_done, op);
 }
 
 /* ---- scripts (CheckMonitor) ---- */
@@ -753,6 +813,8 @@ static void run_cb(uv_timer_t *t)
   case RK_UDP: net_start(r, d->udp, true); break;
   case RK_SCRIPT: script_start(r); break;
   case RK_ALIAS: alias_eval(r); break;
+  case RK_GRPC:
+  case RK_H2PING: h2_start(r); break;
   case RK_TTL: break;
   }
 }
@@ -768,6 +830,8 @@ int local__runner_start(struct local_agent *la, struct local_chk *c, char *err, 
   else if (strcmp(type, "udp") == 0) kind = RK_UDP;
   else if (strcmp(type, "script") == 0) kind = RK_SCRIPT;
   else if (strcmp(type, "alias") == 0) kind = RK_ALIAS;
+  else if (strcmp(type, "grpc") == 0) kind = RK_GRPC;
+  else if (strcmp(type, "h2ping") == 0) kind = RK_H2PING;
   else {
     snprintf(err, errlen, "%s checks are not supported by this agent",
              *type ? type : "This kind of");
@@ -843,6 +907,13 @@ void local__runner_stop(struct local_agent *la, struct local_chk *c)
     }
     case RK_TCP:
     case RK_UDP: net_detach(r->op); break;
+    case RK_GRPC:
+    case RK_H2PING: {
+      struct h2_op *op = r->op;
+      local__h2c_cancel(op->client);
+      free(op);
+      break;
+    }
     case RK_SCRIPT: {
       struct script_op *op = r->op;
       op->r = NULL;

@@ -21,6 +21,7 @@
  *
  * Every request is validated in full before anything changes (Consul gets all-or-nothing
  * from its memdb transaction); the mutations after that cannot fail. */
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ struct node_row {
   struct chk_row **checks; /* node-level checks, by lowercased check ID */
   size_t n_checks, cap_checks;
   size_t n_services;
+  uint8_t health;      /* enum state_health: the worst of the node-level checks */
   uint64_t node_index; /* "node.<name>" */
   const char *lid;     /* lowercased ID, or NULL */
   char data[];
@@ -56,6 +58,7 @@ struct svc_row {
   struct svc_group *group;
   struct chk_row **checks; /* by lowercased check ID */
   size_t n_checks, cap_checks;
+  uint8_t health;    /* enum state_health: the worst of the service's own checks */
   const char *lname; /* lowercased service name */
   char data[];
 };
@@ -65,6 +68,7 @@ struct chk_row {
   struct state_check pub;
   struct node_row *owner;
   struct svc_row *svc; /* NULL for a node-level check */
+  uint8_t health;      /* enum state_health of pub.status, so health reads compare no strings */
   char data[];
 };
 
@@ -97,6 +101,24 @@ static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 /* ---- strings ---- */
 
 static const char *nz(const char *s) { return s ? s : ""; }
+
+/* How Consul's CheckServiceNodes.Filter reads a status (catalog.h, enum state_health). */
+static enum state_health status_health(const char *status)
+{
+  if (strcmp(status, "passing") == 0) return STATE_HEALTH_PASSING;
+  if (strcmp(status, "critical") == 0) return STATE_HEALTH_CRITICAL;
+  return STATE_HEALTH_WARNING;
+}
+
+/* An address as the DNS path wants it (catalog.h, addr_family): parsed once per write. */
+static void parse_addr(const char *text, uint8_t *family, uint8_t ip[16])
+{
+  memset(ip, 0, 16);
+  *family = 0;
+  if (!text || !*text) return;
+  if (inet_pton(AF_INET, text, ip) == 1) *family = 4;
+  else if (inet_pton(AF_INET6, text, ip) == 1) *family = 16;
+}
 
 /* ASCII lowercase (Go's strings.ToLower on the names Consul indexes; non-ASCII bytes are
  * kept, so names differing only in non-ASCII case stay distinct). */
@@ -833,7 +855,10 @@ static void fill_node(struct pk *p, void *row, const void *arg)
   r->tn.key_len = (uint32_t)strlen(lname);
   r->tn.height = 1;
   r->lid = lid;
-  r->pub = (struct state_node){id, name, address, dc, tagged, meta, locality, f->create, f->modify};
+  r->pub = (struct state_node){.id = id, .name = name, .address = address, .datacenter = dc,
+                               .tagged_addresses = tagged, .meta = meta, .locality = locality,
+                               .create_index = f->create, .modify_index = f->modify};
+  parse_addr(address, &r->pub.addr_family, r->pub.addr_ip);
 }
 
 static struct node_row *node_build(const struct state_register *req, uint64_t create,
@@ -849,6 +874,7 @@ static void node_replace(struct state__catalog *c, struct node_row *old, struct 
   fresh->checks = old->checks;
   fresh->n_checks = old->n_checks;
   fresh->cap_checks = old->cap_checks;
+  fresh->health = old->health;
   fresh->n_services = old->n_services;
   fresh->node_index = old->node_index;
   FOR_NODE_RANGE(c->services, old->tn.key, t)
@@ -970,6 +996,7 @@ static void fill_svc(struct pk *p, void *row, const void *arg)
   r->tn.height = 1;
   r->lname = lname;
   r->pub = pub;
+  parse_addr(pub.address, &r->pub.addr_family, r->pub.addr_ip);
 }
 
 static bool svc_same(const struct svc_row *r, const struct state_register_service *s)
@@ -1012,6 +1039,7 @@ static void ensure_service(struct wctx *x, uint64_t idx, struct node_row *n,
     r->checks = old->checks;
     r->n_checks = old->n_checks;
     r->cap_checks = old->cap_checks;
+    r->health = old->health;
     for (size_t i = 0; i < r->n_checks; i++) r->checks[i]->svc = r;
     if (strcmp(old->lname, r->lname) != 0) {
       group_leave(x, old, idx); /* renamed: the old name loses an instance */
@@ -1087,6 +1115,7 @@ static void fill_chk(struct pk *p, void *row, const void *arg)
   r->tn.key_len = (uint32_t)(nl + 1 + il);
   r->tn.height = 1;
   r->pub = pub;
+  r->health = (uint8_t)status_health(pub.status);
 }
 
 /* HealthCheck.IsSame: Type, Interval, Timeout and ExposedPort are not compared. */
@@ -1105,18 +1134,36 @@ static bool chk_same(const struct chk_row *r, const struct chk_fill *f)
          opt_eq(p->definition, ck->definition);
 }
 
+/* The worst health in a check list (passing when empty): the aggregate that node and service
+ * rows keep, recomputed on every link and unlink, O(that list), so reads are O(1). */
+static uint8_t worst_health(struct chk_row *const *checks, size_t n)
+{
+  uint8_t worst = STATE_HEALTH_PASSING;
+  for (size_t i = 0; i < n; i++)
+    if (checks[i]->health > worst) worst = checks[i]->health;
+  return worst;
+}
+
 static void chk_unlink(struct chk_row *r)
 {
-  if (r->svc) ptrs_del((void **)r->svc->checks, &r->svc->n_checks, &r->tn);
-  else ptrs_del((void **)r->owner->checks, &r->owner->n_checks, &r->tn);
+  if (r->svc) {
+    ptrs_del((void **)r->svc->checks, &r->svc->n_checks, &r->tn);
+    r->svc->health = worst_health(r->svc->checks, r->svc->n_checks);
+  } else {
+    ptrs_del((void **)r->owner->checks, &r->owner->n_checks, &r->tn);
+    r->owner->health = worst_health(r->owner->checks, r->owner->n_checks);
+  }
 }
 
 static void chk_link(struct chk_row *r)
 {
-  if (r->svc)
+  if (r->svc) {
     ptrs_put((void ***)&r->svc->checks, &r->svc->n_checks, &r->svc->cap_checks, &r->tn, r);
-  else
+    r->svc->health = worst_health(r->svc->checks, r->svc->n_checks);
+  } else {
     ptrs_put((void ***)&r->owner->checks, &r->owner->n_checks, &r->owner->cap_checks, &r->tn, r);
+    r->owner->health = worst_health(r->owner->checks, r->owner->n_checks);
+  }
 }
 
 /* Consul's CheckType.Type(), for checks registered without a Type: from the definition,
@@ -1526,26 +1573,31 @@ void state_instance_checks(const struct state_service *svc, state_check_fn fn, v
     if (fn(&r->checks[i]->pub, arg)) return;
 }
 
-static enum state_health status_health(const char *status)
-{
-  if (strcmp(status, "passing") == 0) return STATE_HEALTH_PASSING;
-  if (strcmp(status, "critical") == 0) return STATE_HEALTH_CRITICAL;
-  return STATE_HEALTH_WARNING;
-}
-
 enum state_health state_instance_health(const struct state_service *svc)
 {
   const struct svc_row *r = svc_row_of(svc);
-  enum state_health worst = STATE_HEALTH_PASSING;
-  for (size_t i = 0; i < r->owner->n_checks && worst != STATE_HEALTH_CRITICAL; i++) {
-    enum state_health h = status_health(r->owner->checks[i]->pub.status);
-    if (h > worst) worst = h;
+  return (enum state_health)(r->owner->health > r->health ? r->owner->health : r->health);
+}
+
+/* Every cache line of [p, end). */
+static void prefetch_span(const void *p, const void *end)
+{
+  for (const char *c = p; c < (const char *)end; c += 64) __builtin_prefetch(c);
+  __builtin_prefetch((const char *)end - 1);
+}
+
+void state_instance_prefetch(const struct state_service *svc, int stage)
+{
+  const struct svc_row *r = svc_row_of(svc);
+  if (stage == 0) {
+    prefetch_span(&r->pub, &r->health + 1);
+  } else if (stage == 1) {
+    prefetch_span(&r->owner->pub, &r->owner->health + 1);
+    if (r->pub.address) __builtin_prefetch(r->pub.address);
+  } else {
+    if (r->owner->pub.name) __builtin_prefetch(r->owner->pub.name);
+    if (r->owner->pub.address) __builtin_prefetch(r->owner->pub.address);
   }
-  for (size_t i = 0; i < r->n_checks && worst != STATE_HEALTH_CRITICAL; i++) {
-    enum state_health h = status_health(r->checks[i]->pub.status);
-    if (h > worst) worst = h;
-  }
-  return worst;
 }
 
 bool state_node_meta_match(const struct state_node *n, const struct state_pair *filters,

@@ -73,6 +73,11 @@ struct state_node {
   struct state_map meta;
   const char *locality; /* JSON object text, or NULL */
   uint64_t create_index, modify_index;
+  /* Address parsed once when the row is written, for the DNS path: addr_family is 4 or 16
+   * (addr_ip holds the bytes, network order, IPv4-mapped IPv6 kept as 16) or 0 when Address
+   * is empty or not an IP (a host name). */
+  uint8_t addr_family;
+  uint8_t addr_ip[16];
 };
 
 struct state_service {
@@ -95,6 +100,8 @@ struct state_service {
   const char *connect;  /* ServiceConnect as JSON text; NULL: {} */
   const char *locality; /* JSON object text, or NULL */
   uint64_t create_index, modify_index;
+  uint8_t addr_family;  /* ServiceAddress parsed once, as state_node's */
+  uint8_t addr_ip[16];
 };
 
 struct state_check {
@@ -249,8 +256,17 @@ enum state_health {
   STATE_HEALTH_WARNING,
   STATE_HEALTH_CRITICAL,
 };
-/* The worst status among state_instance_checks(svc); passing when it has none. O(checks). */
+/* The worst status among state_instance_checks(svc); passing when it has none. O(1): the
+ * node and the instance each keep the aggregate of their own checks, recomputed whenever a
+ * check is linked to or unlinked from them (every check write). */
 enum state_health state_instance_health(const struct state_service *svc);
+
+/* Asks the CPU to start loading what a DNS answer reads of an instance, ahead of the read
+ * (the DNS path visits instances in random order, so the hardware cannot guess): stage 0 the
+ * instance's row, 1 its node's row and its own address (reads the instance row: issue stage 0
+ * well before), 2 the node's name and address (reads the node row). Never faults, changes
+ * nothing. */
+void state_instance_prefetch(const struct state_service *svc, int stage);
 
 /* structs.SatisfiesMetaFilters: true when the node's Meta has every key with exactly the
  * filter's value (?node-meta=key:value). */

@@ -34,10 +34,14 @@ def free_port(ip="127.0.0.1", kind=socket.SOCK_STREAM):
 
 class Agent:
     """One agent process. `dev=True` runs `-dev` (in-memory); otherwise a single server with
-    -bootstrap-expect=1 and a persistent -data-dir, so it can be killed and restarted."""
+    -bootstrap-expect=1 and a persistent -data-dir, so it can be killed and restarted.
+    `netns` runs it inside that network namespace (`ip netns exec`, which execs the agent, so
+    proc is the agent itself); then `ip` (-bind) and `client_ip` (-client, the HTTP API the test
+    uses) are addresses in that namespace, and the ports are Consul's defaults since the
+    namespace's port space is the agent's own."""
 
     def __init__(self, dev=True, ip="127.0.0.1", node=None, extra_args=None, data_dir=None,
-                 server=True, expect=1):
+                 server=True, expect=1, netns=None, client_ip=None):
         self.bin = BIN
         self.ip = ip
         self.dev = dev
@@ -45,21 +49,28 @@ class Agent:
         self.expect = expect
         self.node = node or "node-%d" % os.getpid()
         self.extra_args = list(extra_args or [])
-        # five distinct ports (free_port alone may hand out a port it just gave)
-        ports = []
-        while len(ports) < 5:
-            p = free_port(ip)
-            if p not in ports:
-                ports.append(p)
-        self.http_port, self.dns_port, self.server_port, self.serf_port, self.serf_wan_port = ports
-        self.http_addr = "%s:%d" % (ip, self.http_port)
+        self.netns = netns
+        self.client_ip = client_ip or ip
+        if netns:
+            (self.http_port, self.dns_port, self.server_port, self.serf_port,
+             self.serf_wan_port) = 8500, 8600, 8300, 8301, 8302
+        else:
+            # five distinct ports (free_port alone may hand out a port it just gave)
+            ports = []
+            while len(ports) < 5:
+                p = free_port(ip)
+                if p not in ports:
+                    ports.append(p)
+            (self.http_port, self.dns_port, self.server_port, self.serf_port,
+             self.serf_wan_port) = ports
+        self.http_addr = "%s:%d" % (self.client_ip, self.http_port)
         self.url = "http://" + self.http_addr
         self.data_dir = data_dir or (None if dev else tempfile.mkdtemp(prefix="concord-test-"))
         self.log_path = tempfile.mktemp(prefix="concord-log-", suffix=".txt")
         self.proc = None
 
     def args(self):
-        a = [self.bin, "agent", "-node", self.node, "-bind", self.ip, "-client", self.ip,
+        a = [self.bin, "agent", "-node", self.node, "-bind", self.ip, "-client", self.client_ip,
              "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
              "-server-port", str(self.server_port), "-serf-lan-port", str(self.serf_port),
              "-serf-wan-port", str(self.serf_wan_port),
@@ -70,7 +81,8 @@ class Agent:
             a += ["-server", "-bootstrap-expect=%d" % self.expect, "-data-dir", self.data_dir]
         else:
             a += ["-data-dir", self.data_dir]
-        return a + self.extra_args
+        a += self.extra_args
+        return ["ip", "netns", "exec", self.netns] + a if self.netns else a
 
     def start(self, wait=True):
         log = open(self.log_path, "ab")

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+from agentlib import Agent
 from test_cluster import dig, leader_of, server_at, start_cluster, wait_until
 
 
@@ -149,3 +150,51 @@ def test_no_quorum_no_leader(request):
     assert (status, body) == (200, b"1")
     status, _, body = clients[0].request("GET", "/v1/kv/quorum", timeout=40)
     assert status == 500, (status, body)
+
+
+def peers_of(agent):
+    status, _, body = agent.request("GET", "/v1/status/peers", timeout=10)
+    return sorted(json.loads(body)) if status == 200 else None
+
+
+def test_raft_membership_follows_gossip(request):
+    """A server that leaves gracefully is removed from Raft; a new server (-bootstrap-expect=3,
+    empty data dir) finds the existing cluster and is added as a voter; a server killed for
+    good is removed after autopilot's dead-server delay (30 s), the others keeping quorum."""
+    servers, _ = start_cluster(request, nclients=0, prefix="m")
+    addr = lambda s: "%s:%d" % (s.ip, s.server_port)  # noqa: E731
+    leader = server_at(servers, leader_of(servers))
+    leaving = next(s for s in servers if s is not leader)
+    r = leaving.cli("leave")
+    assert r.returncode == 0, r.stderr
+    leaving.proc.wait(30)
+    rest = [s for s in servers if s is not leaving]
+    assert wait_until(lambda: peers_of(rest[0]) == sorted(addr(s) for s in rest), timeout=30), \
+        peers_of(rest[0])
+    # a fourth server joins the existing cluster
+    newcomer = Agent(dev=False, ip="127.0.0.4", node="m-srv4", expect=3,
+                     extra_args=["-retry-join", rest[0].serf_addr, "-retry-interval", "1s"])
+
+    def fin():
+        try:
+            newcomer.stop()
+        finally:
+            newcomer.kill()
+    request.addfinalizer(fin)
+    newcomer.start(wait=False)
+    members = rest + [newcomer]
+    want = sorted(addr(s) for s in members)
+    assert wait_until(lambda: peers_of(rest[0]) == want, timeout=40), peers_of(rest[0])
+    assert wait_until(lambda: newcomer.request("GET", "/v1/kv/x?stale")[0] in (200, 404),
+                      timeout=20)
+    status, _, body = newcomer.request("PUT", "/v1/kv/after-join", body="1")
+    assert status == 200 and body.strip() == b"true", body
+    # kill -9 a follower for good: removed once failed for the cleanup delay
+    leader = server_at(members, leader_of(members))
+    victim = next(s for s in members if s is not leader)
+    victim.kill()
+    alive = [s for s in members if s is not victim]
+    assert wait_until(lambda: peers_of(leader) == sorted(addr(s) for s in alive), timeout=90), \
+        peers_of(leader)
+    status, _, _ = alive[-1].request("PUT", "/v1/kv/after-cleanup", body="1")
+    assert status == 200

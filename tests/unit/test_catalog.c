@@ -404,6 +404,83 @@ static void test_instances_and_health(void **st)
   state_store_free(s);
 }
 
+/* The aggregate health kept per node and per instance follows every kind of check write:
+ * status changes both ways, deletes, and the rows being replaced by node and service updates
+ * (catalog.c recomputes it on link and unlink instead of comparing strings on each read). */
+static void test_health_cache(void **st)
+{
+  (void)st;
+  struct state_store *s = state_store_new();
+  reg_svc(s, 1, "n1", "web", "web");
+  const struct state_service *v = state_service_get(s, "n1", "web");
+  assert_int_equal(state_instance_health(v), STATE_HEALTH_PASSING);
+  reg_chk(s, 2, "n1", "sc", "critical", "web");
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_CRITICAL);
+  reg_chk(s, 3, "n1", "sc", "passing", "web");
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_PASSING);
+  reg_chk(s, 4, "n1", "nc", "bogus", NULL); /* an unknown status reads as warning */
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_WARNING);
+  reg_chk(s, 5, "n1", "sc", "critical", "web");
+  /* The node row is replaced: its aggregate goes with its checks. */
+  reg(s, 6, &(struct state_register){.node = "n1", .address = "10.0.0.9", .datacenter = "dc1"});
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_CRITICAL);
+  /* The service row is replaced (another port): same. */
+  struct state_register_service sv = svc("web", "web", 81);
+  struct state_register r = node_req("n1", "10.0.0.9");
+  r.service = &sv;
+  reg(s, 7, &r);
+  assert_int_equal(state_service_get(s, "n1", "web")->port, 81);
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_CRITICAL);
+  dereg(s, 8, "n1", NULL, "sc");
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_WARNING);
+  dereg(s, 9, "n1", NULL, "nc");
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_PASSING);
+  /* A second instance on the node sees the node's checks, not the first one's. */
+  reg_svc(s, 10, "n1", "api", "api");
+  reg_chk(s, 11, "n1", "ac", "critical", "api");
+  reg_chk(s, 12, "n1", "nc", "warning", NULL);
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_WARNING);
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "api")), STATE_HEALTH_CRITICAL);
+  /* Deleting the service drops its checks; the other instance is unaffected. */
+  dereg(s, 13, "n1", "api", NULL);
+  assert_int_equal(state_instance_health(state_service_get(s, "n1", "web")), STATE_HEALTH_WARNING);
+  state_store_free(s);
+}
+
+/* Addresses are parsed once when written (addr_family/addr_ip, for the DNS path). */
+static void test_parsed_addresses(void **st)
+{
+  (void)st;
+  struct state_store *s = state_store_new();
+  static const struct {
+    const char *addr;
+    uint8_t family;
+    uint8_t ip[16];
+  } cases[] = {
+      {"10.1.2.3", 4, {10, 1, 2, 3}},
+      {"2001:db8::1", 16, {0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}},
+      {"::ffff:1.2.3.4", 16, {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 1, 2, 3, 4}},
+      {"web.example.com", 0, {0}},
+      {"010.1.2.3", 0, {0}}, /* inet_pton takes no leading zeros: a host name, as before */
+      {"", 0, {0}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct state_register_service sv = svc("web", "web", 80);
+    sv.address = cases[i].addr;
+    /* A node must have an address: "" is tried on the service only. */
+    struct state_register r = node_req("n1", cases[i].addr[0] ? cases[i].addr : "host");
+    r.service = &sv;
+    reg(s, 1 + i, &r);
+    const struct state_node *n = state_node_get(s, "n1");
+    const struct state_service *v = state_service_get(s, "n1", "web");
+    assert_int_equal(n->addr_family, cases[i].family);
+    assert_int_equal(v->addr_family, cases[i].family);
+    assert_memory_equal(n->addr_ip, cases[i].ip, cases[i].family ? cases[i].family : 1);
+    assert_memory_equal(v->addr_ip, cases[i].ip, cases[i].family ? cases[i].family : 1);
+  }
+  state_store_free(s);
+}
+
 /* A node update moves every service on the node (the node is part of health answers). */
 static void test_node_update(void **st)
 {
@@ -817,6 +894,8 @@ int main(void)
       cmocka_unit_test(test_weights_and_fields),
       cmocka_unit_test(test_check_type),
       cmocka_unit_test(test_commands),
+      cmocka_unit_test(test_health_cache),
+      cmocka_unit_test(test_parsed_addresses),
       cmocka_unit_test(test_snapshot_roundtrip),
       cmocka_unit_test(test_snapshot_v1),
       cmocka_unit_test(test_snapshot_dangling),

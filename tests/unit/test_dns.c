@@ -689,6 +689,48 @@ static void test_truncation(void **state)
   fx_free(g);
 }
 
+/* Duplicate addresses are answered once however large the answer: 4,000 instances on 2,000
+ * addresses over TCP cross the point where the engine's dedup set grows (engine.c). */
+static void test_dedup_large(void **state)
+{
+  (void)state;
+  struct dns_memcat *m = dns_memcat_new("dc1");
+  for (int i = 0; i < 4000; i++) {
+    char name[32], addr[32];
+    snprintf(name, sizeof name, "d%d", i);
+    snprintf(addr, sizeof addr, "10.4.%d.%d", (i % 2000) / 250, (i % 2000) % 250 + 1);
+    struct dns_node node = {.name = name, .address = addr};
+    assert_true(dns_memcat_add_node(m, &node) >= 0);
+    struct dns_memcat_service sv = {.node = name, .name = "dupes", .port = 80};
+    assert_int_equal(dns_memcat_add_service(m, &sv), 0);
+  }
+  struct dns_config cfg;
+  dns_config_defaults(&cfg);
+  struct dns_backend be;
+  dns_memcat_backend(m, &be);
+  char err[256];
+  struct dns_engine *e = dns_engine_new(&cfg, &be, err, sizeof err);
+  assert_non_null(e);
+  struct fx f = {.m = m, .e = e};
+  for (int round = 0; round < 2; round++) { /* the second reuses the set of the first */
+    ldns_pkt *p = ask(&f, "dupes.service.consul", LDNS_RR_TYPE_A, 0, true);
+    assert_int_equal(ldns_pkt_ancount(p), 2000);
+    assert_false(ldns_pkt_tc(p));
+    static uint8_t seen[8][256];
+    memset(seen, 0, sizeof seen);
+    ldns_rr_list *an = ldns_pkt_answer(p);
+    for (size_t i = 0; i < ldns_rr_list_rr_count(an); i++) {
+      const uint8_t *ip = ldns_rdf_data(ldns_rr_rdf(ldns_rr_list_rr(an, i), 0));
+      assert_int_equal(ip[0], 10);
+      assert_true(ip[2] < 8);
+      assert_int_equal(seen[ip[2]][ip[3]]++, 0);
+    }
+    ldns_pkt_free(p);
+  }
+  dns_engine_free(e);
+  dns_memcat_free(m);
+}
+
 static void a_limit(struct dns_config *c) { c->a_record_limit = 5; }
 
 static void test_a_record_limit(void **state)
@@ -938,6 +980,7 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_outside_domain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_backend_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_compression, setup, teardown),
+      cmocka_unit_test(test_dedup_large),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
