@@ -24,6 +24,8 @@
 #include "agent/exec.h"
 #include "agent/dns_remote.h"
 #include "agent/forward.h"
+#include "agent/query_remote.h"
+#include "agent/wan.h"
 #include "agent/servers.h"
 #include "agent/session_ttl.h"
 #include "agent/watches.h"
@@ -64,6 +66,8 @@ struct agent {
   struct dns_server *dns;
   struct dns_remote_client *dns_remote; /* client agents: DNS answered by a server */
   struct gossip *gossip;
+  struct wan *wan;          /* servers: the WAN pool and its datacenters (agent/wan.c) */
+  struct query_remote *query_remote; /* prepared query failover between datacenters */
   struct rpc *rpc;          /* the server port (servers) and the client pool (everyone) */
   struct servers *servers;  /* the servers gossip knows; bootstrap and Raft membership */
   struct forward *forward;  /* requests that a server or the leader must serve */
@@ -241,6 +245,28 @@ static void agent_gossip_stopped(void *arg)
   agent_stop_consensus(arg);
 }
 
+/* The WAN pool first (it feeds forwarding), then the LAN, then Raft and RPC. */
+static void agent_stop_gossip(void *arg)
+{
+  struct agent *a = arg;
+  if (a->wan) {
+    struct wan *w = a->wan;
+    a->wan = NULL;
+    if (a->forward) forward_set_datacenters(a->forward, NULL);
+    query_remote_free(a->query_remote); /* it picks from the WAN map */
+    a->query_remote = NULL;
+    wan_stop(w, agent_stop_gossip, a);
+    return;
+  }
+  if (a->gossip) {
+    struct gossip *g = a->gossip;
+    a->gossip = NULL;
+    gossip_stop(g, agent_gossip_stopped, a);
+    return;
+  }
+  agent_stop_consensus(a);
+}
+
 static void agent_dns_closed(void *arg)
 {
   struct agent *a = arg;
@@ -249,13 +275,7 @@ static void agent_dns_closed(void *arg)
   a->dns_remote = NULL;
   if (a->dns_engine) dns_engine_free(a->dns_engine);
   a->dns_engine = NULL;
-  if (a->gossip) {
-    struct gossip *g = a->gossip;
-    a->gossip = NULL;
-    gossip_stop(g, agent_gossip_stopped, a);
-    return;
-  }
-  agent_stop_consensus(a);
+  agent_stop_gossip(a);
 }
 
 static void agent_http_closed(void *arg)
@@ -480,6 +500,8 @@ static int agent_start_http(struct agent *a)
   hc.max_body_bytes = (size_t)max_body;
   hc.max_connections = a->cfg.http_max_conns;
   a->http = http_server_new(&a->loop, &hc);
+  if (a->wan) /* servers answer other datacenters' prepared query failovers */
+    a->query_remote = query_remote_new(a->rpc, wan_datacenters(a->wan), &a->api);
   a->api = (struct api_ctx){
       .loop = &a->loop,
       .cfg = &a->cfg,
@@ -498,6 +520,13 @@ static int agent_start_http(struct agent *a)
       .events = &a->events.ring,
       .forward = a->forward ? forward_http : NULL,
       .forward_arg = a->forward,
+      /* WAN federation: ?dc= forwarding, datacenters, members/join ?wan */
+      .forward_dc = a->wan && a->forward ? forward_http_dc : NULL,
+      .gossip_wan = a->wan ? wan_gossip(a->wan) : NULL,
+      .datacenters = a->wan ? wan_datacenters_json : NULL,
+      .datacenters_arg = a->wan,
+      .query_remote = a->query_remote ? query_remote_send : NULL,
+      .query_remote_arg = a->query_remote,
   };
   if (a->forward) forward_serve_http(a->forward, a->http);
   api_register(&a->api);
@@ -900,6 +929,51 @@ static int agent_start_gossip(struct agent *a)
   return 0;
 }
 
+/* Servers: the WAN pool (agent/wan.c) on -serf-wan-port, and ?dc= forwarding through it. */
+static void agent_wan_fatal(void *arg) { agent_stop(arg); }
+
+static int agent_start_wan(struct agent *a)
+{
+  if (!a->cfg.server) {
+    /* Consul: -join-wan on a client fails the start, -retry-join-wan only warns */
+    if (a->cfg.start_join_wan[0]) {
+      log_error("agent", "-join-wan failed: Must be a server to join WAN cluster");
+      return -1;
+    }
+    if (a->cfg.retry_join_wan[0])
+      log_warn("agent", "(WAN) couldn't join: Err: Must be a server to join WAN cluster");
+    return 0;
+  }
+  if (a->cfg.port_serf_wan < 0) return 0;
+  json_t *tags = api_agent_tags(&a->cfg, a->node_id);
+  char keyring_path[4096];
+  struct wan_config wc = {
+      .node_name = a->cfg.node_name,
+      .datacenter = a->cfg.datacenter,
+      .bind_addr = a->cfg.bind_addr,
+      .advertise_addr = a->advertise,
+      .port = (uint16_t)a->cfg.port_serf_wan,
+      .tags = tags,
+      .start_join = (const char *const *)a->cfg.start_join_wan,
+      .retry_join = (const char *const *)a->cfg.retry_join_wan,
+      .retry_interval_ms = (uint64_t)(a->cfg.retry_interval_wan_ns / 1000000LL),
+      .encrypt_key = a->cfg.encrypt_key && a->cfg.encrypt_key[0] ? a->cfg.encrypt_key : NULL,
+      .encrypt_verify_incoming = a->cfg.encrypt_verify_incoming,
+      .encrypt_verify_outgoing = a->cfg.encrypt_verify_outgoing,
+      .on_fatal = agent_wan_fatal,
+      .arg = a,
+  };
+  /* Consul keeps the WAN keyring in <data_dir>/serf/remote.keyring */
+  if (a->cfg.data_dir && !a->cfg.disable_keyring_file &&
+      (size_t)snprintf(keyring_path, sizeof keyring_path, "%s/serf/remote.keyring",
+                       a->cfg.data_dir) < sizeof keyring_path)
+    wc.keyring_file = keyring_path;
+  int rv = wan_start(&a->loop, &wc, &a->wan);
+  json_decref(tags);
+  if (rv == 0 && a->forward) forward_set_datacenters(a->forward, wan_datacenters(a->wan));
+  return rv;
+}
+
 /* PUT /v1/agent/leave: leave the pool gracefully, then shut down. */
 static void agent_left(void *arg, int err)
 {
@@ -908,11 +982,18 @@ static void agent_left(void *arg, int err)
   agent_stop(a);
 }
 
+static void agent_leave_lan(void *arg)
+{
+  struct agent *a = arg;
+  if (!a->gossip || gossip_leave(a->gossip, agent_left, a) != 0) agent_stop(a);
+}
+
 static void agent_leave(void *arg)
 {
   struct agent *a = arg;
   log_info("agent", "gracefully leaving the cluster");
-  if (!a->gossip || gossip_leave(a->gossip, agent_left, a) != 0) agent_stop(a);
+  if (a->wan) wan_leave(a->wan, agent_leave_lan, a); /* servers leave the WAN first */
+  else agent_leave_lan(a);
 }
 
 int agent_main(int argc, char **argv)
@@ -974,6 +1055,7 @@ int agent_main(int argc, char **argv)
   a->exec = agent_exec_new(&a->loop, a->cfg.node_name, a->store, a->consensus);
   agent_events_init(&a->events, a->cfg.node_name, a->local, a->cfg.disable_remote_exec, a->exec);
   if (started && agent_start_gossip(a) != 0) started = false;
+  if (started && agent_start_wan(a) != 0) started = false;
   a->api.gossip = a->gossip;
   if (started && agent_start_http(a) != 0) started = false;
   if (started && a->http) agent_exec_use_http(a->exec, a->http); /* forwarded like any request */

@@ -2,6 +2,8 @@
  * and the server side that answers them. See forward.h. */
 #include "agent/forward.h"
 
+#include "agent/wan_dcs.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,7 @@ struct forward {
   unsigned hold_ms;
   char *node_name;
   struct fwd_op *ops; /* HTTP forwards in flight */
+  struct wan_dcs *dcs; /* servers: other datacenters' servers (WAN); NULL: none */
 };
 
 /* ---- the answer's wire form: u16 status, u32 + content type, u32 + headers, body ---- */
@@ -69,6 +72,7 @@ struct fwd_op {
   struct rpc_req *rreq;
   uv_timer_t *timer;     /* while holding; freed in its close callback */
   char addr[80];
+  char dc[128];          /* "": this datacenter; else the one the request goes to (?dc=) */
 };
 
 static void op_unlink(struct fwd_op *op)
@@ -107,7 +111,7 @@ static bool hop_header(const char *name)
 
 /* The request as HTTP/1.1 bytes: the decoded path escaped again (the server decodes it to
  * the same string), the raw query as received, the end-to-end headers, the hop count. */
-static void serialize_request(const struct http_request *req, unsigned hops,
+static void serialize_request(const struct http_request *req, unsigned hops, unsigned next_hops,
                               const char *node_name, struct buf *out)
 {
   static const char hex[] = "0123456789ABCDEF";
@@ -136,7 +140,7 @@ static void serialize_request(const struct http_request *req, unsigned hops,
   }
   if (!host) buf_puts(out, "Host: concord\r\n");
   if (hops == 0) buf_printf(out, "%s: %s\r\n", API_ORIGIN_NODE_HEADER, node_name);
-  buf_printf(out, "%s: %u\r\nContent-Length: %zu\r\n\r\n", API_FORWARD_HEADER, hops + 1,
+  buf_printf(out, "%s: %u\r\nContent-Length: %zu\r\n\r\n", API_FORWARD_HEADER, next_hops,
              req->body_len);
   buf_append(out, req->body, req->body_len);
 }
@@ -201,6 +205,23 @@ bad:
 
 static void op_send(struct fwd_op *op);
 
+/* Consul's error once nothing could be reached within the hold time. */
+static const char *op_give_up(const struct fwd_op *op)
+{
+  if (op->dc[0]) return "No path to datacenter";
+  return op->to_leader ? "No cluster leader" : "No known Consul servers";
+}
+
+/* The server at op->addr could not be reached: pick another next time. */
+static void op_server_failed(struct fwd_op *op)
+{
+  if (op->dc[0]) {
+    if (op->f->dcs) wan_dcs_failed(op->f->dcs, op->dc, op->addr);
+  } else if (op->f->servers && !op->to_leader) {
+    servers_failed(op->f->servers, op->addr);
+  }
+}
+
 static void hold_tick(uv_timer_t *t)
 {
   struct fwd_op *op = t->data;
@@ -250,14 +271,14 @@ static void op_reply(void *arg, int status, const char *error, const uint8_t *bo
     return;
   }
   /* the server could not be reached or went away */
-  if (op->f->servers && !op->to_leader) servers_failed(op->f->servers, op->addr);
+  op_server_failed(op);
   log_debug("agent.forward", "%s %s via %s: %s", op->req->method_name, op->req->path, op->addr,
             cc_strerror(status));
   /* Not connecting means nothing was sent: any request may go again (to another server, or to
    * the leader once one is known) until the hold time is over. A lost connection or a timeout
    * may have run the request: only reads go again. */
   if (status == CC_ENOCONN || (status != CC_ESHUTDOWN && op->read && ++op->tries < MAX_TRIES)) {
-    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    op_hold(op, op_give_up(op));
     return;
   }
   struct http_request *req = op->req;
@@ -281,21 +302,23 @@ static void op_send(struct fwd_op *op)
 {
   struct forward *f = op->f;
   const char *addr = NULL;
-  if (op->to_leader) {
+  if (op->dc[0]) {
+    addr = f->dcs ? wan_dcs_pick(f->dcs, op->dc) : NULL;
+  } else if (op->to_leader) {
     addr = f->consensus ? consensus_leader_address(f->consensus) : NULL;
   } else if (f->servers) {
     addr = servers_pick(f->servers);
   }
   if (!addr) {
-    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    op_hold(op, op_give_up(op));
     return;
   }
   snprintf(op->addr, sizeof op->addr, "%s", addr);
   int rv = rpc_request(f->rpc, op->addr, "HTTP.Forward", op->raw.data, op->raw.len,
                        op->timeout_ms, op_reply, op, &op->rreq);
   if (rv == CC_ENOCONN) {
-    if (f->servers && !op->to_leader) servers_failed(f->servers, op->addr);
-    op_hold(op, op->to_leader ? "No cluster leader" : "No known Consul servers");
+    op_server_failed(op);
+    op_hold(op, op_give_up(op));
     return;
   }
   if (rv != 0) {
@@ -307,22 +330,46 @@ static void op_send(struct fwd_op *op)
   }
 }
 
-void forward_http(void *arg, struct http_request *req, bool to_leader, unsigned hops)
+static void op_start(struct forward *f, struct http_request *req, bool to_leader, const char *dc,
+                     unsigned hops)
 {
-  struct forward *f = arg;
   struct fwd_op *op = xcalloc(1, sizeof *op);
   op->f = f;
   op->req = req;
   op->to_leader = to_leader;
+  if (dc) snprintf(op->dc, sizeof op->dc, "%s", dc);
   op->read = req->method == HTTP_M_GET || req->method == HTTP_M_HEAD;
   op->timeout_ms = request_timeout(req);
   op->hold_until = uv_now(f->loop) + f->hold_ms;
-  serialize_request(req, hops, f->node_name, &op->raw);
+  /* A request for another datacenter arrives there as if from one of its clients (one hop),
+   * so a follower there may still send it on to its leader. It cannot come back: it names
+   * that datacenter, which its servers serve themselves. */
+  serialize_request(req, hops, dc ? 1 : hops + 1, f->node_name, &op->raw);
   op->next = f->ops;
   if (f->ops) f->ops->prev = op;
   f->ops = op;
   http_request_on_cancel(req, op_cancel, op);
   op_send(op);
+}
+
+void forward_http(void *arg, struct http_request *req, bool to_leader, unsigned hops)
+{
+  op_start(arg, req, to_leader, NULL, hops);
+}
+
+void forward_http_dc(void *arg, struct http_request *req, const char *dc, unsigned hops)
+{
+  struct forward *f = arg;
+  if (!f->dcs || !wan_dcs_known(f->dcs, dc) || strlen(dc) >= sizeof ((struct fwd_op *)0)->dc) {
+    http_respond_error(req, 500, "No path to datacenter");
+    return;
+  }
+  op_start(f, req, false, dc, hops);
+}
+
+void forward_set_datacenters(struct forward *f, struct wan_dcs *dcs)
+{
+  f->dcs = dcs;
 }
 
 /* ---- server side: HTTP.Forward ---- */

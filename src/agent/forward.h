@@ -47,6 +47,14 @@ void forward_free(struct forward *f);
 /* api_ctx.forward: serves req on a server (to_leader: on the Raft leader) and answers it. */
 void forward_http(void *arg, struct http_request *req, bool to_leader, unsigned hops);
 
+/* api_ctx.forward_dc (servers): serves req in datacenter dc, on one of its servers from the
+ * WAN map; 500 "No path to datacenter" when dc has no server we know or none answers within
+ * the hold time. */
+void forward_http_dc(void *arg, struct http_request *req, const char *dc, unsigned hops);
+/* The WAN pool's datacenter map (borrowed; NULL: none) that forward_http_dc picks from. */
+struct wan_dcs;
+void forward_set_datacenters(struct forward *f, struct wan_dcs *dcs);
+
 /* The catalog interface anti-entropy writes through (local_agent_set_remote). */
 void forward_local_remote(struct forward *f, struct local_remote *out);
 

@@ -1,6 +1,6 @@
 /* agent.c -- /v1/agent/self, /v1/agent/members and /v1/agent/reload: the agent describing
- * itself (Consul's agent_endpoint.go AgentSelf, AgentMembers). Until gossip exists the member
- * list is this node alone, with the serf tags Consul's servers carry. */
+ * itself (Consul's agent_endpoint.go AgentSelf, AgentMembers), and joining or force-leaving
+ * members of the LAN pool or (?wan, servers) the WAN pool. */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -225,24 +225,17 @@ static void agent_self(struct http_request *req, void *arg)
 static void agent_members(struct http_request *req, void *arg)
 {
   struct api_ctx *ctx = arg;
-  if (http_query_has(req, "wan") && !ctx->cfg->server) {
-    http_respond_error(req, 400, "Cannot list WAN members on a client agent");
-    return;
-  }
-  if (http_query_has(req, "wan")) {
-    /* No WAN pool yet: a server lists itself, as a one-server WAN would. */
-    json_t *list = json_array();
-    json_array_append_new(list, agent_self_member_json(ctx));
-    http_respond_json(req, 200, list);
-    return;
-  }
+  bool wan = http_query_has(req, "wan");
+  /* WAN members are the servers' "<node>.<dc>" in the WAN pool; a client agent has none
+   * (Consul answers an empty list there). */
+  struct gossip *g = wan ? ctx->gossip_wan : ctx->gossip;
   json_t *list = json_array();
   struct gossip_member *members;
   size_t n;
-  if (ctx->gossip && gossip_members(ctx->gossip, &members, &n) == 0) {
+  if (g && gossip_members(g, &members, &n) == 0) {
     for (size_t i = 0; i < n; i++) json_array_append_new(list, agent_gossip_member_json(&members[i]));
     gossip_members_free(members, n);
-  } else {
+  } else if (!wan) {
     json_array_append_new(list, agent_member_json(ctx));
   }
   http_respond_json(req, 200, list);
@@ -280,19 +273,22 @@ static void agent_join(struct http_request *req, void *arg)
     http_respond_error(req, 400, "Missing address to join");
     return;
   }
-  if (http_query_has(req, "wan")) {
-    http_respond_error(req, 500, "WAN join is not supported yet (no WAN pool)");
+  bool wan = http_query_has(req, "wan");
+  if (wan && !ctx->cfg->server) {
+    http_respond_error(req, 500, "Must be a server to join WAN cluster");
     return;
   }
-  if (!ctx->gossip) {
-    http_respond_error(req, 500, "gossip is disabled on this agent (serf_lan port -1)");
+  struct gossip *g = wan ? ctx->gossip_wan : ctx->gossip;
+  if (!g) {
+    http_respond_error(req, 500, "gossip is disabled on this agent (serf_%s port -1)",
+                       wan ? "wan" : "lan");
     return;
   }
   struct agent_join_op *op = xcalloc(1, sizeof *op);
   op->req = req;
   snprintf(op->addr, sizeof op->addr, "%s", req->tail);
   const char *addrs[1] = {op->addr};
-  int rv = gossip_join(ctx->gossip, addrs, 1, agent_join_done, op);
+  int rv = gossip_join(g, addrs, 1, agent_join_done, op);
   if (rv != 0) {
     http_respond_error(req, 500, "1 error occurred:\n\t* Failed to join %s: %s\n\n", op->addr,
                        cc_strerror(rv));
@@ -317,19 +313,27 @@ static void agent_force_leave(struct http_request *req, void *arg)
     http_respond_error(req, 400, "Missing node name");
     return;
   }
-  if (!ctx->gossip) {
-    http_respond_error(req, 500, "gossip is disabled on this agent (serf_lan port -1)");
+  /* ?wan: the WAN pool alone (members named "<node>.<dc>"), servers only */
+  bool wan = http_query_has(req, "wan");
+  struct gossip *g = wan ? ctx->gossip_wan : ctx->gossip;
+  if (wan && !ctx->cfg->server) {
+    http_respond_error(req, 500, "Must be a server to force-leave a node from the WAN cluster");
+    return;
+  }
+  if (!g) {
+    http_respond_error(req, 500, "gossip is disabled on this agent (serf_%s port -1)",
+                       wan ? "wan" : "lan");
     return;
   }
   /* Consul checks membership first (agent.ForceLeave); gossip would accept any name. */
   bool known = false;
   struct gossip_member *members;
   size_t n;
-  if (gossip_members(ctx->gossip, &members, &n) == 0) {
+  if (gossip_members(g, &members, &n) == 0) {
     for (size_t i = 0; i < n && !known; i++) known = strcmp(members[i].name, req->tail) == 0;
     gossip_members_free(members, n);
   }
-  int rv = known ? gossip_force_leave(ctx->gossip, req->tail, http_query_has(req, "prune"))
+  int rv = known ? gossip_force_leave(g, req->tail, http_query_has(req, "prune"))
                  : CC_ENOTFOUND;
   if (rv == CC_ENOTFOUND) {
     http_respond_error(req, 500, "agent: No node found with name '%s'", req->tail);

@@ -36,6 +36,20 @@ struct api_ctx {
    * single server). api/forward.c decides which requests go where. */
   void (*forward)(void *arg, struct http_request *req, bool to_leader, unsigned hops);
   void *forward_arg;
+  /* WAN federation (servers): sends req to a server of datacenter dc (?dc= naming another
+   * one) and answers it, or answers 500 "No path to datacenter". NULL: no WAN pool. */
+  void (*forward_dc)(void *arg, struct http_request *req, const char *dc, unsigned hops);
+  struct gossip *gossip_wan;     /* the WAN pool; NULL on clients or with serf_wan -1 */
+  /* Every known datacenter as a JSON array of strings (new reference); NULL: ours alone. */
+  json_t *(*datacenters)(void *arg);
+  void *datacenters_arg;
+  /* Prepared query failover (servers with a WAN pool): sends body (JSON {"Query": ...,
+   * "Limit": n}) to a server of dc (PreparedQuery.ExecuteRemote) and calls done with its
+   * answer (a new reference) or NULL when it failed. done runs once, possibly inside the
+   * call when nothing could be sent. NULL: no failover. */
+  void (*query_remote)(void *arg, const char *dc, const char *body, size_t len,
+                       void (*done)(void *cbarg, json_t *answer), void *cbarg);
+  void *query_remote_arg;
 };
 
 /* The header a forwarded request carries: how many agents have forwarded it so far. */
@@ -51,6 +65,12 @@ const char *api_origin_node(const struct api_ctx *ctx, const struct http_request
 /* The serf tags Consul's agents carry (role, dc, id, port, vsn, build, bootstrap/expect...):
  * a new object the caller owns. The agent gossips them; /v1/agent/members shows them. */
 json_t *api_agent_tags(const struct config *cfg, const char *node_id);
+
+/* Server side of PreparedQuery.ExecuteRemote: executes the query in body ({"Query": ...,
+ * "Limit": n}) here, without failover, and returns the execute answer (caller owns it), or
+ * NULL with a sentence in err. */
+json_t *api_query_execute_remote(struct api_ctx *ctx, const void *body, size_t len, char *err,
+                                 size_t errlen);
 
 /* Registers every endpoint. */
 void api_register(struct api_ctx *ctx);

@@ -89,9 +89,13 @@ static void table_name(char *out, size_t outlen, const char *prefix, const char 
 static void catalog_datacenters(struct http_request *req, void *arg)
 {
   struct api_ctx *ctx = arg;
-  /* No WAN federation yet: the local datacenter alone, as Consul answers without it. */
-  json_t *a = json_array();
-  json_array_append_new(a, json_string(ctx->cfg->datacenter));
+  /* The WAN pool's datacenters, ours first, then by name (Consul sorts by round-trip time;
+   * we keep no coordinates). Without a WAN pool, ours alone. */
+  json_t *a = ctx->datacenters ? ctx->datacenters(ctx->datacenters_arg) : NULL;
+  if (!a) {
+    a = json_array();
+    json_array_append_new(a, json_string(ctx->cfg->datacenter));
+  }
   http_respond_json(req, 200, a);
 }
 

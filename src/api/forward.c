@@ -8,6 +8,7 @@
  * is the agent's own. The transport is the agent's (ctx->forward). */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/internal.h"
 
@@ -40,6 +41,15 @@ static bool api_forward_hook(struct http_request *req, void *arg)
   struct api_ctx *ctx = arg;
   if (!ctx->forward || !is_state_path(req->path)) return false;
   unsigned hops = forwarded_hops(req);
+  /* ?dc= naming another datacenter comes first: a client sends it to its server as any
+   * request; a server sends it across the WAN to a server of that datacenter, which serves
+   * it as its own (the datacenter list is every server's own, never forwarded). */
+  const char *dc = http_query(req, "dc");
+  if (ctx->store && dc && *dc && strcasecmp(dc, ctx->cfg->datacenter) != 0 && ctx->forward_dc &&
+      strcmp(req->path, "/v1/catalog/datacenters") != 0) {
+    ctx->forward_dc(ctx->forward_arg, req, dc, hops);
+    return true;
+  }
   if (!ctx->store) {
     /* a client agent holds no state: any server answers, and forwards on as needed */
     ctx->forward(ctx->forward_arg, req, false, hops);

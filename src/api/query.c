@@ -13,9 +13,15 @@
  * query", "Cannot modify non-existent prepared query: '<id>'", "name 'x' aliases an existing
  * query name", ...). Not done: ACLs and the query's Token (stored and shown, never used),
  * distance sorting (?near= and Service.Near are accepted and ignored: results are always
- * shuffled), Connect (Service.Connect is stored, the lookup is the plain one), and failover
- * (one datacenter: Failover is stored and shown, the other datacenters it names are unknown
- * and skipped, so Failovers is always 0). */
+ * shuffled), Connect (Service.Connect is stored, the lookup is the plain one).
+ *
+ * Failover (Consul's queryFailover): when the local datacenter has no healthy instance, a
+ * server with a WAN pool runs the query in other datacenters, in turn, until one has some:
+ * first the NearestN nearest (we have no coordinates: the other datacenters by name), then
+ * the Failover.Datacenters we know of, not repeated. Each goes as a
+ * PreparedQuery.ExecuteRemote RPC with the query itself (the remote datacenter need not have
+ * it); the answer is the remote's, with Datacenter set there and Failovers counting the
+ * datacenters tried. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -276,7 +282,8 @@ static void query_meta(struct api_ctx *ctx, struct http_request *req, json_t *o)
 {
   bool known = ctx->consensus && consensus_leader_address(ctx->consensus) != NULL;
   uint64_t contact_ms = ctx->consensus ? consensus_last_contact_ms(ctx->consensus) : 0;
-  const char *level = http_query_has(req, "stale")        ? "stale"
+  const char *level = !req                                ? "leader"
+                      : http_query_has(req, "stale")        ? "stale"
                       : http_query_has(req, "consistent") ? "consistent"
                                                           : "leader";
   json_object_set_new(o, "Index", json_integer(0));
@@ -324,6 +331,38 @@ static void explain_read(struct api_ctx *ctx, struct http_request *req, struct a
   api_finish_json(req, res, o);
 }
 
+/* The execute answer for q here (shuffled, then limited; limit 0: all); *n: how many
+ * instances. req (may be NULL) gives the consistency level shown. */
+static json_t *execute_json(struct api_ctx *ctx, struct http_request *req, const json_t *q,
+                            long limit, size_t *n_out)
+{
+  const json_t *svc = json_object_get(q, "Service");
+  const struct state_service **inst;
+  size_t n = state_query_execute(ctx->store, q, &inst);
+  /* Shuffle (Consul's CheckServiceNodes.Shuffle), then the limit. */
+  for (size_t i = n; i > 1; i--) {
+    size_t j = (size_t)rand_below(i);
+    const struct state_service *t = inst[i - 1];
+    inst[i - 1] = inst[j];
+    inst[j] = t;
+  }
+  if (limit > 0 && (size_t)limit < n) n = (size_t)limit;
+  json_t *nodes = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(nodes, state_check_service_node_json(inst[i]));
+  free(inst);
+  json_t *o = json_object();
+  json_object_set(o, "Service", json_object_get(svc, "Service"));
+  json_object_set_new(o, "Nodes", nodes);
+  json_object_set(o, "DNS", json_object_get(q, "DNS"));
+  json_object_set_new(o, "Datacenter", json_string(ctx->cfg->datacenter));
+  json_object_set_new(o, "PeerName", json_string(""));
+  json_object_set_new(o, "Failovers", json_integer(0));
+  query_meta(ctx, req, o);
+  *n_out = n;
+  return o;
+}
+
 static void execute_read(struct api_ctx *ctx, struct http_request *req, struct api_read_result *res)
 {
   const char *lim = http_query(req, "limit");
@@ -349,36 +388,190 @@ static void execute_read(struct api_ctx *ctx, struct http_request *req, struct a
   api_watch_table(res, table);
   api_watch_table(res, "checks");
   api_watch_table(res, "nodes");
-  const struct state_service **inst;
-  size_t n = state_query_execute(ctx->store, q, &inst);
-  /* Shuffle (Consul's CheckServiceNodes.Shuffle), then the limit. */
-  for (size_t i = n; i > 1; i--) {
-    size_t j = (size_t)rand_below(i);
-    const struct state_service *t = inst[i - 1];
-    inst[i - 1] = inst[j];
-    inst[j] = t;
-  }
-  if (limit > 0 && (size_t)limit < n) n = (size_t)limit;
-  json_t *nodes = json_array();
-  for (size_t i = 0; i < n; i++)
-    json_array_append_new(nodes, state_check_service_node_json(inst[i]));
-  free(inst);
-  const json_t *fo = json_object_get(svc, "Failover");
-  if (n == 0 && (json_array_size(json_object_get(fo, "Datacenters")) ||
-                 json_array_size(json_object_get(fo, "Targets")) ||
-                 json_integer_value(json_object_get(fo, "NearestN")) > 0))
-    log_debug("prepared_query", "no local results and no other datacenter to fail over to: "
-                                "query=%s", json_string_value(json_object_get(q, "ID")));
-  json_t *o = json_object();
-  json_object_set(o, "Service", json_object_get(svc, "Service"));
-  json_object_set_new(o, "Nodes", nodes);
-  json_object_set(o, "DNS", json_object_get(q, "DNS"));
-  json_object_set_new(o, "Datacenter", json_string(ctx->cfg->datacenter));
-  json_object_set_new(o, "PeerName", json_string(""));
-  json_object_set_new(o, "Failovers", json_integer(0));
-  query_meta(ctx, req, o);
+  size_t n;
+  json_t *o = execute_json(ctx, req, q, limit, &n);
   json_decref(q);
   api_finish_json(req, res, o);
+}
+
+/* ---- failover to other datacenters ---- */
+
+#define MAX_FAILOVER_DCS 64
+
+struct failover_op {
+  struct api_ctx *ctx;
+  struct http_request *req; /* NULL once the client has gone */
+  char **dcs;               /* owned: the datacenters to try, in order */
+  size_t n, next;
+  char *body;               /* owned: the ExecuteRemote request */
+  json_t *answer;           /* the answer so far (local at first) */
+};
+
+static void failover_free(struct failover_op *op)
+{
+  for (size_t i = 0; i < op->n; i++) free(op->dcs[i]);
+  free(op->dcs);
+  free(op->body);
+  json_decref(op->answer);
+  free(op);
+}
+
+static void failover_cancel(struct http_request *req, void *arg)
+{
+  (void)req;
+  ((struct failover_op *)arg)->req = NULL;
+}
+
+static void failover_step(void *arg, json_t *answer);
+
+static void failover_next(struct failover_op *op)
+{
+  if (op->next < op->n && json_array_size(json_object_get(op->answer, "Nodes")) == 0) {
+    const char *dc = op->dcs[op->next++];
+    op->ctx->query_remote(op->ctx->query_remote_arg, dc, op->body, strlen(op->body),
+                          failover_step, op);
+    return;
+  }
+  struct http_request *req = op->req;
+  http_request_on_cancel(req, NULL, NULL);
+  json_object_set_new(op->answer, "Failovers", json_integer((json_int_t)op->next));
+  api_set_meta_headers(op->ctx, req, 0, API_CONSISTENCY_DEFAULT);
+  http_respond_json(req, 200, json_incref(op->answer));
+  failover_free(op);
+}
+
+static void failover_step(void *arg, json_t *answer)
+{
+  struct failover_op *op = arg;
+  if (!op->req) { /* the client went away: stop here */
+    json_decref(answer);
+    failover_free(op);
+    return;
+  }
+  if (answer && json_is_object(answer)) {
+    json_decref(op->answer);
+    op->answer = answer;
+  } else {
+    json_decref(answer);
+    log_warn("prepared_query", "failover to datacenter %s failed", op->dcs[op->next - 1]);
+  }
+  failover_next(op);
+}
+
+static bool dc_listed(char **dcs, size_t n, const char *dc)
+{
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(dcs[i], dc) == 0) return true;
+  return false;
+}
+
+/* The datacenters to try, as Consul's queryFailover orders them. */
+static size_t failover_dcs(struct api_ctx *ctx, const json_t *fo, char ***out)
+{
+  json_t *known = ctx->datacenters(ctx->datacenters_arg); /* ours first, then by name */
+  char **dcs = xcalloc(MAX_FAILOVER_DCS, sizeof *dcs);
+  size_t n = 0;
+  json_int_t nearest = json_integer_value(json_object_get(fo, "NearestN"));
+  size_t i;
+  json_t *v;
+  json_array_foreach(known, i, v) {
+    const char *dc = json_string_value(v);
+    if ((json_int_t)n >= nearest || n >= MAX_FAILOVER_DCS) break;
+    if (dc && strcmp(dc, ctx->cfg->datacenter) != 0) dcs[n++] = xstrdup(dc);
+  }
+  json_array_foreach(json_object_get(fo, "Datacenters"), i, v) {
+    const char *dc = json_string_value(v);
+    if (!dc || n >= MAX_FAILOVER_DCS || dc_listed(dcs, n, dc)) continue;
+    /* unknown datacenters are skipped, as Consul does (and so is ours: already tried) */
+    bool is_known = false;
+    for (size_t k = 1; k < json_array_size(known) && !is_known; k++)
+      is_known = strcmp(json_string_value(json_array_get(known, k)), dc) == 0;
+    if (is_known) dcs[n++] = xstrdup(dc);
+  }
+  json_decref(known);
+  *out = dcs;
+  return n;
+}
+
+/* GET /v1/query/<id>/execute when failover may be needed: answers req and returns true, or
+ * returns false for the ordinary (local, blocking-capable) path. */
+static bool execute_with_failover(struct api_ctx *ctx, struct http_request *req)
+{
+  if (!ctx->store || !ctx->query_remote || !ctx->datacenters) return false;
+  const char *lim = http_query(req, "limit");
+  long limit = 0;
+  if (lim && *lim) {
+    char *end;
+    limit = strtol(lim, &end, 10);
+    if (*end || end == lim) return false; /* execute_read answers the error */
+  }
+  size_t len = strlen(req->tail) - strlen("/execute");
+  char *name = xstrndup(req->tail, len);
+  json_t *q;
+  char err[512];
+  int rc = state_query_resolve(ctx->store, name, &q, err, sizeof err);
+  free(name);
+  if (rc) return false;
+  const json_t *fo = json_object_get(json_object_get(q, "Service"), "Failover");
+  if (json_integer_value(json_object_get(fo, "NearestN")) <= 0 &&
+      json_array_size(json_object_get(fo, "Datacenters")) == 0) {
+    json_decref(q);
+    return false;
+  }
+  size_t n;
+  json_t *local = execute_json(ctx, req, q, limit, &n);
+  char **dcs;
+  size_t ndcs = n == 0 ? failover_dcs(ctx, fo, &dcs) : 0;
+  if (n > 0 || ndcs == 0) {
+    if (n == 0) free(dcs);
+    json_decref(local);
+    json_decref(q);
+    return false;
+  }
+  json_t *body = json_object();
+  json_object_set_new(body, "Query", q);
+  json_object_set_new(body, "Limit", json_integer(limit));
+  struct failover_op *op = xcalloc(1, sizeof *op);
+  op->ctx = ctx;
+  op->req = req;
+  op->dcs = dcs;
+  op->n = ndcs;
+  op->body = json_dumps(body, JSON_COMPACT);
+  op->answer = local;
+  json_decref(body);
+  if (!op->body) {
+    failover_free(op);
+    return false;
+  }
+  http_request_on_cancel(req, failover_cancel, op);
+  failover_next(op);
+  return true;
+}
+
+json_t *api_query_execute_remote(struct api_ctx *ctx, const void *body, size_t len, char *err,
+                                 size_t errlen)
+{
+  if (len > STATE_QUERY_MAX_JSON + 64) {
+    snprintf(err, errlen, "remote prepared query too large");
+    return NULL;
+  }
+  json_error_t jerr;
+  json_t *in = json_loadb(body, len, 0, &jerr);
+  /* whatever arrives is decoded as a new query would be, so execute sees Consul's shape */
+  json_t *q = json_is_object(in) ? state_query_normalize(json_object_get(in, "Query"), err, errlen)
+                                 : NULL;
+  if (!q || !*json_string_value(json_object_get(json_object_get(q, "Service"), "Service"))) {
+    if (q || !json_is_object(in)) snprintf(err, errlen, "invalid remote prepared query");
+    json_decref(q);
+    json_decref(in);
+    return NULL;
+  }
+  json_int_t limit = json_integer_value(json_object_get(in, "Limit"));
+  size_t n;
+  json_t *o = execute_json(ctx, NULL, q, limit > 0 ? (long)limit : 0, &n);
+  json_decref(q);
+  json_decref(in);
+  return o;
 }
 
 /* ---- routing ---- */
@@ -418,6 +611,7 @@ static void query_specific(struct http_request *req, void *arg)
     http_respond_error(req, 500, "No known Consul servers");
     return;
   }
+  if (exec && execute_with_failover(ctx, req)) return;
   if (exec) api_read(ctx, req, execute_read);
   else if (expl) api_read(ctx, req, explain_read);
   else if (req->method == HTTP_M_GET) api_read(ctx, req, get_read);

@@ -74,6 +74,9 @@ static const struct config_setting config_settings[] = {
     {"join", "start_join", CK_ARRAY, OFF(start_join), 0, 0, "Address of an agent to join at start (repeatable)."},
     {"retry-join", "retry_join", CK_ARRAY, OFF(retry_join), 0, 0, "Address of an agent to join, retried until it succeeds (repeatable)."},
     {"retry-interval", "retry_interval", CK_DURATION, OFF(retry_interval_ns), 0, 0, "Time between -retry-join attempts (default 30s)."},
+    {"join-wan", "start_join_wan", CK_ARRAY, OFF(start_join_wan), 0, 0, "Address of a server of another datacenter to join over the WAN at start (servers; repeatable)."},
+    {"retry-join-wan", "retry_join_wan", CK_ARRAY, OFF(retry_join_wan), 0, 0, "Address of a WAN server to join, retried until it succeeds (servers; repeatable)."},
+    {"retry-interval-wan", "retry_interval_wan", CK_DURATION, OFF(retry_interval_wan_ns), 0, 0, "Time between -retry-join-wan attempts (default 30s)."},
     {"retry-max", "retry_max", CK_UINT, OFF(retry_max), 0, 0, "Attempts before -retry-join gives up (default 0: forever)."},
     {"enable-script-checks", "enable_script_checks", CK_BOOL, OFF(enable_script_checks), 0, 0, "Allow script checks from the API and config files (remote code execution risk)."},
     {"enable-local-script-checks", "enable_local_script_checks", CK_BOOL, OFF(enable_local_script_checks), 0, 0, "Allow script checks from config files only."},
@@ -108,7 +111,7 @@ static const char *const config_consul_only_keys[] = {
     "ca_file", "cert_file", "connect",
     "disable_update_check", "enable_agent_tls_for_checks", "enable_syslog", "http_config", "key_file", "leave_on_terminate",
     "log_file",
-    "log_json", "primary_datacenter", "reconnect_timeout", "retry_join_wan", "rejoin_after_leave",
+    "log_json", "primary_datacenter", "reconnect_timeout", "rejoin_after_leave",
     "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "limits",
     "performance", "ports", "ui_config", "raft_protocol", "segment",
@@ -557,6 +560,9 @@ static void config_defaults(struct config *cfg)
   cfg->disable_remote_exec = true; /* Consul 0.8+: exec is opt-in */
   cfg->retry_join = xcalloc(1, sizeof(char *));
   cfg->retry_interval_ns = 30000000000LL;
+  cfg->start_join_wan = xcalloc(1, sizeof(char *));
+  cfg->retry_join_wan = xcalloc(1, sizeof(char *));
+  cfg->retry_interval_wan_ns = 30000000000LL;
   cfg->dns_service_ttl = json_object();
   cfg->dns_udp_answer_limit = 3;
   cfg->dns_node_meta_txt = true;
@@ -589,6 +595,8 @@ void config_free(struct config *cfg)
   json_decref(cfg->local_docs);
   json_decref(cfg->watches);
   config_list_free(cfg->retry_join);
+  config_list_free(cfg->start_join_wan);
+  config_list_free(cfg->retry_join_wan);
   json_decref(cfg->dns_service_ttl);
   config_list_free(cfg->config_sources);
   config_list_free(cfg->argv);

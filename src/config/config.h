@@ -55,6 +55,10 @@ struct config {
   char **retry_join;  /* -retry-join: retried every retry_interval until one succeeds */
   int64_t retry_interval_ns;
   unsigned retry_max; /* 0: retry forever */
+  /* The WAN pool (servers only): -join-wan once at start, -retry-join-wan until it works. */
+  char **start_join_wan;
+  char **retry_join_wan;
+  int64_t retry_interval_wan_ns;
   /* dns_config.* (Consul's names and defaults) */
   int64_t dns_node_ttl_ns;
   json_t *dns_service_ttl; /* object of service name ("*" and "prefix*" allowed) -> duration */

@@ -52,12 +52,17 @@ class Agent:
         self.netns = netns
         self.client_ip = client_ip or ip
         if netns:
-            self.http_port, self.dns_port, self.server_port, self.serf_port = 8500, 8600, 8300, 8301
+            (self.http_port, self.dns_port, self.server_port, self.serf_port,
+             self.serf_wan_port) = 8500, 8600, 8300, 8301, 8302
         else:
-            self.http_port = free_port(ip)
-            self.dns_port = free_port(ip)
-            self.server_port = free_port(ip)
-            self.serf_port = free_port(ip)
+            # five distinct ports (free_port alone may hand out a port it just gave)
+            ports = []
+            while len(ports) < 5:
+                p = free_port(ip)
+                if p not in ports:
+                    ports.append(p)
+            (self.http_port, self.dns_port, self.server_port, self.serf_port,
+             self.serf_wan_port) = ports
         self.http_addr = "%s:%d" % (self.client_ip, self.http_port)
         self.url = "http://" + self.http_addr
         self.data_dir = data_dir or (None if dev else tempfile.mkdtemp(prefix="concord-test-"))
@@ -68,6 +73,7 @@ class Agent:
         a = [self.bin, "agent", "-node", self.node, "-bind", self.ip, "-client", self.client_ip,
              "-http-port", str(self.http_port), "-dns-port", str(self.dns_port),
              "-server-port", str(self.server_port), "-serf-lan-port", str(self.serf_port),
+             "-serf-wan-port", str(self.serf_wan_port),
              "-log-level", "debug"]
         if self.dev:
             a.append("-dev")

@@ -99,6 +99,42 @@ static void test_errors(void **state)
   config_free(&c);
 }
 
+/* The WAN pool's join settings: repeatable flags, Consul's JSON keys, the interval. */
+static void test_wan_join(void **state)
+{
+  (void)state;
+  struct config c;
+  char err[512];
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-join-wan", "10.0.0.1", "-join-wan=10.0.0.2:8302",
+                        "-retry-join-wan", "10.1.0.1", "-retry-interval-wan", "5s"),
+                   0);
+  assert_string_equal(c.start_join_wan[0], "10.0.0.1");
+  assert_string_equal(c.start_join_wan[1], "10.0.0.2:8302");
+  assert_null(c.start_join_wan[2]);
+  assert_string_equal(c.retry_join_wan[0], "10.1.0.1");
+  assert_null(c.retry_join_wan[1]);
+  assert_int_equal(c.retry_interval_wan_ns, 5000000000LL);
+  assert_null(c.start_join[0]); /* the LAN list is its own */
+  config_free(&c);
+  assert_int_equal(LOAD(&c, err, "agent", "-dev"), 0);
+  assert_null(c.start_join_wan[0]);
+  assert_int_equal(c.retry_interval_wan_ns, 30000000000LL);
+  config_free(&c);
+  char dir[] = "/tmp/concord-cfg-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char f[256];
+  snprintf(f, sizeof f, "%s/wan.json", dir);
+  write_file(f, "{\"start_join_wan\": [\"a\", \"b\"], \"retry_join_wan\": [\"c\"],"
+                " \"retry_interval_wan\": \"1m\"}");
+  assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", f), 0);
+  assert_string_equal(c.start_join_wan[1], "b");
+  assert_string_equal(c.retry_join_wan[0], "c");
+  assert_int_equal(c.retry_interval_wan_ns, 60000000000LL);
+  config_free(&c);
+  remove(f);
+  rmdir(dir);
+}
+
 static void test_files_and_precedence(void **state)
 {
   (void)state;
@@ -277,6 +313,7 @@ int main(void)
       cmocka_unit_test(test_flag_forms),
       cmocka_unit_test(test_errors),
       cmocka_unit_test(test_files_and_precedence),
+      cmocka_unit_test(test_wan_join),
       cmocka_unit_test(test_dns_settings),
       cmocka_unit_test(test_encrypt_settings),
       cmocka_unit_test(test_disable_remote_exec),
