@@ -34,6 +34,7 @@ struct rpc_raft {
   unsigned aborting;       /* connects whose handle is closing (callback still to come) */
   bool closing;
   bool close_fired;
+  bool close_deferred;     /* the close callback waits for the next loop turn */
   raft_uv_transport_close_cb close_cb;
 };
 
@@ -51,7 +52,8 @@ struct rpc_dial {
 
 static void maybe_fire_close(struct rpc_raft *rt)
 {
-  if (!rt->closing || rt->close_fired || !rpc_list_empty(&rt->dials) || rt->aborting > 0)
+  if (!rt->closing || rt->close_fired || rt->close_deferred || !rpc_list_empty(&rt->dials) ||
+      rt->aborting > 0)
     return;
   rt->close_fired = true;
   if (rt->close_cb != NULL) rt->close_cb(rt->t);
@@ -171,6 +173,14 @@ static int tr_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
   return 0;
 }
 
+static void close_deferred_cb(uv_handle_t *h)
+{
+  struct rpc_raft *rt = h->data;
+  free(h);
+  rt->close_deferred = false;
+  maybe_fire_close(rt);
+}
+
 static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
 {
   struct rpc_raft *rt = t->impl;
@@ -179,7 +189,16 @@ static void tr_close(struct raft_uv_transport *t, raft_uv_transport_close_cb cb)
   rt->accept_cb = NULL;
   while (!rpc_list_empty(&rt->dials))
     dial_abort(RPC_CONTAINER(rt->dials.next, struct rpc_dial, link), RAFT_CANCELED);
-  maybe_fire_close(rt);
+  /* Never call back from inside close: libraft's uvClose goes on using its io after
+   * transport->close returns, and a callback that completed the io's close from in here
+   * could let the io be freed under it (an intermittent SEGV at shutdown). Its own TCP
+   * transport calls back from a handle's close callback; so does this one, via a handle
+   * closed at once. */
+  uv_idle_t *tick = xmalloc(sizeof *tick);
+  uv_idle_init(rt->loop, tick);
+  tick->data = rt;
+  rt->close_deferred = true;
+  uv_close((uv_handle_t *)tick, close_deferred_cb);
 }
 
 int rpc_raft_transport_init(void *arg, struct raft_uv_transport *t)

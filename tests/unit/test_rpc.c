@@ -1055,6 +1055,7 @@ static void tr_connected(struct raft_uv_connect *req, uv_stream_t *stream, int s
 static void tr_closed(struct raft_uv_transport *t) { ((struct tr_side *)t->data)->closed++; }
 static bool tr_accepted(void *arg) { return ((struct tr_side *)arg)->accepts > 0; }
 static bool tr_did_connect(void *arg) { return ((struct tr_side *)arg)->connects > 0; }
+static bool tr_did_close(void *arg) { return ((struct tr_side *)arg)->closed > 0; }
 static bool tr_got7(void *arg) { return ((struct tr_side *)arg)->got.len >= 7; }
 
 static void raft_free_cb(uv_handle_t *h) { raft_free(h); }
@@ -1152,6 +1153,9 @@ static void test_raft_transport(void **state)
   rpc_raft_transport_close(b.r, &tb);
   /* after close, a's rpc takes no raft connections: they are closed */
   ta.close(&ta, tr_closed);
+  /* never from inside close (libraft goes on using its io after close returns) */
+  assert_int_equal(xa.closed, 0);
+  assert_true(run_until(loop, tr_did_close, &xa, 2000));
   assert_int_equal(xa.closed, 1);
   rpc_raft_transport_close(a.r, &ta);
   fd = raw_connect(a.port);
