@@ -4,6 +4,7 @@
 
 #include "agent/wan_dcs.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,6 +92,29 @@ static void op_free(struct fwd_op *op)
   if (op->timer) uv_close((uv_handle_t *)op->timer, timer_freed);
   buf_free(&op->raw);
   free(op);
+}
+
+/* Takes the request back from op, which no longer answers it: the caller does, now. */
+static struct http_request *op_take(struct fwd_op *op)
+{
+  struct http_request *req = op->req;
+  op->req = NULL;
+  http_request_on_cancel(req, NULL, NULL);
+  return req;
+}
+
+/* Answers op's request with a 500 and Consul's kind of message, and frees op. */
+static void op_fail(struct fwd_op *op, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void op_fail(struct fwd_op *op, const char *fmt, ...)
+{
+  struct http_request *req = op_take(op);
+  struct buf msg = BUF_INIT;
+  va_list ap;
+  va_start(ap, fmt);
+  buf_vprintf(&msg, fmt, ap);
+  va_end(ap);
+  http_respond_buf(req, 500, "text/plain; charset=utf-8", &msg);
+  op_free(op);
 }
 
 static bool unreserved(unsigned char c)
@@ -192,25 +216,16 @@ static void relay_answer(struct fwd_op *op, const uint8_t *body, size_t len)
     h = eol + 2;
   }
   p += hlen;
-  op->req = NULL;
-  http_request_on_cancel(req, NULL, NULL);
-  http_respond(req, status, ctype, p, (size_t)(end - p));
+  http_respond(op_take(op), status, ctype, p, (size_t)(end - p));
   free(ctype);
+  op_free(op);
   return;
 bad:
-  op->req = NULL;
-  http_request_on_cancel(req, NULL, NULL);
-  http_respond_error(req, 500, "rpc error: malformed forwarded answer");
+  op_fail(op, "rpc error: malformed forwarded answer");
 }
 
 static void op_send(struct fwd_op *op);
 
-/* Consul's error once nothing could be reached within the hold time. */
-static const char *op_give_up(const struct fwd_op *op)
-{
-  if (op->dc[0]) return "No path to datacenter";
-  return op->to_leader ? "No cluster leader" : "No known Consul servers";
-}
 
 /* The server at op->addr could not be reached: pick another next time. */
 static void op_server_failed(struct fwd_op *op)
@@ -228,17 +243,19 @@ static void hold_tick(uv_timer_t *t)
   op_send(op);
 }
 
-/* Waits a little and tries again, or gives up with Consul's error when the hold is over. */
-static void op_hold(struct fwd_op *op, const char *give_up)
+/* Waits a little and tries again, or, when the hold is over, gives up with Consul's error
+ * for what could not be reached. */
+static void op_hold(struct fwd_op *op)
 {
   if (uv_now(op->f->loop) >= op->hold_until) {
-    struct http_request *req = op->req;
-    op->req = NULL;
-    http_request_on_cancel(req, NULL, NULL);
-    if (strcmp(give_up, "No cluster leader") == 0)
-      http_set_header(req, "X-Consul-KnownLeader", "false");
-    http_respond_error(req, 500, "%s", give_up);
-    op_free(op);
+    if (op->dc[0]) {
+      op_fail(op, "No path to datacenter");
+    } else if (op->to_leader) {
+      http_set_header(op->req, "X-Consul-KnownLeader", "false");
+      op_fail(op, "No cluster leader");
+    } else {
+      op_fail(op, "No known Consul servers");
+    }
     return;
   }
   if (!op->timer) {
@@ -252,22 +269,13 @@ static void op_hold(struct fwd_op *op, const char *give_up)
 static void op_reply(void *arg, int status, const char *error, const uint8_t *body, size_t len)
 {
   struct fwd_op *op = arg;
-  op->rreq = NULL;
-  if (!op->req) { /* cancelled meanwhile (cannot happen: cancel drops the callback) */
-    op_free(op);
-    return;
-  }
+  op->rreq = NULL; /* a cancelled request never gets here: cancel drops the callback */
   if (status == 0 && !error) {
     relay_answer(op, body, len);
-    op_free(op);
     return;
   }
   if (status == 0) {
-    struct http_request *req = op->req;
-    op->req = NULL;
-    http_request_on_cancel(req, NULL, NULL);
-    http_respond_error(req, 500, "rpc error: %s", error);
-    op_free(op);
+    op_fail(op, "rpc error: %s", error);
     return;
   }
   /* the server could not be reached or went away */
@@ -278,14 +286,10 @@ static void op_reply(void *arg, int status, const char *error, const uint8_t *bo
    * the leader once one is known) until the hold time is over. A lost connection or a timeout
    * may have run the request: only reads go again. */
   if (status == CC_ENOCONN || (status != CC_ESHUTDOWN && op->read && ++op->tries < MAX_TRIES)) {
-    op_hold(op, op_give_up(op));
+    op_hold(op);
     return;
   }
-  struct http_request *req = op->req;
-  op->req = NULL;
-  http_request_on_cancel(req, NULL, NULL);
-  http_respond_error(req, 500, "rpc error making call: %s", cc_strerror(status));
-  op_free(op);
+  op_fail(op, "rpc error making call: %s", cc_strerror(status));
 }
 
 static void op_cancel(struct http_request *req, void *arg)
@@ -310,7 +314,7 @@ static void op_send(struct fwd_op *op)
     addr = servers_pick(f->servers);
   }
   if (!addr) {
-    op_hold(op, op_give_up(op));
+    op_hold(op);
     return;
   }
   snprintf(op->addr, sizeof op->addr, "%s", addr);
@@ -318,16 +322,10 @@ static void op_send(struct fwd_op *op)
                        op->timeout_ms, op_reply, op, &op->rreq);
   if (rv == CC_ENOCONN) {
     op_server_failed(op);
-    op_hold(op, op_give_up(op));
+    op_hold(op);
     return;
   }
-  if (rv != 0) {
-    struct http_request *req = op->req;
-    op->req = NULL;
-    http_request_on_cancel(req, NULL, NULL);
-    http_respond_error(req, 500, "rpc error making call: %s", cc_strerror(rv));
-    op_free(op);
-  }
+  if (rv != 0) op_fail(op, "rpc error making call: %s", cc_strerror(rv));
 }
 
 static void op_start(struct forward *f, struct http_request *req, bool to_leader, const char *dc,
@@ -791,11 +789,7 @@ void forward_free(struct forward *f)
     struct fwd_op *op = f->ops;
     if (op->rreq) rpc_request_cancel(op->rreq);
     op->rreq = NULL;
-    if (op->req) {
-      http_request_on_cancel(op->req, NULL, NULL);
-      http_respond_error(op->req, 500, "agent is shutting down");
-    }
-    op_free(op);
+    op_fail(op, "agent is shutting down");
   }
   free(f->node_name);
   free(f);
