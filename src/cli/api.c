@@ -319,3 +319,23 @@ void cli__status_error(const struct cli__http_resp *r, char *err, size_t errlen)
   while (e > s && go_space(e[-1])) e--;
   snprintf(err, errlen, "Unexpected response code: %d (%.*s)", r->status, (int)(e - s), s);
 }
+
+int cli__put_once(struct cli__ctx *ctx, const struct cli__http_opts *o, const char *path,
+                  struct cli__query *q, const char *fail_prefix, const char *ok_message)
+{
+  char err[CLI__ERRLEN];
+  struct cli__client c;
+  if (cli__client_init(&c, ctx, o, err, sizeof(err)) != 0) {
+    cli__error(ctx, "Error connecting to Consul agent: %s", err);
+    return 1;
+  }
+  int code = 0;
+  if (cli__client_json(ctx, &c, "PUT", path, q, NULL, 0, false, NULL, err, sizeof(err)) != 0) {
+    cli__error(ctx, "%s: %s", fail_prefix, err);
+    code = 1;
+  } else if (ok_message) {
+    cli__info(ctx, "%s", ok_message);
+  }
+  cli__client_free(&c);
+  return code;
+}

@@ -57,27 +57,15 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
     buf_free(&h);
     return 1;
   }
-  char err[CLI__ERRLEN];
-  struct cli__client c;
-  if (cli__client_init(&c, ctx, &o.http, err, sizeof(err)) != 0) {
-    cli__error(ctx, "Error connecting to Consul agent: %s", err);
-    return 1;
-  }
   struct cli__query q;
   cli__query_init(&q);
   if (o.prune) cli__query_set(&q, "prune", "1");
   if (o.wan) cli__query_set(&q, "wan", "1");
   struct buf path = BUF_INIT;
   buf_printf(&path, "/v1/agent/force-leave/%s", argv[rest]);
-  int code = 0;
-  if (cli__client_json(ctx, &c, "PUT", path.data, &q, NULL, 0, false, NULL, err,
-                       sizeof(err)) != 0) {
-    cli__error(ctx, "Error force leaving: %s", err);
-    code = 1;
-  }
+  int code = cli__put_once(ctx, &o.http, path.data, &q, "Error force leaving", NULL);
   buf_free(&path);
   cli__query_free(&q);
-  cli__client_free(&c);
   return code;
 }
 

@@ -50,22 +50,8 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
     buf_free(&h);
     return 1;
   }
-  char err[CLI__ERRLEN];
-  struct cli__client c;
-  if (cli__client_init(&c, ctx, &o.http, err, sizeof(err)) != 0) {
-    cli__error(ctx, "Error connecting to Consul agent: %s", err);
-    return 1;
-  }
-  int code = 0;
-  if (cli__client_json(ctx, &c, "PUT", "/v1/agent/leave", NULL, NULL, 0, false, NULL, err,
-                       sizeof(err)) != 0) {
-    cli__error(ctx, "Error leaving: %s", err);
-    code = 1;
-  } else {
-    cli__info(ctx, "Graceful leave complete");
-  }
-  cli__client_free(&c);
-  return code;
+  return cli__put_once(ctx, &o.http, "/v1/agent/leave", NULL, "Error leaving",
+                       "Graceful leave complete");
 }
 
 const struct cli__command cli__cmd_leave = {

@@ -37,22 +37,8 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   int rest = 0;
   /* Like Consul, extra arguments are ignored. */
   if (cli__flags_parse(&fs, argc, argv, &rest, ctx->err) != 0) return 1;
-  char err[CLI__ERRLEN];
-  struct cli__client c;
-  if (cli__client_init(&c, ctx, &o.http, err, sizeof(err)) != 0) {
-    cli__error(ctx, "Error connecting to Consul agent: %s", err);
-    return 1;
-  }
-  int code = 0;
-  if (cli__client_json(ctx, &c, "PUT", "/v1/agent/reload", NULL, NULL, 0, false, NULL, err,
-                       sizeof(err)) != 0) {
-    cli__error(ctx, "Error reloading: %s", err);
-    code = 1;
-  } else {
-    cli__info(ctx, "Configuration reload triggered");
-  }
-  cli__client_free(&c);
-  return code;
+  return cli__put_once(ctx, &o.http, "/v1/agent/reload", NULL, "Error reloading",
+                       "Configuration reload triggered");
 }
 
 const struct cli__command cli__cmd_reload = {

@@ -282,6 +282,11 @@ int cli__client_json(const struct cli__ctx *ctx, const struct cli__client *c,
                      const char *method, const char *path, struct cli__query *q,
                      const void *body, size_t body_len, bool has_body, struct json_t **out,
                      char *err, size_t errlen);
+/* The whole of a command that makes one bodiless PUT to the agent (leave, reload,
+ * force-leave): the client from the flags, the call, "<fail_prefix>: <err>" on failure, then
+ * ok_message (NULL: nothing) on success. q may be NULL. Returns the exit code (0 or 1). */
+int cli__put_once(struct cli__ctx *ctx, const struct cli__http_opts *o, const char *path,
+                  struct cli__query *q, const char *fail_prefix, const char *ok_message);
 /* "Unexpected response code: 500 (body)", the api package's StatusError text. */
 void cli__status_error(const struct cli__http_resp *r, char *err, size_t errlen);
 
