@@ -452,9 +452,7 @@ static void agent_start_cluster(struct agent *a)
 static size_t agent_cluster_size(void *arg)
 {
   struct agent *a = arg;
-  struct gossip_member *m;
-  size_t n = 1;
-  if (a->gossip && gossip_members(a->gossip, &m, &n) == 0) gossip_members_free(m, n);
+  size_t n = a->gossip ? gossip_member_count(a->gossip) : 1;
   return n ? n : 1;
 }
 

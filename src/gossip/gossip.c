@@ -122,6 +122,8 @@ int gossip_members(struct gossip *g, struct gossip_member **out, size_t *n) {
   return serf_members(g->serf, out, n);
 }
 
+size_t gossip_member_count(struct gossip *g) { return serf_num_members(g->serf); }
+
 int gossip_local_member(struct gossip *g, struct gossip_member *out) {
   return serf_local_member(g->serf, out);
 }

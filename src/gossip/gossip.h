@@ -217,6 +217,8 @@ size_t gossip_local_keys(struct gossip *g, char (*out)[48], size_t max);
 
 /* Snapshot of every known member (any status); the caller frees it. */
 int gossip_members(struct gossip *g, struct gossip_member **out, size_t *n);
+/* How many members gossip knows (what gossip_members would list), without copying them. */
+size_t gossip_member_count(struct gossip *g);
 void gossip_members_free(struct gossip_member *m, size_t n);
 /* Our own member entry, copied into *out (free with gossip_member_free). */
 int gossip_local_member(struct gossip *g, struct gossip_member *out);
