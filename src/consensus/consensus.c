@@ -12,7 +12,15 @@
  *    it steps down, including inside raft_close() (convertToUnavailable); each callback runs
  *    exactly once. We report CC_ESHUTDOWN for those failed by our own stop.
  *  - raft_close() closes the io backend, which closes the transport; its callback is the
- *    point after which raft_uv_close() and raft_uv_tcp_close() may free their memory.
+ *    point after which the transport may be released. The io backend's memory may not be:
+ *    its close callback can fire before all of its work is done and then fire again. Its
+ *    readiness check (uvMaybeFireCloseCb, still so upstream) does not wait for the open
+ *    segment's writer (uvAliveSegmentFinalize unlinks the segment, then closes its writer
+ *    asynchronously, waiting for thread-pool writes), nor for outgoing or incoming peer
+ *    connections; each of those calls the check again when it finishes. Freeing there let a
+ *    late writer close read the freed backend (an ASan SEGV at shutdown in CI). So the close
+ *    callback is delivered once (io_close_once), and the whole struct (raft, io, transport)
+ *    is retired, not freed, until the process exits (retire below).
  *  - Buffers given to raft_apply() must come from raft_malloc(); ownership passes to libraft
  *    only when raft_apply() returns 0 (on failure it discards the entry without freeing).
  *    Their length must be a multiple of 8, or the log on disk cannot be read back: see the
@@ -30,6 +38,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,11 +203,59 @@ static void note_leader_append(struct consensus *c)
   if (last > c->leader_appended) c->leader_appended = last;
 }
 
+/* Stopped consensus instances whose memory libraft may still read (see the header comment).
+ * One per stop: an agent stops its consensus once, at exit; tests a handful of times. */
+static struct consensus *retired_list;
+
+static void retired_free_all(void)
+{
+  while (retired_list != NULL) {
+    struct consensus *c = retired_list;
+    retired_list = c->retired_next;
+    if (c->io_inited) raft_uv_close(&c->io);
+    free(c);
+  }
+}
+
 static void consensus_free(struct consensus *c)
 {
   free(c->dir);
+  c->dir = NULL;
   free(c->address);
-  free(c);
+  c->address = NULL;
+  if (!c->raft_closed) {
+    /* libraft never ran (start failed before raft_init, or its io was closed already). */
+    if (c->io_inited) raft_uv_close(&c->io);
+    free(c);
+    return;
+  }
+  static bool registered;
+  if (!registered) {
+    registered = atexit(retired_free_all) == 0;
+  }
+  c->retired_next = retired_list;
+  retired_list = c;
+}
+
+/* libraft's io close callback delivered once; later firings (the backend finishing work its
+ * readiness check did not wait for) are swallowed, so raft's ioCloseCb does not free the
+ * raft's log and configuration twice. */
+static void io_closed_once(struct raft_io *io)
+{
+  struct consensus *c = (struct consensus *)((char *)io - offsetof(struct consensus, io));
+  if (c->io_close_fired) {
+    log_debug("raft", "io close callback fired again (libraft 0.15); ignored");
+    return;
+  }
+  c->io_close_fired = true;
+  c->io_closed_cb(io);
+}
+
+static void io_close_once(struct raft_io *io, raft_io_close_cb cb)
+{
+  struct consensus *c = (struct consensus *)((char *)io - offsetof(struct consensus, io));
+  c->io_closed_cb = cb;
+  c->io_close(io, io_closed_once);
 }
 
 /* Runs once both the raft instance and the poll timer are closed. */
@@ -225,8 +282,7 @@ static void transport_close(struct consensus *c)
 static void on_raft_closed(struct raft *r)
 {
   struct consensus *c = r->data;
-  raft_uv_close(&c->io);
-  transport_close(c);
+  transport_close(c); /* the io's memory stays until exit: see consensus_free */
   c->raft_closed = true;
   maybe_finish(c);
 }
@@ -387,6 +443,9 @@ int consensus_start(uv_loop_t *loop, const struct consensus_config *cfg,
     transport_close(c);
     goto err_free;
   }
+  c->io_inited = true;
+  c->io_close = c->io.close;
+  c->io.close = io_close_once;
   /* The uv backend implements async_work but reports version 1; FSM version 3 (snapshots
    * encoded off the loop, snapshot.c) needs 2. Upstream later reports 2 as well. */
   if (c->io.version < 2 && c->io.async_work != NULL) c->io.version = 2;
@@ -462,7 +521,6 @@ err_close_raft:
   raft_close(&c->raft, on_raft_closed);
   return rv;
 err_close_io:
-  raft_uv_close(&c->io);
   transport_close(c);
 err_free:
   consensus_free(c);

@@ -43,6 +43,13 @@ struct consensus {
   struct raft *r; /* points at `raft`; lets const accessors call libraft's non-const getters */
   struct raft raft;
   struct raft_io io;
+  bool io_inited;       /* raft_uv_init succeeded: raft_uv_close owes io.impl's memory */
+  /* libraft's own io->close, and the raft's close callback we deliver exactly once
+   * (see io_close_once in consensus.c). */
+  void (*io_close)(struct raft_io *io, raft_io_close_cb cb);
+  raft_io_close_cb io_closed_cb;
+  bool io_close_fired;
+  struct consensus *retired_next; /* on the retired list once stopped (consensus.c) */
   struct raft_uv_transport transport;
   void (*transport_close)(void *arg, struct raft_uv_transport *t); /* NULL: libraft's own */
   void *transport_arg;
@@ -66,7 +73,7 @@ struct consensus {
   unsigned pending;     /* requests whose callback has not run yet */
   uint64_t leader_appended; /* highest log index we appended as leader (see stop_timer_cb) */
   bool stopping;        /* consensus_stop() was called (or start failed) */
-  bool raft_closed;     /* raft_close() completed and the io/transport memory is freed */
+  bool raft_closed;     /* raft_close() completed and the transport is released */
   bool poll_closed;     /* the poll timer's close callback ran (or it never existed) */
   uint64_t stop_started_at; /* uv_now() when consensus_stop was called */
   void (*stop_cb)(void *arg);
