@@ -1,5 +1,6 @@
 /* api.c -- registers every endpoint family on the agent's HTTP server. */
 #include "api/internal.h"
+#include "api/ui.h"
 
 void api_register(struct api_ctx *ctx)
 {
@@ -17,6 +18,7 @@ void api_register(struct api_ctx *ctx)
   api_keyring_register(ctx);
   api_query_register(ctx);
   api_event_register(ctx);
+  api_ui_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)
