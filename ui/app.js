@@ -552,6 +552,11 @@ async function start() {
     navigate(a.getAttribute("href"));
   });
   window.addEventListener("popstate", route);
+  /* Leaving the page (or its going into the back/forward cache) ends the view's blocking
+   * queries: a browser allows a few connections per host, and queries left waiting by pages
+   * the user has left would soon hold them all. Coming back starts the view again. */
+  window.addEventListener("pagehide", () => { if (state.view) state.view.stop(); });
+  window.addEventListener("pageshow", (ev) => { if (ev.persisted) route(); });
   document.getElementById("dc").addEventListener("change", (ev) => {
     const r = parseRoute(location.pathname);
     state.dc = ev.target.value;

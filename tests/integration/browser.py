@@ -30,13 +30,14 @@ class Browser:
         # ours -> chromium's fd 3; chromium's fd 4 -> ours
         to_r, self.to_w = os.pipe()
         self.from_r, from_w = os.pipe()
+        # bash, not sh: dash refuses fd numbers above 9 in redirections
         cmd = ("exec \"$0\" --headless --no-sandbox --disable-gpu --no-first-run "
                "--disable-extensions --disable-background-networking --disable-sync "
                "--disable-component-update --disable-default-apps --mute-audio "
                "--user-data-dir=\"$1\" --remote-debugging-pipe about:blank "
                "3<&%d 4>&%d" % (to_r, from_w))
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(["sh", "-c", cmd, self.exe, self.profile],
+        self.proc = subprocess.Popen(["bash", "-c", cmd, self.exe, self.profile],
                                      pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=self.log)
         os.close(to_r)
@@ -99,9 +100,11 @@ class Browser:
     def wait_for(self, expr, timeout=15.0, what=None):
         """Polls expr until it is truthy; returns its value. Fails with the page's DOM."""
         deadline = time.time() + timeout
+        # a DOM node comes back by value as {}, which Python finds false: answer true for it
+        probe = "(() => { const v = (%s); return v instanceof Node ? true : v; })()" % expr
         while time.time() < deadline:
             try:
-                v = self.eval(expr)
+                v = self.eval(probe)
             except RuntimeError:
                 v = None
             if v:
