@@ -20,7 +20,8 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libcmocka-dev libnghttp2-dev python3 python3-pytest python3-pytest-xdist python3-consul \
   python3-requests \
   python3-grpcio bind9-dnsutils \
-  procps iproute2 serf
+  procps iproute2 serf \
+  chromium
 BENCH_PACKAGES := wrk etcd-server etcd-client unbound dnsperf
 
 .PHONY: all deps bench-deps build build-asan build-fuzz dev test test-unit test-integration \

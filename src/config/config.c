@@ -70,7 +70,7 @@ static const struct config_setting config_settings[] = {
     {NULL, "raft_snapshot_threshold", CK_UINT, OFF(raft_snapshot_threshold), 1, 1u << 30, NULL},
     {NULL, "raft_trailing_logs", CK_UINT, OFF(raft_trailing_logs), 0, 1u << 30, NULL},
     {NULL, "performance.raft_multiplier", CK_UINT, OFF(raft_multiplier), 1, 10, NULL},
-    {"ui", "ui", CK_BOOL, OFF(ui), 0, 0, "Serve the web UI at /ui/."},
+    {"ui", "ui", CK_BOOL, OFF(ui), 0, 0, "Serve the web UI at /ui/ (on with -dev; config ui_config.enabled or \"ui\")."},
     {"join", "start_join", CK_ARRAY, OFF(start_join), 0, 0, "Address of an agent to join at start (repeatable)."},
     {"retry-join", "retry_join", CK_ARRAY, OFF(retry_join), 0, 0, "Address of an agent to join, retried until it succeeds (repeatable)."},
     {"retry-interval", "retry_interval", CK_DURATION, OFF(retry_interval_ns), 0, 0, "Time between -retry-join attempts (default 30s)."},
