@@ -121,15 +121,23 @@ static void ui_serve(struct http_request *req, void *arg)
   http_respond(req, 200, ctype, a->data, a->len);
 }
 
-static void ui_index(struct http_request *req, void *arg)
+/* "/" with the UI on: Consul's index redirects to the UI. Other paths no route takes: 404. */
+static void ui_index_on(struct http_request *req, void *arg)
 {
-  struct api_ctx *ctx = arg;
+  (void)arg;
   if (strcmp(req->path, "/") != 0) {
     http_respond(req, 404, NULL, NULL, 0);
     return;
   }
-  if (ctx->cfg->ui) {
-    ui_redirect(req, "/ui/");
+  ui_redirect(req, "/ui/");
+}
+
+/* "/" with the UI off: a line saying what this server is and how to get the UI. */
+static void ui_index_off(struct http_request *req, void *arg)
+{
+  (void)arg;
+  if (strcmp(req->path, "/") != 0) {
+    http_respond(req, 404, NULL, NULL, 0);
     return;
   }
   http_respond(req, 200, "text/plain; charset=utf-8", UI_DISABLED_TEXT,
@@ -138,8 +146,11 @@ static void ui_index(struct http_request *req, void *arg)
 
 void api_ui_register(struct api_ctx *ctx)
 {
-  /* "/" is a prefix route matching every path no longer route takes: ui_index keeps those
+  /* Decided once, at start: as in Consul, turning the UI on or off takes a restart (a reload
+   * leaves "/" and "/ui/" as they were, so they never disagree).
+   * "/" is a prefix route matching every path no longer route takes: the handlers keep those
    * at 404, whatever the method (Consul's index handler takes any method too). */
-  http_server_route(ctx->http, HTTP_M_ANY, "/", ui_index, ctx);
-  if (ctx->cfg->ui) http_server_route(ctx->http, HTTP_M_GET | HTTP_M_HEAD, "/ui/", ui_serve, ctx);
+  bool on = ctx->cfg->ui;
+  http_server_route(ctx->http, HTTP_M_ANY, "/", on ? ui_index_on : ui_index_off, NULL);
+  if (on) http_server_route(ctx->http, HTTP_M_GET | HTTP_M_HEAD, "/ui/", ui_serve, NULL);
 }

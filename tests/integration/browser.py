@@ -5,7 +5,8 @@ answer), and with --virtual-time-budget it waits for every pending request, whic
 holding blocking queries means minutes. So the browser runs with --remote-debugging-pipe
 (DevTools JSON messages, each ending in a NUL byte, on its fds 3 and 4: no websocket or
 extra package needed) and the test polls the live DOM with Runtime.evaluate until what it
-expects is there. Only 127.0.0.1 is ever loaded."""
+expects is there. Only 127.0.0.1 is ever loaded, and the browser's own background services
+are switched off and can resolve no host name, so nothing leaves the machine."""
 import json
 import os
 import select
@@ -34,6 +35,8 @@ class Browser:
         cmd = ("exec \"$0\" --headless --no-sandbox --disable-gpu --no-first-run "
                "--disable-extensions --disable-background-networking --disable-sync "
                "--disable-component-update --disable-default-apps --mute-audio "
+               "--disable-domain-reliability --disable-client-side-phishing-detection "
+               "'--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1' "
                "--user-data-dir=\"$1\" --remote-debugging-pipe about:blank "
                "3<&%d 4>&%d" % (to_r, from_w))
         self.log = tempfile.TemporaryFile()

@@ -4,6 +4,7 @@ import http.client
 import json
 import os
 import tempfile
+import time
 import urllib.parse
 
 import pytest
@@ -432,3 +433,56 @@ def test_browser_renders_markup_as_text(browser, seeded):
                       " return i && i.textContent; })()")
     assert 'onerror="window.__pwned=4"' in text
     assert b.eval(no_markup)
+
+
+@needs_chromium
+def test_browser_datacenter_picker(request, browser):
+    """Two datacenters over the WAN: the picker lists both and choosing one sends ?dc= to it."""
+    s1 = Agent(dev=False, ip="127.0.0.1", node="ui-s1", extra_args=["-datacenter", "dc1", "-ui"])
+    s2 = Agent(dev=False, ip="127.0.0.3", node="ui-s2",
+               extra_args=["-datacenter", "dc2", "-join-wan",
+                           "%s:%d" % (s1.ip, s1.serf_wan_port)])
+    started = []
+
+    def fin():
+        codes = {}
+        for a in reversed(started):
+            try:
+                codes[a.node] = a.stop()
+            finally:
+                a.kill()
+        assert all(c == 0 for c in codes.values()), (codes, [a.log() for a in started])
+    request.addfinalizer(fin)
+    s1.start()
+    started.append(s1)
+    s2.start()
+    started.append(s2)
+    deadline = time.time() + 20
+    while json.loads(s1.request("GET", "/v1/catalog/datacenters")[2]) != ["dc1", "dc2"]:
+        assert time.time() < deadline, s1.log()
+        time.sleep(0.1)
+    put(s2, "/v1/catalog/register", json.dumps({
+        "Node": "far-node", "Address": "10.9.9.9",
+        "Service": {"Service": "only-in-dc2", "Port": 99}}))
+    put(s2, "/v1/kv/where", "dc2's value")
+    put(s1, "/v1/kv/where", "dc1's value")
+
+    b = browser
+    b.goto(s1.url + "/ui/")
+    b.wait_for("location.pathname === '/ui/dc1/services'")
+    row_text(b, "services-body", "data-service", "consul")
+    assert b.eval("[...document.querySelectorAll('#dc option')].map(o => o.value)") == ["dc1", "dc2"]
+    assert b.eval("!document.querySelector('#services-body tr[data-service=\"only-in-dc2\"]')")
+    b.eval("(() => { const s = document.getElementById('dc'); s.value = 'dc2';"
+           " s.dispatchEvent(new Event('change')); })()")
+    b.wait_for("location.pathname === '/ui/dc2/services'")
+    row_text(b, "services-body", "data-service", "only-in-dc2")
+    b.goto(s1.url + "/ui/dc2/nodes")
+    row_text(b, "nodes-body", "data-node", "far-node")
+    b.goto(s1.url + "/ui/dc2/kv/where")
+    assert b.wait_for("document.getElementById('kv-value') &&"
+                      " document.getElementById('kv-value').value") == "dc2's value"
+    assert b.eval("document.getElementById('dc').value") == "dc2"
+    b.goto(s1.url + "/ui/dc1/kv/where")
+    assert b.wait_for("document.getElementById('kv-value') &&"
+                      " document.getElementById('kv-value').value") == "dc1's value"
