@@ -491,7 +491,6 @@ function parseRoute(pathname) {
     dc: parts[0] ? dec(parts[0]) : "",
     section: parts[1] || "",
     rest: parts.slice(2).map(dec).join("/"),
-    restRaw: parts.slice(2),
   };
 }
 

@@ -101,6 +101,9 @@ def test_root_redirects_to_ui(agent):
     assert status == 301
     assert h["location"] == "/ui/"
     assert body == b'<a href="/ui/">Moved Permanently</a>.\n\n'
+    # any method, as Consul's index handler (without the HTML body, as Go's http.Redirect)
+    status, h, body = raw(agent, "POST", "/")
+    assert status == 301 and h["location"] == "/ui/" and body == b""
     # and the Go ServeMux redirects around it
     assert raw(agent, "GET", "/ui")[:2][0] == 301
     assert raw(agent, "GET", "/ui")[1]["location"] == "/ui/"
