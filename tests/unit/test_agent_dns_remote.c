@@ -228,10 +228,11 @@ static void on_later(uv_timer_t *t)
   uv_close((uv_handle_t *)&l->t, on_later_closed);
 }
 
-static int t_send(void *ctx, const uint8_t *body, size_t len, dns_remote_done_fn done, void *arg,
-                  void **handle)
+static int t_send(void *ctx, const char *dc, const uint8_t *body, size_t len,
+                  dns_remote_done_fn done, void *arg, void **handle)
 {
   (void)ctx;
+  assert_null(dc); /* the client's catalog upstream */
   tr.sent++;
   switch (tr.mode) {
   case T_SEND_FAILS:
