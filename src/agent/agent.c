@@ -571,6 +571,7 @@ static int agent_start_dns(struct agent *a)
   dc.node_meta_txt = c->dns_node_meta_txt;
   dc.udp_answer_limit = c->dns_udp_answer_limit;
   dc.a_record_limit = c->dns_a_record_limit;
+  dc.translate_wan_addrs = c->translate_wan_addrs;
   dc.soa_refresh = c->dns_soa_refresh;
   dc.soa_retry = c->dns_soa_retry;
   dc.soa_expire = c->dns_soa_expire;
