@@ -591,8 +591,7 @@ static int agent_start_dns(struct agent *a)
   }
   if (a->rpc) {
     struct dns_rpc_config rc = {.rpc = a->rpc, .servers = a->servers, .dcs = dcs,
-                                .engine = a->store ? a->dns_engine : NULL,
-                                .wan_addrs = dc.translate_wan_addrs};
+                                .engine = a->store ? a->dns_engine : NULL};
     a->dns_rpc = dns_rpc_new(&rc);
   }
   if (c->port_dns < 0) return 0; /* DNS.Query only */

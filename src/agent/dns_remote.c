@@ -20,7 +20,7 @@
 #define REMOTE_VERSION 1
 #define FLAG_TCP 0x01
 #define FLAG_FORWARDED 0x02 /* sent by a server of another datacenter: never sent on */
-#define FLAG_WAN 0x04       /* answer with WAN addresses (the sender's translate_wan_addrs) */
+#define FLAG_WAN 0x04       /* the asker's agent translates WAN addresses (translate_wan_addrs) */
 #define FLAGS_ALL (FLAG_TCP | FLAG_FORWARDED | FLAG_WAN)
 
 size_t dns_remote_encode(const uint8_t *query, size_t qlen, bool tcp, size_t max_size,
@@ -96,14 +96,17 @@ int dns_remote_answer(struct dns_engine *e, const uint8_t *body, size_t len, uin
   size_t max_size = (size_t)body[2] << 8 | body[3];
   if (qlen == 0 || qlen > 65535 || max_size < DNS_UDP_MIN)
     return CC_EINVAL;
+  /* WAN addresses for a question from another datacenter whose asker translates them; a
+   * question of our own datacenter needs none (its names are ours, or relayed onwards). */
+  bool forwarded = body[1] & FLAG_FORWARDED;
   struct dns_request req = {.tcp = body[1] & FLAG_TCP, .max_size = max_size, .client = client,
-                            .wan_addrs = body[1] & FLAG_WAN};
+                            .wan_addrs = forwarded && (body[1] & FLAG_WAN)};
   switch (dns_engine_answer(e, q, qlen, &req, out, outlen)) {
   case DNS_REPLY:
     return 0;
   case DNS_REMOTE_DC:
     /* Relayed once at most: a forwarded question was sent here as this datacenter's. */
-    if (body[1] & FLAG_FORWARDED) {
+    if (forwarded) {
       log_debug("dns", "forwarded DNS question names yet another datacenter (%s)",
                 dns_engine_remote_dc(e));
       return CC_EINVAL;
@@ -129,7 +132,6 @@ struct relay;
 struct dns_remote_server {
   struct dns_engine *e;
   struct dns_remote_transport t;
-  bool wan_addrs;
   struct relay *relays; /* in flight, for free */
   unsigned pending;
 };
@@ -147,14 +149,12 @@ struct relay {
 };
 
 struct dns_remote_server *dns_remote_server_new(struct dns_engine *e,
-                                                const struct dns_remote_transport *t,
-                                                bool wan_addrs)
+                                                const struct dns_remote_transport *t)
 {
   struct dns_remote_server *s = xcalloc(1, sizeof *s);
   s->e = e;
   if (t)
     s->t = *t;
-  s->wan_addrs = wan_addrs;
   return s;
 }
 
@@ -214,7 +214,7 @@ void dns_remote_serve(struct dns_remote_server *s, const uint8_t *body, size_t l
   s->relays = r;
   s->pending++;
   uint8_t *copy = xmemdup(body, len);
-  dns_remote_mark_forwarded(copy, len, s->wan_addrs);
+  dns_remote_mark_forwarded(copy, len, false); /* the asker's WAN flag goes on as it came */
   r->sending = true;
   int err = s->t.send(s->t.ctx, r->dc, copy, len, relay_done, r, &r->handle);
   r->sending = false;
@@ -310,8 +310,10 @@ static int remote_start(void *ctx, struct dns_upstream_query *q, const uint8_t *
     free(body);
     return CC_EINVAL;
   }
+  if (c->wan_addrs)
+    body[1] |= FLAG_WAN; /* this agent's translate_wan_addrs, for whoever answers */
   if (dc)
-    dns_remote_mark_forwarded(body, blen, c->wan_addrs);
+    dns_remote_mark_forwarded(body, blen, false);
   struct remote_call *rc = xcalloc(1, sizeof *rc);
   rc->c = c;
   rc->q = q;

@@ -18,7 +18,8 @@
  * never sent on again, so nothing loops.
  *
  * Request body: version (1), flags (bit 0: TCP; bit 1: forwarded from another datacenter;
- * bit 2: answer with WAN addresses), max_size (u16 BE), address family (0, 4 or 6), then for
+ * bit 2: the asking agent translates WAN addresses, so a forwarded question is answered with
+ * them, as that agent would answer for a datacenter not its own), max_size (u16 BE), address family (0, 4 or 6), then for
  * 4/6 the address (4/16 bytes) and port (u16 BE), then the query. Response body: the DNS
  * reply itself. */
 #ifndef CONCORD_AGENT_DNS_REMOTE_H
@@ -38,8 +39,8 @@
 size_t dns_remote_encode(const uint8_t *query, size_t qlen, bool tcp, size_t max_size,
                          const struct sockaddr *client, uint8_t *out);
 /* Marks a body (from dns_remote_encode, len bytes) as sent to another datacenter: answered
- * there, never sent on. wan_addrs: the sender translates WAN addresses (translate_wan_addrs),
- * so the answer should carry them. */
+ * there, never sent on. wan_addrs: the asking agent translates WAN addresses
+ * (translate_wan_addrs), so the answer should carry them. */
 void dns_remote_mark_forwarded(uint8_t *body, size_t len, bool wan_addrs);
 
 /* ---- Server side ---- */
@@ -83,11 +84,10 @@ struct dns_remote_transport {
 struct dns_remote_server;
 
 /* e and t->ctx are borrowed and must outlive the result; t is copied (NULL or without send:
- * no other datacenter can be reached, such names get an error). wan_addrs: this server's
- * translate_wan_addrs, passed on with relayed questions. */
+ * no other datacenter can be reached, such names get an error). A relayed question keeps the
+ * asker's WAN flag: the agent that was asked decides translation, as in Consul. */
 struct dns_remote_server *dns_remote_server_new(struct dns_engine *e,
-                                                const struct dns_remote_transport *t,
-                                                bool wan_addrs);
+                                                const struct dns_remote_transport *t);
 /* Answers one request body (borrowed for the call): done(arg, ...) runs exactly once -- before
  * this returns, or later for a question relayed to another datacenter -- unless
  * dns_remote_server_cancel(s, *handle) runs first. *handle is NULL once done has run. done
@@ -108,7 +108,8 @@ struct dns_remote_client;
 
 /* Copies the transport; ctx is borrowed and must outlive the client. */
 struct dns_remote_client *dns_remote_client_new(const struct dns_remote_transport *t);
-/* Questions for other datacenters ask for WAN addresses (this agent's translate_wan_addrs). */
+/* Questions say this agent translates WAN addresses (its translate_wan_addrs), so that names
+ * of other datacenters are answered with them. */
 void dns_remote_client_set_wan_addrs(struct dns_remote_client *c, bool on);
 /* Fills an upstream for dns_server_set_upstream or, since its start passes the datacenter on
  * to send, for dns_server_set_dc_upstream (timeout_ms 0: server.h's 5 s). */

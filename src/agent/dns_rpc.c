@@ -210,7 +210,7 @@ struct dns_rpc *dns_rpc_new(const struct dns_rpc_config *cfg)
   if (cfg->engine) {
     struct dns_remote_transport t;
     dns_rpc_transport(d, &t);
-    d->server = dns_remote_server_new(cfg->engine, cfg->dcs ? &t : NULL, cfg->wan_addrs);
+    d->server = dns_remote_server_new(cfg->engine, cfg->dcs ? &t : NULL);
     rpc_handle(cfg->rpc, DNS_REMOTE_METHOD, handle_query, d);
   }
   return d;

@@ -24,7 +24,6 @@ struct dns_rpc_config {
   struct servers *servers;   /* this datacenter's servers; NULL: none to ask */
   struct wan_dcs *dcs;       /* servers with a WAN pool: other datacenters; NULL: none */
   struct dns_engine *engine; /* servers: answers DNS_REMOTE_METHOD; NULL on client agents */
-  bool wan_addrs;            /* translate_wan_addrs, sent with questions for other DCs */
 };
 
 /* Borrowed pointers must outlive dns_rpc_free. With an engine, registers the RPC handler. */

@@ -317,6 +317,35 @@ def test_dns_other_datacenter(feds):
     assert [r[4] for r in ans] == ["127.0.0.1"], (st, ans)
 
 
+@needs_dig
+def test_dns_translate_wan_addrs(feds, tmp_path):
+    """translate_wan_addrs is the asked agent's: a dc1 client with it gets dc2 nodes' WAN
+    addresses (through its server, which does not translate), its own datacenter's stay."""
+    s1, s2 = feds["s1"], feds["s2"]
+    reg = {"Node": "ext2", "Address": "10.2.2.2", "TaggedAddresses": {"wan": "198.51.100.2"},
+           "Service": {"Service": "extsvc", "Port": 80}}
+    status, _, body = s2.request("PUT", "/v1/catalog/register", body=json.dumps(reg))
+    assert status == 200, body
+    cfg = tmp_path / "translate.json"
+    cfg.write_text(json.dumps({"translate_wan_addrs": True}))
+    ct = Agent(dev=False, server=False, ip="127.0.0.8", node="w-ct",
+               extra_args=["-datacenter", "dc1", "-retry-join", s1.serf_addr,
+                           "-retry-interval", "1s", "-config-file", str(cfg)])
+    ct.start()
+    feds["agents"].append(ct)
+    assert wait_until(lambda: ct.request("GET", "/v1/catalog/nodes")[0] == 200), ct.log()
+    st, ans, _, _ = dig(s1, "ext2.node.dc2.consul", "A")
+    assert [r[4] for r in ans] == ["10.2.2.2"], (st, ans)
+    st, ans, _, _ = dig(ct, "ext2.node.dc2.consul", "A")
+    assert [r[4] for r in ans] == ["198.51.100.2"], (st, ans, ct.log())
+    st, ans, _, _ = dig(ct, "extsvc.service.dc2.consul", "A")
+    assert [r[4] for r in ans] == ["198.51.100.2"], (st, ans)
+    st, ans, _, extra = dig(ct, "extsvc.service.dc2.consul", "SRV")
+    assert ans and ans[0][7] == "c6336402.addr.dc2.consul.", ans
+    st, ans, _, _ = dig(ct, "w-s1.node.consul", "A")
+    assert [r[4] for r in ans] == ["127.0.0.1"], (st, ans)
+
+
 def test_dead_datacenter_fails_after_hold(feds):
     """Last: dc2's only server dies; its datacenter then answers Consul's error once the
     hold time (7 s) is over, not at once and not never."""

@@ -238,12 +238,25 @@ static void test_answer_other_dc(void **state)
   p = parse(out, len);
   assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
   ldns_pkt_free(p);
-  /* The WAN flag reaches the engine: node1 has no WAN address, so the answer is the same,
-   * but the flag is accepted and kept with "forwarded". */
-  bn = body_for(3, "node1.node.consul", LDNS_RR_TYPE_A, body);
+  /* The WAN flag counts on a forwarded question only: the asker in another datacenter
+   * translates; one of our own datacenter needs no translation. */
+  struct dns_node wn = {.name = "wn", .address = "10.2.2.2", .wan = "198.51.100.5"};
+  assert_true(dns_memcat_add_node(cat2, &wn) >= 0);
+  struct {
+    uint8_t flags;
+    const char *want;
+  } cases[] = {{0x06, "198.51.100.5"}, {0x02, "10.2.2.2"}, {0x04, "10.2.2.2"}, {0, "10.2.2.2"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    bn = body_for(3, "wn.node.dc2.consul", LDNS_RR_TYPE_A, body);
+    body[1] = cases[i].flags;
+    assert_int_equal(dns_remote_answer(dc2_engine, body, bn, out, &len), 0);
+    p = parse(out, len);
+    assert_true(has_answer(p, cases[i].want));
+    ldns_pkt_free(p);
+  }
+  bn = body_for(3, "wn.node.dc2.consul", LDNS_RR_TYPE_A, body);
   dns_remote_mark_forwarded(body, bn, true);
   assert_int_equal(body[1], 0x06);
-  assert_int_equal(dns_remote_answer(dc2_engine, body, bn, out, &len), 0);
 }
 
 /* A fake transport playing dc2's server for the relay. */
@@ -324,7 +337,7 @@ static void test_relay(void **state)
 {
   (void)state;
   struct dns_remote_transport t = {.send = rt_send, .cancel = rt_cancel};
-  struct dns_remote_server *srv = dns_remote_server_new(wan_engine, &t, true);
+  struct dns_remote_server *srv = dns_remote_server_new(wan_engine, &t);
   uint8_t body[DNS_REMOTE_MAX_BODY];
   void *h;
   memset(&rt, 0, sizeof rt);
@@ -341,15 +354,22 @@ static void test_relay(void **state)
   ldns_pkt_free(p);
   assert_int_equal(rt.sent, 0);
 
-  /* dc2's, answered inside send: relayed marked forwarded + WAN, the reply passed back. */
+  /* dc2's, answered inside send: relayed marked forwarded, the reply passed back; the asker's
+   * WAN flag goes along as it came. */
   memset(&asked, 0, sizeof asked);
   bn = body_for(2, "web.service.dc2.consul", LDNS_RR_TYPE_A, body);
+  body[1] = 0x04;
+  dns_remote_serve(srv, body, bn, got_done, &asked, &h);
+  assert_int_equal(rt.flags, 0x06);
+  assert_int_equal(body[1], 0x04); /* the caller's body is left alone */
+  assert_int_equal(asked.calls, 1);
+  body[1] = 0;
+  memset(&asked, 0, sizeof asked);
   dns_remote_serve(srv, body, bn, got_done, &asked, &h);
   assert_null(h);
-  assert_int_equal(rt.sent, 1);
+  assert_int_equal(rt.sent, 2);
   assert_string_equal(rt.dc, "dc2");
-  assert_int_equal(rt.flags, 0x06);
-  assert_int_equal(body[1], 0); /* the caller's body is left alone */
+  assert_int_equal(rt.flags, 0x02);
   assert_int_equal(asked.calls, 1);
   p = parse(asked.reply, asked.len);
   assert_int_equal(ldns_pkt_id(p), 2);
@@ -399,7 +419,7 @@ static void test_relay(void **state)
   assert_int_equal(asked.status, CC_ESHUTDOWN);
 
   /* Without a transport, dc2's names cannot go anywhere. */
-  srv = dns_remote_server_new(wan_engine, NULL, false);
+  srv = dns_remote_server_new(wan_engine, NULL);
   bn = body_for(4, "web.service.dc2.consul", LDNS_RR_TYPE_A, body);
   dns_remote_serve(srv, body, bn, got_done, &asked, &h);
   assert_int_equal(asked.calls, 5);
@@ -435,11 +455,12 @@ static void test_client_marks_forwarded(void **state)
                      CC_EIO);
     assert_string_equal(rt.dc, "dc2");
     assert_int_equal(rt.flags, wan ? 0x07 : 0x03);
-    /* The catalog upstream's questions (no dc) are not marked. */
+    /* The catalog upstream's questions (no dc) are not marked forwarded, but say whether
+     * this agent translates (its server relays that with names of other datacenters). */
     assert_int_equal(up.start(up.ctx, seen_q, q, qn, false, DNS_UDP_MAX, NULL, NULL, &qdata),
                      CC_EIO);
     assert_string_equal(rt.dc, "-");
-    assert_int_equal(rt.flags, 0);
+    assert_int_equal(rt.flags, wan ? 0x04 : 0);
   }
   assert_int_equal(dns_remote_client_pending(c), 0);
   dns_remote_client_free(c);
