@@ -22,6 +22,9 @@
 #define FLAG_FORWARDED 0x02 /* sent by a server of another datacenter: never sent on */
 #define FLAG_WAN 0x04       /* the asker's agent translates WAN addresses (translate_wan_addrs) */
 #define FLAGS_ALL (FLAG_TCP | FLAG_FORWARDED | FLAG_WAN)
+/* Relays in flight on one server; beyond, an error at once (each asker already caps its own
+ * at server.h's max_forwards, but a server has many askers). */
+#define MAX_RELAYS 4096
 
 size_t dns_remote_encode(const uint8_t *query, size_t qlen, bool tcp, size_t max_size,
                          const struct sockaddr *client, uint8_t *out)
@@ -201,6 +204,10 @@ void dns_remote_serve(struct dns_remote_server *s, const uint8_t *body, size_t l
     return;
   if (!s->t.send) {
     done(arg, 0, "No path to datacenter", NULL, 0);
+    return;
+  }
+  if (s->pending >= MAX_RELAYS) {
+    done(arg, 0, "too many DNS questions for other datacenters in flight", NULL, 0);
     return;
   }
   struct relay *r = xcalloc(1, sizeof *r);

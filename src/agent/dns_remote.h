@@ -91,8 +91,8 @@ struct dns_remote_server *dns_remote_server_new(struct dns_engine *e,
 /* Answers one request body (borrowed for the call): done(arg, ...) runs exactly once -- before
  * this returns, or later for a question relayed to another datacenter -- unless
  * dns_remote_server_cancel(s, *handle) runs first. *handle is NULL once done has run. done
- * gets status 0 with the reply in body, status 0 with an error sentence, or a transport or
- * CC_ESHUTDOWN status. */
+ * gets status 0 with the reply in body, status 0 with an error sentence (also when 4096
+ * relays are already in flight), or a transport or CC_ESHUTDOWN status. */
 void dns_remote_serve(struct dns_remote_server *s, const uint8_t *body, size_t len,
                       dns_remote_done_fn done, void *arg, void **handle);
 /* The asker went away: the relay's request is cancelled and done never runs. */

@@ -399,6 +399,7 @@ enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, si
   struct dns__query q;
   bool have_q;
   size_t ceiling = req->max_size < DNS_TCP_MAX ? req->max_size : DNS_TCP_MAX;
+  e->remote_dc[0] = '\0';
   if (ceiling < DNS_UDP_MIN)
     return DNS_DROP; /* the caller's buffer must hold at least a classic reply */
   int rc = dns__parse_query(query, qlen, &q, &have_q);
@@ -460,7 +461,6 @@ enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, si
   if (!e->be.datacenter || e->be.datacenter(e->be.ctx, e->dc, sizeof e->dc) != 0 || !e->dc[0])
     snprintf(e->dc, sizeof e->dc, "dc1");
 
-  e->remote_dc[0] = '\0';
   enum dns__result res = DNS_OK;
   if (arpa) {
     res = dns__lookup_ptr(&r);
