@@ -163,6 +163,10 @@ void cli__flags_print_defaults(const struct cli__flagset *fs, struct buf *out);
  * "Command Options" sections, each flag with its description wrapped at 72 columns.
  * fs may be NULL. No trailing newline. */
 void cli__flags_usage(const char *text, const struct cli__flagset *fs, struct buf *out);
+/* Consul's usage error: msg, an empty line, then the command's help (cli__flags_usage), all on
+ * stderr. The caller returns 1. */
+void cli__usage_error(struct cli__ctx *ctx, const char *msg, const char *text,
+                      const struct cli__flagset *fs);
 /* kr/text's minimum-raggedness wrap of text at lim columns, each line indented by pad. */
 void cli__wrap(const char *text, int lim, int pad, struct buf *out);
 
