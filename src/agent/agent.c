@@ -757,6 +757,10 @@ static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip
   static const char *const names[] = {"joined", "left", "failed", "updated", "reaped"};
   log_info("agent.serf", "member %s %s (%s:%u)", m->name, names[ev], m->addr, m->port);
   if (a->servers) servers_on_member(a->servers, ev, m);
+  const char *role = gossip_member_tag(m, "role");
+  if (a->wan && (ev == GOSSIP_EVENT_JOIN || ev == GOSSIP_EVENT_UPDATE) && role &&
+      strcmp(role, "consul") == 0)
+    wan_flood_notify(a->wan);
   if (!a->consensus || a->stopping || !consensus_is_leader(a->consensus)) return;
   if (ev == GOSSIP_EVENT_REAP) {
     agent_reconcile_member(a, m->name, m->addr, NULL, NULL, NULL, GOSSIP_STATUS_NONE);
@@ -917,6 +921,7 @@ static int agent_start_wan(struct agent *a)
   int rv = wan_start(&a->loop, &wc, &a->wan);
   json_decref(tags);
   if (rv == 0 && a->forward) forward_set_datacenters(a->forward, wan_datacenters(a->wan));
+  if (rv == 0 && a->gossip) wan_flood_attach(a->wan, a->gossip);
   return rv;
 }
 

@@ -420,3 +420,31 @@ def test_encrypted_wan_leave_and_force_leave(request):
     assert wait_until(lambda: datacenters(a) == ["ea"]), datacenters(a)
     status, _, body = a.request("GET", "/v1/kv/x?dc=eb")
     assert status == 500 and body.strip() == b"No path to datacenter"
+
+
+def test_flood_join():
+    """Consul's flood join: a server whose datacenter already has a server in the WAN pool is
+    joined into it through the LAN pool (its wan_join_port tag), with no -join-wan of its own."""
+    a1 = Agent(dev=False, ip="127.0.0.4", node="f-a1", extra_args=["-datacenter", "fa"])
+    b1 = Agent(dev=False, ip="127.0.0.5", node="f-b1",
+               extra_args=["-datacenter", "fb", "-join-wan", wan_addr(a1)])
+    b2 = Agent(dev=False, ip="127.0.0.6", node="f-b2", expect=2,
+               extra_args=["-datacenter", "fb", "-join", b1.serf_addr])
+    agents = []
+    try:
+        for a in (a1, b1):
+            a.start()
+            agents.append(a)
+        b2.start(wait=False)
+        agents.append(b2)
+
+        def wan_names(a):
+            members, _ = a.get_json("/v1/agent/members?wan=1")
+            return {m["Name"]: m["Status"] for m in members}
+        want = {"f-a1.fa": 1, "f-b1.fb": 1, "f-b2.fb": 1}
+        assert wait_until(lambda: wan_names(a1) == want, timeout=30), (wan_names(a1), b2.log())
+        assert wait_until(lambda: wan_names(b2) == want, timeout=30), wan_names(b2)
+        assert "flood-joined 1 server(s) of fb" in b1.log() + b2.log()
+    finally:
+        codes = stop_all(agents)
+        assert all(c == 0 for c in codes.values()), codes
