@@ -343,6 +343,11 @@ int state_store_restore(struct state_store *s, const void *data, size_t len)
   return 0;
 }
 
+int state_snapshot_check(const void *data, size_t len)
+{
+  return state__snapshot_check(data, len);
+}
+
 int state__snapshot_check(const void *data, size_t len)
 {
   struct restore r = {0};

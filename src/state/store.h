@@ -159,6 +159,9 @@ void state_store_snapshot(const struct state_store *s, struct buf *out);
  * table index, tombstone indexes <= theirs. Returns 0, or CC_ECORRUPT (store left
  * unchanged). Fires every watch, since anything may have changed. data is only read. */
 int state_store_restore(struct state_store *s, const void *data, size_t len);
+/* Checks a snapshot document as state_store_restore would, changing nothing: 0 or
+ * CC_ECORRUPT. */
+int state_snapshot_check(const void *data, size_t len);
 /* How many times the tables have been replaced wholesale (a Raft snapshot installed, an
  * archive restored). A blocking query parked before a restore answers after it whatever its
  * index, as Consul's abandoned state store wakes every query. */
