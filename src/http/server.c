@@ -146,6 +146,8 @@ void http_server_config_defaults(struct http_server_config *cfg)
   cfg->max_connections = 10000;
   cfg->idle_timeout_ms = 90 * 1000;
   cfg->read_timeout_ms = 30 * 1000;
+  cfg->big_body_path = NULL;
+  cfg->big_body_bytes = 0;
 }
 
 /* ---- timeout queues ---- */
