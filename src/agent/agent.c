@@ -32,6 +32,7 @@
 #include "agent/watches.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
+#include "archive/archive.h"
 #include "config/config.h"
 #include "consensus/consensus.h"
 #include "dns/dns.h"
@@ -501,6 +502,8 @@ static int agent_start_http(struct agent *a)
   uint64_t max_body = a->cfg.kv_max_value_size > a->cfg.txn_max_req_len ? a->cfg.kv_max_value_size
                                                                         : a->cfg.txn_max_req_len;
   hc.max_body_bytes = (size_t)max_body;
+  hc.big_body_path = API_SNAPSHOT_PATH; /* a restore's archive */
+  hc.big_body_bytes = API_SNAPSHOT_MAX_STATE + ARCHIVE_SLACK;
   hc.max_connections = a->cfg.http_max_conns;
   a->http = http_server_new(&a->loop, &hc);
   if (a->wan) /* servers answer other datacenters' prepared query failovers */

@@ -67,6 +67,8 @@ extern const struct cli__command cli__cmd_join, cli__cmd_leave, cli__cmd_force_l
 extern const struct cli__command cli__cmd_keygen, cli__cmd_keyring;
 extern const struct cli__command cli__cmd_lock;
 extern const struct cli__command cli__cmd_event, cli__cmd_exec;
+extern const struct cli__command cli__cmd_snapshot, cli__cmd_snapshot_save,
+    cli__cmd_snapshot_restore, cli__cmd_snapshot_inspect;
 
 /* The dispatcher behind cli_main: mitchellh/cli's rules (help flags anywhere, nested
  * subcommands by longest prefix, 127 for an unknown command). argv[0] is the first argument
