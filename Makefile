@@ -17,7 +17,7 @@ FUZZ_SECONDS ?= 60
 
 DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libuv1-dev libraft-dev node-llhttp libjansson-dev libmsgpack-dev libldns-dev libssl-dev \
-  libcmocka-dev libnghttp2-dev python3 python3-pytest python3-pytest-xdist python3-consul \
+  libcmocka-dev libnghttp2-dev zlib1g-dev python3 python3-pytest python3-pytest-xdist python3-consul \
   python3-requests \
   python3-grpcio bind9-dnsutils \
   procps iproute2 serf \

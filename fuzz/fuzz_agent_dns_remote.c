@@ -2,10 +2,11 @@
  * body a client agent sends a server for DNS) and the answer behind it.
  *
  * The input is one request body as it would arrive over RPC. dns_remote_answer must either
- * refuse it (CC_EINVAL) or answer with a reply that carries the query's ID with QR set, fits
- * the ceiling the body asked for, and parses with ldns_wire2pkt; anything else aborts.
- * Seeds: fuzz/corpus/agent_dns_remote/ (UDP/TCP, IPv4/IPv6/no address, every record form
- * from fuzz/corpus/dns/ behind a header, and malformed headers). */
+ * refuse it (CC_EINVAL), say it is dc2's (the engine's backend knows dc2: DNS_REMOTE_OTHER_DC,
+ * never for a body marked forwarded), or answer with a reply that carries the query's ID with
+ * QR set, fits the ceiling the body asked for, and parses with ldns_wire2pkt; anything else
+ * aborts. Seeds: fuzz/corpus/agent_dns_remote/ (UDP/TCP, IPv4/IPv6/no address, every record
+ * form from fuzz/corpus/dns/ behind a header, forwarded and WAN flags, malformed headers). */
 #include <ldns/ldns.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +24,13 @@ static const char catalog[] =
     " \"Queries\": [{\"Name\": \"myq\", \"Service\": \"web\"}]}";
 
 static struct dns_memcat *cat;
+
+static bool knows_dc2(void *ctx, const char *dc)
+{
+  (void)ctx;
+  return strcmp(dc, "dc2") == 0;
+}
+
 static struct dns_engine *engine;
 static uint8_t out[DNS_TCP_MAX];
 
@@ -37,6 +45,7 @@ static void init(void)
   struct dns_backend be;
   cat = dns_memcat_new("dc1");
   dns_memcat_backend(cat, &be);
+  be.datacenter_known = knows_dc2;
   engine = dns_engine_new(&c, &be, err, sizeof err);
   if (!engine || dns_memcat_load_json(cat, catalog, sizeof catalog - 1, err, sizeof err) != 0)
     abort();
@@ -52,6 +61,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   int rc = dns_remote_answer(engine, data, size, out, &len);
   if (rc == CC_EINVAL)
     return 0;
+  if (rc == DNS_REMOTE_OTHER_DC) {
+    if (size < 2 || (data[1] & 0x02) || strcmp(dns_engine_remote_dc(engine), "dc2") != 0)
+      abort();
+    return 0;
+  }
   if (rc != 0 || size < 5)
     abort();
   size_t qoff = 5 + (data[4] == 4 ? 6 : data[4] == 6 ? 18 : 0);

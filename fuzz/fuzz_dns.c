@@ -2,8 +2,9 @@
  *
  * The input is one DNS message as it would arrive on port 8600. It is answered by two
  * engines over the same in-memory catalog (dns/memcat.h): Consul's defaults, and one with an
- * alt_domain, recursors, only_passing, enable_truncate, an A-record limit and TTLs, each as
- * a UDP and as a TCP query. Every reply must:
+ * alt_domain, recursors, only_passing, enable_truncate, an A-record limit, TTLs and a backend
+ * that knows datacenter dc3 (its names are handed back: DNS_REMOTE_DC, which must name dc3),
+ * each as a UDP and as a TCP query. Every reply must:
  *   - be no bigger than the transport allows (512 bytes for a classic UDP query),
  *   - carry the query's ID with QR set and at most one question,
  *   - parse with ldns_wire2pkt (an independent implementation), with the counts in its header
@@ -45,6 +46,13 @@ static const char catalog[] =
     " \"Queries\": [{\"Name\": \"myq\", \"Service\": \"web\", \"TTL\": \"30s\"}]}";
 
 static struct dns_memcat *cat;
+
+static bool knows_dc3(void *ctx, const char *dc)
+{
+  (void)ctx;
+  return strcmp(dc, "dc3") == 0;
+}
+
 static struct dns_engine *engines[2];
 static uint8_t out[DNS_TCP_MAX];
 
@@ -82,6 +90,7 @@ static void init(void)
   c.service_ttl[0].ttl = 12;
   strcpy(c.service_ttl[1].name, "*");
   c.service_ttl[1].ttl = 13;
+  be.datacenter_known = knows_dc3;
   engines[1] = dns_engine_new(&c, &be, err, sizeof err);
   if (!engines[0] || !engines[1])
     abort();
@@ -119,8 +128,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int tcp = 0; tcp < 2; tcp++) {
       struct dns_request req = {.tcp = tcp, .max_size = tcp ? DNS_TCP_MAX : DNS_UDP_MAX};
       size_t len = 0;
-      if (dns_engine_answer(engines[e], data, size, &req, out, &len) == DNS_REPLY)
+      enum dns_action a = dns_engine_answer(engines[e], data, size, &req, out, &len);
+      if (a == DNS_REPLY)
         check(data, size, tcp, len);
+      else if (a == DNS_REMOTE_DC && (e == 0 || strcmp(dns_engine_remote_dc(engines[e]), "dc3")))
+        abort();
     }
   }
   /* The SERVFAIL the server sends after failed recursion must be well-formed too. */

@@ -23,6 +23,7 @@
 #include "agent/events.h"
 #include "agent/exec.h"
 #include "agent/dns_remote.h"
+#include "agent/dns_rpc.h"
 #include "agent/forward.h"
 #include "agent/query_remote.h"
 #include "agent/wan.h"
@@ -31,6 +32,7 @@
 #include "agent/watches.h"
 #include "agent/tombstone_gc.h"
 #include "api/api.h"
+#include "archive/archive.h"
 #include "config/config.h"
 #include "consensus/consensus.h"
 #include "dns/dns.h"
@@ -64,7 +66,9 @@ struct agent {
   struct dns_catalog dns_catalog;
   struct dns_engine *dns_engine;
   struct dns_server *dns;
-  struct dns_remote_client *dns_remote; /* client agents: DNS answered by a server */
+  struct dns_remote_client *dns_remote; /* questions a server answers: a client's, or a
+                                         * server's for other datacenters */
+  struct dns_rpc *dns_rpc;              /* their transport, and servers' DNS.Query */
   struct gossip *gossip;
   struct wan *wan;          /* servers: the WAN pool and its datacenters (agent/wan.c) */
   struct query_remote *query_remote; /* prepared query failover between datacenters */
@@ -273,6 +277,8 @@ static void agent_dns_closed(void *arg)
   a->dns = NULL;
   if (a->dns_remote) dns_remote_client_free(a->dns_remote);
   a->dns_remote = NULL;
+  dns_rpc_free(a->dns_rpc); /* before the engine its DNS.Query handler answers with */
+  a->dns_rpc = NULL;
   if (a->dns_engine) dns_engine_free(a->dns_engine);
   a->dns_engine = NULL;
   agent_stop_gossip(a);
@@ -496,6 +502,8 @@ static int agent_start_http(struct agent *a)
   uint64_t max_body = a->cfg.kv_max_value_size > a->cfg.txn_max_req_len ? a->cfg.kv_max_value_size
                                                                         : a->cfg.txn_max_req_len;
   hc.max_body_bytes = (size_t)max_body;
+  hc.big_body_path = API_SNAPSHOT_PATH; /* a restore's archive */
+  hc.big_body_bytes = API_SNAPSHOT_MAX_STATE + ARCHIVE_SLACK;
   hc.max_connections = a->cfg.http_max_conns;
   a->http = http_server_new(&a->loop, &hc);
   if (a->wan) /* servers answer other datacenters' prepared query failovers */
@@ -539,79 +547,13 @@ static int agent_start_http(struct agent *a)
   return 0;
 }
 
-/* ---- DNS between agents: a client's questions answered by a server's engine ---- */
-
-/* Server side of DNS_REMOTE_METHOD. */
-static void agent_dns_rpc(struct rpc_call *call, const uint8_t *body, size_t len, void *arg)
-{
-  struct agent *a = arg;
-  if (!a->dns_engine) {
-    rpc_call_reply(call, "DNS is disabled on this server", NULL, 0);
-    return;
-  }
-  uint8_t *out = xmalloc(DNS_TCP_MAX);
-  size_t outlen = 0;
-  if (dns_remote_answer(a->dns_engine, body, len, out, &outlen) == 0)
-    rpc_call_reply(call, NULL, out, outlen);
-  else
-    rpc_call_reply(call, "malformed DNS request", NULL, 0);
-  free(out);
-}
-
-/* Client side: one question on its way to a server. */
-struct agent_dns_call {
-  struct agent *a;
-  dns_remote_done_fn done;
-  void *arg;
-  struct rpc_req *req;
-  char addr[64];
-};
-
-static void agent_dns_answered(void *arg, int status, const char *error, const uint8_t *body,
-                               size_t len)
-{
-  struct agent_dns_call *c = arg;
-  if (status == CC_ENOCONN || status == CC_EIO || status == CC_ETIMEOUT)
-    if (c->a->servers) servers_failed(c->a->servers, c->addr); /* the next one asks elsewhere */
-  c->done(c->arg, status, error, body, len);
-  free(c);
-}
-
-static int agent_dns_send(void *ctx, const uint8_t *body, size_t len, dns_remote_done_fn done,
-                          void *arg, void **handle)
-{
-  struct agent *a = ctx;
-  const char *addr = a->servers ? servers_pick(a->servers) : NULL;
-  if (!addr || !a->rpc) return CC_ENOTFOUND;
-  struct agent_dns_call *c = xcalloc(1, sizeof *c);
-  c->a = a;
-  c->done = done;
-  c->arg = arg;
-  snprintf(c->addr, sizeof c->addr, "%s", addr);
-  /* under the DNS side's 5 s, so a slow server is noticed here and the next query moves on */
-  int rv = rpc_request(a->rpc, c->addr, DNS_REMOTE_METHOD, body, len, 4000, agent_dns_answered, c,
-                       &c->req);
-  if (rv != 0) {
-    free(c);
-    return rv;
-  }
-  *handle = c;
-  return 0;
-}
-
-static void agent_dns_cancel(void *ctx, void *handle)
-{
-  struct agent_dns_call *c = handle;
-  (void)ctx;
-  rpc_request_cancel(c->req);
-  free(c);
-}
-
 /* The DNS interface, answered from this server's store (stale, as Consul's DNS is by
- * default: dns_config.allow_stale); on a client agent, by a server over RPC. */
+ * default: dns_config.allow_stale); on a client agent, by a server over RPC; names of other
+ * datacenters by a server there (agent/dns_rpc.h). A server whose DNS port is disabled still
+ * answers DNS.Query, as a Consul server answers other agents' catalog reads for DNS. */
 static int agent_start_dns(struct agent *a)
 {
-  if (a->cfg.port_dns < 0) return 0;
+  if (a->cfg.port_dns < 0 && !(a->store && a->rpc)) return 0;
   const struct config *c = &a->cfg;
   struct dns_config dc;
   dns_config_defaults(&dc);
@@ -632,6 +574,7 @@ static int agent_start_dns(struct agent *a)
   dc.node_meta_txt = c->dns_node_meta_txt;
   dc.udp_answer_limit = c->dns_udp_answer_limit;
   dc.a_record_limit = c->dns_a_record_limit;
+  dc.translate_wan_addrs = c->translate_wan_addrs;
   dc.soa_refresh = c->dns_soa_refresh;
   dc.soa_retry = c->dns_soa_retry;
   dc.soa_expire = c->dns_soa_expire;
@@ -639,7 +582,8 @@ static int agent_start_dns(struct agent *a)
   dc.recursor_timeout_ms = (unsigned)(c->dns_recursor_timeout_ns / 1000000LL);
   for (char **r = c->recursors; *r && dc.n_recursors < DNS_MAX_RECURSORS; r++)
     snprintf(dc.recursors[dc.n_recursors++], sizeof dc.recursors[0], "%s", *r);
-  a->dns_catalog = (struct dns_catalog){a->store, c->datacenter};
+  struct wan_dcs *dcs = a->wan ? wan_datacenters(a->wan) : NULL;
+  a->dns_catalog = (struct dns_catalog){a->store, c->datacenter, dcs};
   struct dns_backend backend;
   dns_catalog_backend(&a->dns_catalog, &backend);
   char err[256] = "";
@@ -648,6 +592,12 @@ static int agent_start_dns(struct agent *a)
     log_error("agent", "bad DNS configuration: %s", err);
     return -1;
   }
+  if (a->rpc) {
+    struct dns_rpc_config rc = {.rpc = a->rpc, .servers = a->servers, .dcs = dcs,
+                                .engine = a->store ? a->dns_engine : NULL};
+    a->dns_rpc = dns_rpc_new(&rc);
+  }
+  if (c->port_dns < 0) return 0; /* DNS.Query only */
   struct dns_server_config sc;
   dns_server_config_defaults(&sc);
   a->dns = dns_server_new(&a->loop, a->dns_engine, &sc, err, sizeof err);
@@ -655,14 +605,15 @@ static int agent_start_dns(struct agent *a)
     log_error("agent", "cannot start DNS: %s", err);
     return -1;
   }
-  if (a->store && a->rpc) {
-    rpc_handle(a->rpc, DNS_REMOTE_METHOD, agent_dns_rpc, a);
-  } else if (!a->store) {
-    struct dns_remote_transport t = {.ctx = a, .send = agent_dns_send, .cancel = agent_dns_cancel};
+  if (a->dns_rpc && (!a->store || dcs)) {
+    struct dns_remote_transport t;
+    dns_rpc_transport(a->dns_rpc, &t);
     a->dns_remote = dns_remote_client_new(&t);
+    dns_remote_client_set_wan_addrs(a->dns_remote, dc.translate_wan_addrs);
     struct dns_upstream up;
     dns_remote_client_upstream(a->dns_remote, &up);
-    dns_server_set_upstream(a->dns, &up);
+    if (!a->store) dns_server_set_upstream(a->dns, &up); /* every catalog question */
+    else dns_server_set_dc_upstream(a->dns, &up);        /* other datacenters' names */
   }
   for (char **p = c->client_addrs; *p; p++) {
     if (dns_server_listen(a->dns, *p, c->port_dns, err, sizeof err) != 0) {
@@ -809,6 +760,10 @@ static void agent_on_member(void *ctx, enum gossip_event ev, const struct gossip
   static const char *const names[] = {"joined", "left", "failed", "updated", "reaped"};
   log_info("agent.serf", "member %s %s (%s:%u)", m->name, names[ev], m->addr, m->port);
   if (a->servers) servers_on_member(a->servers, ev, m);
+  const char *role = gossip_member_tag(m, "role");
+  if (a->wan && (ev == GOSSIP_EVENT_JOIN || ev == GOSSIP_EVENT_UPDATE) && role &&
+      strcmp(role, "consul") == 0)
+    wan_flood_notify(a->wan);
   if (!a->consensus || a->stopping || !consensus_is_leader(a->consensus)) return;
   if (ev == GOSSIP_EVENT_REAP) {
     agent_reconcile_member(a, m->name, m->addr, NULL, NULL, NULL, GOSSIP_STATUS_NONE);
@@ -969,6 +924,7 @@ static int agent_start_wan(struct agent *a)
   int rv = wan_start(&a->loop, &wc, &a->wan);
   json_decref(tags);
   if (rv == 0 && a->forward) forward_set_datacenters(a->forward, wan_datacenters(a->wan));
+  if (rv == 0 && a->gossip) wan_flood_attach(a->wan, a->gossip);
   return rv;
 }
 

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "agent/wan_dcs.h"
 #include "lib/duration.h"
 #include "lib/err.h"
 #include "state/catalog.h"
@@ -252,6 +253,15 @@ static int dns_catalog_reverse(void *ctx, const char *dc, const uint8_t *ip, siz
   return r.found ? 0 : CC_ENOTFOUND;
 }
 
+/* Another datacenter is known while the WAN pool shows any server of it (alive or not: a
+ * datacenter whose servers all failed is SERVFAIL, not NXDOMAIN, as Consul's
+ * ErrDCNotAvailable). */
+static bool dns_catalog_dc_known(void *ctx, const char *dc)
+{
+  struct dns_catalog *c = ctx;
+  return wan_dcs_known(c->dcs, dc);
+}
+
 void dns_catalog_backend(struct dns_catalog *ctx, struct dns_backend *out)
 {
   memset(out, 0, sizeof *out);
@@ -261,4 +271,5 @@ void dns_catalog_backend(struct dns_catalog *ctx, struct dns_backend *out)
   out->service = dns_catalog_service;
   out->prepared_query = dns_catalog_prepared_query;
   out->reverse = dns_catalog_reverse;
+  if (ctx->dcs) out->datacenter_known = dns_catalog_dc_known;
 }

@@ -17,6 +17,10 @@ struct wan {
   size_t nretry;
   uint64_t retry_interval_ms;
   uv_timer_t *retry_timer; /* freed in its close callback */
+  char *dc;                /* our datacenter, owned */
+  struct gossip *lan;      /* borrowed (wan_flood_attach) */
+  uv_timer_t *flood_timer; /* freed in its close callback; NULL until attached */
+  bool flooding;           /* a flood join is in flight */
   void (*on_fatal)(void *arg);
   void *arg;
   bool stopping;
@@ -36,6 +40,80 @@ static void wan_on_member(void *ctx, enum gossip_event ev, const struct gossip_m
   static const char *const names[] = {"joined", "left", "failed", "updated", "reaped"};
   log_info("agent.serf.wan", "member %s %s (%s:%u)", m->name, names[ev], m->addr, m->port);
   wan_dcs_on_member(w->dcs, ev, m);
+}
+
+/* ---- Flood joins ---- */
+
+#define FLOOD_INTERVAL_MS 60000
+
+static void flood_done(void *arg, int nsuccess, int err)
+{
+  struct wan *w = arg;
+  if (err == CC_ECANCELED || w->stopping) return;
+  w->flooding = false;
+  if (nsuccess > 0) log_info("agent", "(WAN) flood-joined %d server(s) of %s", nsuccess, w->dc);
+}
+
+static bool member_is_our_server(const struct wan *w, const struct gossip_member *m)
+{
+  const char *role = gossip_member_tag(m, "role");
+  const char *dc = gossip_member_tag(m, "dc");
+  return role && strcmp(role, "consul") == 0 && dc && strcmp(dc, w->dc) == 0;
+}
+
+void wan_flood_notify(struct wan *w)
+{
+  if (!w || w->stopping || !w->lan || w->flooding) return;
+  struct gossip_member *wm = NULL, *lm = NULL;
+  size_t nw = 0, nl = 0;
+  if (gossip_members(w->gossip, &wm, &nw) != 0) return;
+  if (gossip_members(w->lan, &lm, &nl) != 0) {
+    gossip_members_free(wm, nw);
+    return;
+  }
+  char **addrs = xcalloc(nl + 1, sizeof *addrs);
+  size_t n = 0;
+  size_t dclen = strlen(w->dc);
+  for (size_t i = 0; i < nl; i++) {
+    const struct gossip_member *m = &lm[i];
+    if (m->status != GOSSIP_STATUS_ALIVE || !member_is_our_server(w, m)) continue;
+    const char *port = gossip_member_tag(m, "wan_join_port");
+    if (!port || !*port) continue;
+    /* WAN names are "<node>.<dc>": is this server in the WAN pool already? */
+    bool known = false;
+    size_t len = strlen(m->name);
+    for (size_t j = 0; j < nw && !known; j++) {
+      const char *name = wm[j].name;
+      known = strlen(name) == len + 1 + dclen && strncmp(name, m->name, len) == 0 &&
+              name[len] == '.' && strcmp(name + len + 1, w->dc) == 0;
+    }
+    if (known) continue;
+    char buf[128];
+    snprintf(buf, sizeof buf, strchr(m->addr, ':') ? "[%s]:%s" : "%s:%s", m->addr, port);
+    addrs[n++] = xstrdup(buf);
+  }
+  gossip_members_free(wm, nw);
+  gossip_members_free(lm, nl);
+  if (n > 0) {
+    w->flooding = true;
+    if (gossip_join(w->gossip, (const char *const *)addrs, n, flood_done, w) != 0)
+      w->flooding = false;
+  }
+  for (size_t i = 0; i < n; i++) free(addrs[i]);
+  free(addrs);
+}
+
+static void flood_tick(uv_timer_t *t) { wan_flood_notify(t->data); }
+
+void wan_flood_attach(struct wan *w, struct gossip *lan)
+{
+  if (!w || w->flood_timer) return;
+  w->lan = lan;
+  w->flood_timer = xmalloc(sizeof *w->flood_timer);
+  uv_timer_init(w->loop, w->flood_timer);
+  w->flood_timer->data = w;
+  uv_timer_start(w->flood_timer, flood_tick, FLOOD_INTERVAL_MS, FLOOD_INTERVAL_MS);
+  wan_flood_notify(w);
 }
 
 static void retry_tick(uv_timer_t *t);
@@ -79,6 +157,7 @@ int wan_start(uv_loop_t *loop, const struct wan_config *cfg, struct wan **out)
   struct wan *w = xcalloc(1, sizeof *w);
   w->loop = loop;
   w->dcs = wan_dcs_new(cfg->datacenter);
+  w->dc = xstrdup(cfg->datacenter);
   w->on_fatal = cfg->on_fatal;
   w->arg = cfg->arg;
   w->retry_interval_ms = cfg->retry_interval_ms ? cfg->retry_interval_ms : 30000;
@@ -168,11 +247,13 @@ void wan_stop(struct wan *w, void (*done)(void *arg), void *arg)
   w->stopping = true;
   w->leave_cb = NULL;
   uv_close((uv_handle_t *)w->retry_timer, timer_closed);
+  if (w->flood_timer) uv_close((uv_handle_t *)w->flood_timer, timer_closed);
   /* gossip_stop runs pending join/leave callbacks (ECANCELED) inside: w must still exist */
   if (w->gossip) gossip_stop(w->gossip, done, arg);
   wan_dcs_free(w->dcs);
   for (size_t j = 0; j < w->nretry; j++) free(w->retry_join[j]);
   free(w->retry_join);
+  free(w->dc);
   bool had_gossip = w->gossip != NULL;
   free(w);
   if (!had_gossip && done) done(arg);

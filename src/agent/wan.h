@@ -41,6 +41,14 @@ void wan_leave(struct wan *w, void (*cb)(void *arg), void *arg);
 /* Stops gossip and frees w; done runs once the sockets are closed. */
 void wan_stop(struct wan *w, void (*done)(void *arg), void *arg);
 
+/* Consul's FloodJoins: every alive server of our datacenter that the LAN pool knows and the WAN
+ * pool does not is joined into the WAN pool at its address and "wan_join_port" tag, so one
+ * server's -join-wan brings its whole datacenter. wan_flood_attach gives the LAN pool (borrowed;
+ * it outlives w) and floods every 60 s (Consul's SerfFloodInterval); wan_flood_notify floods now
+ * (the agent calls it when a LAN server joins). At most one flood join is in flight. */
+void wan_flood_attach(struct wan *w, struct gossip *lan);
+void wan_flood_notify(struct wan *w);
+
 struct gossip *wan_gossip(struct wan *w);
 struct wan_dcs *wan_datacenters(struct wan *w);
 /* api_ctx.datacenters: every known datacenter as a JSON array of strings (new reference). */

@@ -18,6 +18,7 @@ void api_register(struct api_ctx *ctx)
   api_keyring_register(ctx);
   api_query_register(ctx);
   api_event_register(ctx);
+  api_snapshot_register(ctx);
   api_ui_register(ctx);
 }
 

@@ -53,6 +53,12 @@ struct api_ctx {
 };
 
 /* The header a forwarded request carries: how many agents have forwarded it so far. */
+/* /v1/snapshot (snapshot.c): a restore is one Raft entry, so state.bin may be at most a
+ * command's size (consensus.h) less room for framing; the request body is capped at that
+ * plus the archive's own overhead (archive.h). */
+#define API_SNAPSHOT_PATH "/v1/snapshot"
+#define API_SNAPSHOT_MAX_STATE ((size_t)7 << 20)
+
 #define API_FORWARD_HEADER "X-Concord-Forwarded"
 /* ... and the name of the agent it came to first: what "this agent's node" means for it
  * (a session created through a client agent belongs to the client's node, as in Consul). */

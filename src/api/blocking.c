@@ -43,6 +43,7 @@ struct api_group {
   size_t key_len;
   api_read_fn fn;
   uint64_t min_index;
+  uint64_t restores; /* the store's restore count when the group formed */
   enum api_consistency mode;
   struct api_parked *head;
   size_t count;
@@ -230,7 +231,10 @@ static void group_process(struct api_ctx *ctx, struct api_blocking *b, struct ap
   g->dirty = false;
   struct api_read_result res;
   api_read_run(ctx, g->head->req, g->fn, &res);
-  if (res.index <= g->min_index) {
+  /* After a restore the index may have gone backwards: answer anyway, as Consul's blocking
+   * queries return when the state store they watched is abandoned. */
+  bool restored = ctx->store && state_store_restores(ctx->store) != g->restores;
+  if (res.index <= g->min_index && !restored) {
     group_watch(ctx, g, &res); /* spurious wake: the change did not move this query's index */
     api_read_result_free(&res);
     return;
@@ -273,6 +277,7 @@ static void api_park(struct api_ctx *ctx, struct http_request *req, api_read_fn 
     g->key = buf_steal(&key, &g->key_len);
     g->fn = fn;
     g->min_index = opts->min_index;
+    g->restores = ctx->store ? state_store_restores(ctx->store) : 0;
     g->mode = opts->mode;
     g->ctx = ctx;
     map_put(&b->groups, g->key, g->key_len, g);

@@ -114,5 +114,6 @@ void api_txn_register(struct api_ctx *ctx);
 void api_keyring_register(struct api_ctx *ctx); /* keyring.c: /v1/operator/keyring */
 void api_query_register(struct api_ctx *ctx);
 void api_event_register(struct api_ctx *ctx);
+void api_snapshot_register(struct api_ctx *ctx); /* snapshot.c: /v1/snapshot */
 
 #endif

@@ -30,7 +30,9 @@ static const struct cli__command *const commands[] = {
     &cli__cmd_maint,            &cli__cmd_members,             &cli__cmd_operator,
     &cli__cmd_operator_raft,    &cli__cmd_operator_raft_list_peers,
     &cli__cmd_operator_raft_remove_peer, &cli__cmd_reload,     &cli__cmd_services,
-    &cli__cmd_services_deregister, &cli__cmd_services_register, &cli__cmd_validate,
+    &cli__cmd_services_deregister, &cli__cmd_services_register, &cli__cmd_snapshot,
+    &cli__cmd_snapshot_inspect, &cli__cmd_snapshot_restore,    &cli__cmd_snapshot_save,
+    &cli__cmd_validate,
     &cli__cmd_version,          &cli__cmd_watch,
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

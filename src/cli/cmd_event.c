@@ -41,16 +41,6 @@ static void help(struct buf *out)
   cli__flags_usage(usage, &fs, out);
 }
 
-static void usage_error(struct cli__ctx *ctx, const char *msg)
-{
-  struct buf h = BUF_INIT;
-  help(&h);
-  cli__error(ctx, "%s", msg);
-  cli__error(ctx, "%s", "");
-  cli__error(ctx, "%s", h.data);
-  buf_free(&h);
-}
-
 /* Go's regexp.Compile, approximated by POSIX extended syntax (as the agents check it). */
 static int check_regexp(struct cli__ctx *ctx, const char *what, const char *expr)
 {
@@ -76,7 +66,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   int rest = 0;
   if (cli__flags_parse(&fs, argc, argv, &rest, ctx->err) != 0) return 1;
   if (!o.name[0]) {
-    usage_error(ctx, "Event name must be specified");
+    cli__usage_error(ctx, "Event name must be specified", usage, &fs);
     return 1;
   }
   if (check_regexp(ctx, "node", o.node) != 0 || check_regexp(ctx, "service", o.service) != 0 ||
@@ -90,7 +80,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   if (argc - rest == 1) {
     payload = argv[rest];
   } else if (argc - rest > 1) {
-    usage_error(ctx, "Too many command line arguments.");
+    cli__usage_error(ctx, "Too many command line arguments.", usage, &fs);
     return 1;
   }
   char err[CLI__ERRLEN];

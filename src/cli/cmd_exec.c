@@ -73,16 +73,6 @@ static void help(struct buf *out)
   cli__flags_usage(usage, &fs, out);
 }
 
-static void usage_error(struct cli__ctx *ctx, const char *msg)
-{
-  struct buf h = BUF_INIT;
-  help(&h);
-  cli__error(ctx, "%s", msg);
-  cli__error(ctx, "%s", "");
-  cli__error(ctx, "%s", h.data);
-  buf_free(&h);
-}
-
 /* Consul's shutdownCh: Ctrl-C or SIGTERM stops waiting (exit 1) but still destroys the
  * session and the data. Noticed between requests: within one poll (at most 5 s). */
 static volatile sig_atomic_t interrupted;
@@ -385,7 +375,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
       goto out;
     }
     if (cli__read_stream(ctx->in, CLI__MAX_INPUT, &script, err, sizeof(err)) != 0) {
-      usage_error(ctx, "Failed to read stdin");
+      cli__usage_error(ctx, "Failed to read stdin", usage, &fs);
       goto out;
     }
     cmd.len = 0;
@@ -406,7 +396,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
     free(b);
   }
   if (json_object_size(spec) == 0) {
-    usage_error(ctx, "Must specify a command to execute");
+    cli__usage_error(ctx, "Must specify a command to execute", usage, &fs);
     goto out;
   }
   json_object_set_new(spec, "Wait", json_integer(wait_ms * 1000000));

@@ -49,12 +49,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   int rest = 0;
   if (cli__flags_parse(&fs, argc, argv, &rest, ctx->err) != 0) return 1;
   if (argc - rest != 1) {
-    struct buf h = BUF_INIT;
-    help(&h);
-    cli__error(ctx, "A single node name must be specified to force leave.");
-    cli__error(ctx, "%s", "");
-    cli__error(ctx, "%s", h.data);
-    buf_free(&h);
+    cli__usage_error(ctx, "A single node name must be specified to force leave.", usage, &fs);
     return 1;
   }
   struct cli__query q;

@@ -48,12 +48,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   int rest = 0;
   if (cli__flags_parse(&fs, argc, argv, &rest, ctx->err) != 0) return 1;
   if (rest >= argc) {
-    struct buf h = BUF_INIT;
-    help(&h);
-    cli__error(ctx, "At least one address to join must be specified.");
-    cli__error(ctx, "%s", "");
-    cli__error(ctx, "%s", h.data);
-    buf_free(&h);
+    cli__usage_error(ctx, "At least one address to join must be specified.", usage, &fs);
     return 1;
   }
   char err[CLI__ERRLEN];

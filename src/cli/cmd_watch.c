@@ -202,12 +202,7 @@ static int run(struct cli__ctx *ctx, int argc, char **argv)
   int rest = 0;
   if (cli__flags_parse(&fs, argc, argv, &rest, ctx->err) != 0) return 1;
   if (!o.type[0]) {
-    cli__error(ctx, "Watch type must be specified");
-    cli__error(ctx, "%s", "");
-    struct buf h = BUF_INIT;
-    help(&h);
-    cli__error(ctx, "%s", h.data);
-    buf_free(&h);
+    cli__usage_error(ctx, "Watch type must be specified", usage, &fs);
     return 1;
   }
   /* The parameters as Consul's command gathers them, then the shared parser. */

@@ -541,6 +541,17 @@ static void print_flag(const struct cli__flag *f, struct buf *out)
   buf_free(&usage);
 }
 
+void cli__usage_error(struct cli__ctx *ctx, const char *msg, const char *text,
+                      const struct cli__flagset *fs)
+{
+  struct buf h = BUF_INIT;
+  cli__flags_usage(text, fs, &h);
+  cli__error(ctx, "%s", msg);
+  cli__error(ctx, "%s", "");
+  cli__error(ctx, "%s", h.data);
+  buf_free(&h);
+}
+
 void cli__flags_usage(const char *text, const struct cli__flagset *fs, struct buf *out)
 {
   const char *s = text, *e = text + strlen(text);

@@ -67,6 +67,8 @@ extern const struct cli__command cli__cmd_join, cli__cmd_leave, cli__cmd_force_l
 extern const struct cli__command cli__cmd_keygen, cli__cmd_keyring;
 extern const struct cli__command cli__cmd_lock;
 extern const struct cli__command cli__cmd_event, cli__cmd_exec;
+extern const struct cli__command cli__cmd_snapshot, cli__cmd_snapshot_save,
+    cli__cmd_snapshot_restore, cli__cmd_snapshot_inspect;
 
 /* The dispatcher behind cli_main: mitchellh/cli's rules (help flags anywhere, nested
  * subcommands by longest prefix, 127 for an unknown command). argv[0] is the first argument
@@ -163,6 +165,10 @@ void cli__flags_print_defaults(const struct cli__flagset *fs, struct buf *out);
  * "Command Options" sections, each flag with its description wrapped at 72 columns.
  * fs may be NULL. No trailing newline. */
 void cli__flags_usage(const char *text, const struct cli__flagset *fs, struct buf *out);
+/* Consul's usage error: msg, an empty line, then the command's help (cli__flags_usage), all on
+ * stderr. The caller returns 1. */
+void cli__usage_error(struct cli__ctx *ctx, const char *msg, const char *text,
+                      const struct cli__flagset *fs);
 /* kr/text's minimum-raggedness wrap of text at lim columns, each line indented by pad. */
 void cli__wrap(const char *text, int lim, int pad, struct buf *out);
 

@@ -97,6 +97,7 @@ static const struct config_setting config_settings[] = {
     {NULL, "dns_config.soa.retry", CK_UINT, OFF(dns_soa_retry), 0, 0, NULL},
     {NULL, "dns_config.soa.expire", CK_UINT, OFF(dns_soa_expire), 0, 0, NULL},
     {NULL, "dns_config.soa.min_ttl", CK_UINT, OFF(dns_soa_min_ttl), 0, 0, NULL},
+    {NULL, "translate_wan_addrs", CK_BOOL, OFF(translate_wan_addrs), 0, 0, NULL},
     {NULL, "ui_config.enabled", CK_BOOL, OFF(ui), 0, 0, NULL},
     {"encrypt", "encrypt", CK_STR, OFF(encrypt_key), 0, 0, "Gossip encryption key: base64 of 16, 24 or 32 bytes (see keygen)."},
     {NULL, "encrypt_verify_incoming", CK_BOOL, OFF(encrypt_verify_incoming), 0, 0, NULL},
@@ -112,7 +113,7 @@ static const char *const config_consul_only_keys[] = {
     "disable_update_check", "enable_agent_tls_for_checks", "enable_syslog", "http_config", "key_file", "leave_on_terminate",
     "log_file",
     "log_json", "primary_datacenter", "reconnect_timeout", "rejoin_after_leave",
-    "skip_leave_on_interrupt", "telemetry", "tls", "translate_wan_addrs",
+    "skip_leave_on_interrupt", "telemetry", "tls",
     "verify_incoming", "verify_outgoing", "verify_server_hostname", "limits",
     "performance", "ports", "ui_config", "raft_protocol", "segment",
 };

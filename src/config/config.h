@@ -71,6 +71,9 @@ struct config {
   int64_t dns_recursor_timeout_ns;
   bool dns_node_meta_txt;
   unsigned dns_soa_refresh, dns_soa_retry, dns_soa_expire, dns_soa_min_ttl;
+  /* translate_wan_addrs: DNS answers for other datacenters' nodes carry their WAN addresses
+   * (Consul also rewrites HTTP catalog answers; Concord's DNS only). */
+  bool translate_wan_addrs;
   /* Gossip encryption (Consul's keys): the -encrypt key (base64, checked), whether to insist
    * on encrypted traffic each way, and whether to keep <data_dir>/serf/local.keyring. */
   char *encrypt_key;

@@ -157,6 +157,12 @@ struct dns_backend {
   /* Finds what has the address `ip` (4 or 16 bytes, network order) in dc. */
   int (*reverse)(void *ctx, const char *dc, const uint8_t *ip, size_t iplen,
                  struct dns_reverse_result *out);
+  /* Optional: whether dc (lower case, never the local datacenter) is another datacenter this
+   * agent can reach (a server that knows it through the WAN pool). When set, a service, node
+   * or prepared query name for a known datacenter is not looked up here but handed back as
+   * DNS_REMOTE_DC, and one for an unknown datacenter is NXDOMAIN (Consul's "No path to
+   * datacenter"). NULL: every datacenter is looked up through the calls above. */
+  bool (*datacenter_known)(void *ctx, const char *dc);
 };
 
 /* A random permutation of [0, n) enumerated in O(1) time and space per step (a bijection on
@@ -180,12 +186,20 @@ enum dns_action {
   DNS_REPLY,   /* send the bytes written to out */
   DNS_DROP,    /* send nothing (not a query, or too short to answer) */
   DNS_FORWARD, /* outside the domain and recursors are configured: forward the query */
+  DNS_REMOTE_DC, /* names another datacenter the backend knows: dns_engine_remote_dc says
+                  * which; a server of that datacenter answers it (server.h's dc upstream) */
 };
+
+#define DNS_DC_MAX 128 /* a datacenter name's bytes, with the NUL */
 
 struct dns_request {
   bool tcp;                     /* TCP: no answer-count limit, up to max_size bytes */
   size_t max_size;              /* the transport's ceiling (DNS_UDP_MAX or DNS_TCP_MAX) */
   const struct sockaddr *client; /* may be NULL */
+  /* The question comes from another datacenter whose agent translates WAN addresses
+   * (translate_wan_addrs): answer with every node's and instance's WAN addresses, as that
+   * agent would for a datacenter not its own. */
+  bool wan_addrs;
 };
 
 struct dns_engine;
@@ -205,6 +219,9 @@ void dns_engine_set_clock(struct dns_engine *e, uint32_t (*now)(void *arg), void
  * FORMERR, other opcodes NOTIMP, and an unparseable header is dropped. */
 enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, size_t qlen,
                                   const struct dns_request *req, uint8_t *out, size_t *outlen);
+/* After DNS_REMOTE_DC: the datacenter the question names, lower case (the engine's buffer,
+ * valid until the next dns_engine_answer). "" otherwise. */
+const char *dns_engine_remote_dc(const struct dns_engine *e);
 
 /* Where a query belongs, without answering it (server.h uses this to send the catalog's
  * questions to a server when this agent has no catalog). */

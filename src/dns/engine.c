@@ -14,7 +14,12 @@
  *  - Records are added one at a time against the size limit instead of building everything
  *    and trimming (Consul's dnsBinaryTruncate), so the work is proportional to what is sent.
  *  - EDNS: the OPT record of the reply echoes the client's buffer size and DO bit (RFC 3225);
- *    an EDNS version above 0 gets BADVERS (RFC 6891 6.1.3). Client-subnet is not echoed. */
+ *    an EDNS version above 0 gets BADVERS (RFC 6891 6.1.3). Client-subnet is not echoed.
+ *  - Another datacenter (with a backend that knows datacenters): Consul's agent asks that
+ *    datacenter's catalog over RPC and builds the answer itself; here the whole question is
+ *    handed back (DNS_REMOTE_DC) for a server of that datacenter to answer with its engine,
+ *    so that datacenter's dns_config (TTLs, limits) shapes the answer. SOA, NS and AXFR
+ *    questions, .addr names and reverse names are always answered here, as in Consul. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +113,11 @@ struct dns_engine *dns_engine_new(const struct dns_config *cfg, const struct dns
 void dns_engine_free(struct dns_engine *e)
 {
   free(e);
+}
+
+const char *dns_engine_remote_dc(const struct dns_engine *e)
+{
+  return e->remote_dc;
 }
 
 const struct dns_config *dns_engine_config(const struct dns_engine *e)
@@ -389,6 +399,7 @@ enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, si
   struct dns__query q;
   bool have_q;
   size_t ceiling = req->max_size < DNS_TCP_MAX ? req->max_size : DNS_TCP_MAX;
+  e->remote_dc[0] = '\0';
   if (ceiling < DNS_UDP_MIN)
     return DNS_DROP; /* the caller's buffer must hold at least a classic reply */
   int rc = dns__parse_query(query, qlen, &q, &have_q);
@@ -466,6 +477,10 @@ enum dns_action dns_engine_answer(struct dns_engine *e, const uint8_t *query, si
     r.rcode = DNS_R_NOTIMP;
   } else {
     res = dns__lookup(&r);
+    if (res == DNS_REMOTE) {
+      *outlen = 0;
+      return DNS_REMOTE_DC; /* nothing written is kept: that datacenter answers it all */
+    }
   }
 
   if (res != DNS_OK) {

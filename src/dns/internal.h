@@ -155,6 +155,7 @@ struct dns_engine {
   } seen[DNS_SEEN_SLOTS];
   uint64_t seen_tmp[DNS_SEEN_SLOTS * 3 / 4]; /* the keys being rehashed while growing */
   char dc[128]; /* the local datacenter, fetched per query */
+  char remote_dc[DNS_DC_MAX]; /* the other datacenter of a DNS_REMOTE_DC answer, else "" */
 };
 
 /* Why an answer came out shorter than the catalog's. */
@@ -189,6 +190,7 @@ enum dns__result {
   DNS_NXDOMAIN, /* name does not exist */
   DNS_SERVFAIL, /* the backend failed */
   DNS_FWD,      /* a PTR nobody here owns, and recursors exist */
+  DNS_REMOTE,   /* the name is for another datacenter the backend knows (e->remote_dc) */
 };
 
 /* True if the record just added (since mark_w/mark_x) fits; else rolls both back. */

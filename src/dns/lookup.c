@@ -9,7 +9,9 @@
  *   <query>.query[.<dc>].<domain>               a prepared query, answered like a service
  *   <d>.<c>.<b>.<a>.in-addr.arpa / ip6.arpa     PTR to <node>.node.<dc>.<domain>
  *
- * The datacenter part may also be spelled <dc>.dc. Answers are added one instance at a time
+ * The datacenter part may also be spelled <dc>.dc. With a backend that knows datacenters, the
+ * service, node and query forms for another datacenter go there (DNS_REMOTE, see dc_route);
+ * .addr names need no catalog and are answered here whatever they say. Answers are added one instance at a time
  * as the backend emits them (already shuffled), until the size or count limit is reached, so
  * a service with 10,000 instances costs what the three answered ones cost. */
 #include <arpa/inet.h>
@@ -47,8 +49,12 @@ static const char *pick_addr(int acc, const char *def, const char *v4, const cha
   return def ? def : "";
 }
 
+/* Consul's translate_wan_addrs: WAN addresses for another datacenter's nodes -- or for every
+ * node, when the asker is an agent of another datacenter that translates (req->wan_addrs). */
 static bool use_wan(const struct dns__reply *r, const char *dc)
 {
+  if (r->req->wan_addrs)
+    return true;
   return r->e->cfg.translate_wan_addrs && dc && strcasecmp(dc, r->e->dc) != 0;
 }
 
@@ -225,6 +231,20 @@ static bool parse_dc(struct dns__reply *r, size_t from, const char **dc)
     return true;
   }
   return false;
+}
+
+/* Where a name for datacenter dc is answered: here (DNS_OK: the local datacenter, or a backend
+ * that does not know datacenters), by that datacenter (DNS_REMOTE, dc kept in e->remote_dc),
+ * or nowhere (NXDOMAIN: a datacenter nobody knows, Consul's ErrNoDCPath). */
+static enum dns__result dc_route(struct dns__reply *r, const char *dc)
+{
+  struct dns_engine *e = r->e;
+  if (!e->be.datacenter_known || strcasecmp(dc, e->dc) == 0)
+    return DNS_OK;
+  if (strlen(dc) >= sizeof e->remote_dc || !e->be.datacenter_known(e->be.ctx, dc))
+    return DNS_NXDOMAIN;
+  snprintf(e->remote_dc, sizeof e->remote_dc, "%s", dc);
+  return DNS_REMOTE;
 }
 
 /* Joins labels [from, to) with dots into out (Consul allows dots in tags, nodes, queries). */
@@ -680,10 +700,13 @@ enum dns__result dns__lookup(struct dns__reply *r)
     return DNS_NXDOMAIN;
   const char *dc;
   char buf[DNS_MAX_NAME + 1];
+  enum dns__result where;
 
   if (strcmp(kind, "service") == 0) {
     if (!parse_dc(r, loc, &dc))
       return DNS_NXDOMAIN;
+    if ((where = dc_route(r, dc)) != DNS_OK)
+      return where;
     if (parts == 2 && r->lab[0][0] == '_' && r->lab[1][0] == '_') {
       /* RFC 2782: _service._tag; "_tcp" means any tag. */
       const char *tag = r->lab[1] + 1;
@@ -696,6 +719,8 @@ enum dns__result dns__lookup(struct dns__reply *r)
   if (strcmp(kind, "node") == 0) {
     if (!parse_dc(r, loc, &dc))
       return DNS_NXDOMAIN;
+    if ((where = dc_route(r, dc)) != DNS_OK)
+      return where;
     join(r, 0, parts, buf, sizeof buf); /* node names may contain dots */
     return lookup_node(r, buf, dc);
   }
@@ -704,6 +729,8 @@ enum dns__result dns__lookup(struct dns__reply *r)
     if (nsuf > 1) /* Consul's parseDatacenter: at most one label */
       return DNS_NXDOMAIN;
     dc = nsuf == 1 ? r->lab[loc] : r->e->dc;
+    if ((where = dc_route(r, dc)) != DNS_OK)
+      return where;
     if (parts >= 2 && r->lab[0][0] == '_' && r->lab[parts - 1][0] == '_') {
       /* _query._proto: the last part is the protocol, ignored. */
       join(r, 0, parts - 1, buf, sizeof buf);

@@ -1,8 +1,9 @@
-/* server.c -- the DNS engine on libuv: UDP and TCP listeners, forwarding to recursors, and
- * the asynchronous upstream for catalog names on agents that have no catalog.
+/* server.c -- the DNS engine on libuv: UDP and TCP listeners, forwarding to recursors, the
+ * asynchronous upstream for catalog names on agents that have no catalog, and the one for
+ * names of other datacenters on servers.
  *
  * The engine does all the DNS; this file only moves bytes. A query waiting for an answer from
- * elsewhere -- recursors or the upstream -- is one struct fwd: same cap, same timer, same
+ * elsewhere -- recursors or an upstream -- is one struct fwd: same cap, same timer, same
  * relaying and the same TCP ordering; `upstream` says which way it is being answered.
  *
  * UDP is read with recvmmsg (up to UDP_RECV_CHUNKS datagrams a system call) and the replies
@@ -60,7 +61,8 @@ struct dns_server {
   unsigned n_conns;
   struct fwd *fwds;
   unsigned n_fwds;
-  struct dns_upstream up; /* up.start NULL: no upstream */
+  struct dns_upstream up;    /* up.start NULL: no upstream */
+  struct dns_upstream dc_up; /* other datacenters' names; dc_up.start NULL: none */
   uint8_t rbuf[65536];
   uint8_t wbuf[DNS_TCP_MAX];
   /* UDP replies answered from one recvmmsg batch, sent by udp_flush at its end. */
@@ -109,9 +111,11 @@ struct fwd {
   struct tcp_conn *conn; /* NULL if the connection went away */
   struct sockaddr_storage client;
   /* Upstream mode: the query keeps the client's ID; up_pending while start has returned 0
-   * and no reply came (cancel is owed then); qdata is start's, for cancel. */
+   * and no reply came (cancel is owed then); qdata is start's, for cancel; via is s->up or
+   * s->dc_up, whichever was started. */
   bool upstream, up_pending;
   void *qdata;
+  const struct dns_upstream *via;
   enum dns_scope scope;
   uint16_t udp_size; /* the client's UDP limit, for checking the upstream's reply */
 };
@@ -383,8 +387,8 @@ static void fwd_finish(struct fwd *f, uint8_t *reply, size_t len)
   uv_timer_stop(&f->timer);
   if (f->up_pending) {
     f->up_pending = false;
-    if (s->up.cancel)
-      s->up.cancel(s->up.ctx, f->qdata);
+    if (f->via->cancel)
+      f->via->cancel(f->via->ctx, f->qdata);
   }
   bool someone = !s->closing && (!f->tcp || (f->conn && !f->conn->closing));
   if (!someone) {
@@ -509,21 +513,21 @@ static void fwd_attempt(struct fwd *f)
   fwd_finish(f, NULL, 0);
 }
 
-/* Hands the query to the upstream; its answer comes through dns_server_upstream_reply,
- * possibly before start returns. */
-static void up_attempt(struct fwd *f)
+/* Hands the query to f->via (for datacenter dc, or NULL); its answer comes through
+ * dns_server_upstream_reply, possibly before start returns. */
+static void up_attempt(struct fwd *f, const char *dc)
 {
-  struct dns_server *s = f->s;
+  const struct dns_upstream *up = f->via;
   const struct sockaddr *client = NULL;
   if (!f->tcp)
     client = (const struct sockaddr *)&f->client;
   else if (f->conn)
     client = (const struct sockaddr *)&f->conn->peer;
-  uv_timer_start(&f->timer, on_fwd_timeout, s->up.timeout_ms ? s->up.timeout_ms
-                                                             : UPSTREAM_TIMEOUT_MS, 0);
+  uv_timer_start(&f->timer, on_fwd_timeout, up->timeout_ms ? up->timeout_ms : UPSTREAM_TIMEOUT_MS,
+                 0);
   f->up_pending = true;
-  int rc = s->up.start(s->up.ctx, (struct dns_upstream_query *)f, f->query, f->qlen, f->tcp,
-                       f->tcp ? DNS_TCP_MAX : DNS_UDP_MAX, client, &f->qdata);
+  int rc = up->start(up->ctx, (struct dns_upstream_query *)f, f->query, f->qlen, f->tcp,
+                     f->tcp ? DNS_TCP_MAX : DNS_UDP_MAX, client, dc, &f->qdata);
   if (rc != 0 && !f->done) {
     log_debug("dns", "upstream refused the query: %d", rc);
     f->up_pending = false; /* nothing started: nothing to cancel */
@@ -585,11 +589,20 @@ void dns_server_set_upstream(struct dns_server *s, const struct dns_upstream *up
     memset(&s->up, 0, sizeof s->up);
 }
 
-/* Forwards query (copied) for a UDP client at `client`, or for TCP connection c: to the
- * upstream when `scope` is DOMAIN or ARPA, else to the recursors. */
+void dns_server_set_dc_upstream(struct dns_server *s, const struct dns_upstream *up)
+{
+  if (up && up->start)
+    s->dc_up = *up;
+  else
+    memset(&s->dc_up, 0, sizeof s->dc_up);
+}
+
+/* Forwards query (copied) for a UDP client at `client`, or for TCP connection c: to the dc
+ * upstream when dc is not NULL, to the upstream when `scope` is DOMAIN or ARPA, else to the
+ * recursors. */
 static void fwd_start(struct dns_server *s, const uint8_t *query, size_t qlen,
                       const struct sockaddr *client, struct tcp_conn *c, enum dns_scope scope,
-                      uint16_t udp_size)
+                      uint16_t udp_size, const char *dc)
 {
   if (s->n_fwds >= s->cfg.max_forwards) {
     size_t len = dns_engine_error_reply(s->engine, query, qlen, 2, s->wbuf, sizeof s->wbuf);
@@ -621,9 +634,14 @@ static void fwd_start(struct dns_server *s, const uint8_t *query, size_t qlen,
     s->fwds->prev = f;
   s->fwds = f;
   s->n_fwds++;
-  if (scope == DNS_SCOPE_DOMAIN || scope == DNS_SCOPE_ARPA) {
+  if (dc) {
     f->upstream = true;
-    up_attempt(f);
+    f->via = &s->dc_up;
+    up_attempt(f, dc);
+  } else if (scope == DNS_SCOPE_DOMAIN || scope == DNS_SCOPE_ARPA) {
+    f->upstream = true;
+    f->via = &s->up;
+    up_attempt(f, NULL);
   } else {
     fwd_to_recursors(f);
   }
@@ -639,6 +657,27 @@ static enum dns_scope upstream_scope(struct dns_server *s, const uint8_t *q, siz
   return sc == DNS_SCOPE_DOMAIN || sc == DNS_SCOPE_ARPA ? sc : DNS_SCOPE_LOCAL;
 }
 
+/* A name of another datacenter (the engine said DNS_REMOTE_DC): to the dc upstream, or
+ * SERVFAIL without one (the backend knows datacenters this server cannot reach). */
+static void remote_dc(struct dns_server *s, const uint8_t *q, size_t qlen,
+                      const struct sockaddr *from, struct tcp_conn *c)
+{
+  char dc[DNS_DC_MAX];
+  uint16_t udp_size = DNS_UDP_MIN;
+  snprintf(dc, sizeof dc, "%s", dns_engine_remote_dc(s->engine));
+  dns_engine_scope(s->engine, q, qlen, &udp_size);
+  if (s->dc_up.start) {
+    fwd_start(s, q, qlen, from, c, DNS_SCOPE_DOMAIN, udp_size, dc);
+    return;
+  }
+  size_t len = dns_engine_error_reply(s->engine, q, qlen, 2 /* SERVFAIL */, s->wbuf,
+                                      sizeof s->wbuf);
+  if (len && c)
+    tcp_reply(c, s->wbuf, len);
+  else if (len)
+    udp_batch_reply(s, from, s->wbuf, len);
+}
+
 /* ---- UDP ---- */
 
 static void udp_answer(struct dns_server *s, const uint8_t *q, size_t qlen,
@@ -647,7 +686,7 @@ static void udp_answer(struct dns_server *s, const uint8_t *q, size_t qlen,
   uint16_t udp_size = DNS_UDP_MIN;
   enum dns_scope up = upstream_scope(s, q, qlen, &udp_size);
   if (up != DNS_SCOPE_LOCAL) {
-    fwd_start(s, q, qlen, from, NULL, up, udp_size);
+    fwd_start(s, q, qlen, from, NULL, up, udp_size, NULL);
     return;
   }
   struct dns_request req = {.tcp = false, .max_size = DNS_UDP_MAX, .client = from};
@@ -657,7 +696,10 @@ static void udp_answer(struct dns_server *s, const uint8_t *q, size_t qlen,
     udp_batch_reply(s, from, s->wbuf, len);
     break;
   case DNS_FORWARD:
-    fwd_start(s, q, qlen, from, NULL, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN);
+    fwd_start(s, q, qlen, from, NULL, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN, NULL);
+    break;
+  case DNS_REMOTE_DC:
+    remote_dc(s, q, qlen, from, NULL);
     break;
   case DNS_DROP:
     break;
@@ -782,7 +824,7 @@ static void conn_process(struct tcp_conn *c)
     uint16_t udp_size = DNS_UDP_MIN;
     enum dns_scope up = upstream_scope(s, q, flen, &udp_size);
     if (up != DNS_SCOPE_LOCAL) {
-      fwd_start(s, q, flen, NULL, c, up, udp_size);
+      fwd_start(s, q, flen, NULL, c, up, udp_size, NULL);
       continue;
     }
     struct dns_request req = {.tcp = true, .max_size = DNS_TCP_MAX,
@@ -793,7 +835,10 @@ static void conn_process(struct tcp_conn *c)
       tcp_reply(c, s->wbuf, len);
       break;
     case DNS_FORWARD:
-      fwd_start(s, q, flen, NULL, c, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN);
+      fwd_start(s, q, flen, NULL, c, DNS_SCOPE_OUTSIDE, DNS_UDP_MIN, NULL);
+      break;
+    case DNS_REMOTE_DC:
+      remote_dc(s, q, flen, NULL, c);
       break;
     case DNS_DROP:
       break;

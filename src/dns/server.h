@@ -10,8 +10,11 @@
  *
  * Upstream (optional, dns_server_set_upstream): an agent without a catalog (a client) sends
  * the questions the catalog answers -- names under domain/alt_domain, and reverse names under
- * arpa. -- to a server asynchronously; the rest is handled as above. Upstream queries share
- * the max_forwards cap and, on TCP, the one-query-at-a-time ordering with forwards.
+ * arpa. -- to a server asynchronously; the rest is handled as above. The dc upstream
+ * (optional, dns_server_set_dc_upstream; servers) gets the names the engine hands back as
+ * DNS_REMOTE_DC, for a server of that datacenter to answer; without one they get SERVFAIL.
+ * Upstream queries share the max_forwards cap and, on TCP, the one-query-at-a-time ordering
+ * with forwards.
  *
  * Everything runs on the loop given to dns_server_new; nothing here is thread-safe. */
 #ifndef CONCORD_DNS_SERVER_H
@@ -56,12 +59,14 @@ struct dns_upstream {
   void *ctx;
   /* Starts answering `query` (qlen bytes with the client's ID; borrowed for the call) for a
    * client on this transport: the reply must fit `tcp`/`max_size` as dns_engine_answer's
-   * struct dns_request says (client: the asker's address, may be NULL). Returns 0, then must
-   * call dns_server_upstream_reply(q, ...) exactly once -- now or later -- unless cancel runs
-   * first; or a negative CC_E* code (the client gets SERVFAIL, reply must not be called).
-   * *qdata is handed to cancel. */
+   * struct dns_request says (client: the asker's address, may be NULL). dc: NULL for the
+   * upstream, the datacenter the question names for the dc upstream (borrowed for the call).
+   * Returns 0, then must call dns_server_upstream_reply(q, ...) exactly once -- now or later
+   * -- unless cancel runs first; or a negative CC_E* code (the client gets SERVFAIL, reply
+   * must not be called). *qdata is handed to cancel. */
   int (*start)(void *ctx, struct dns_upstream_query *q, const uint8_t *query, size_t qlen,
-               bool tcp, size_t max_size, const struct sockaddr *client, void **qdata);
+               bool tcp, size_t max_size, const struct sockaddr *client, const char *dc,
+               void **qdata);
   /* The query ended without a reply (timeout, the TCP client left, the server is closing):
    * q is gone; free what qdata holds and never reply to it. Runs on the loop, never from
    * inside start or dns_server_upstream_reply. */
@@ -72,6 +77,8 @@ struct dns_upstream {
 /* Sets (copies) or, with NULL, clears the upstream. Clear it only with nothing outstanding
  * (before listening, or in the close callback's stead: dns_server_close cancels them). */
 void dns_server_set_upstream(struct dns_server *s, const struct dns_upstream *up);
+/* The same for the dc upstream (names of other datacenters; servers). */
+void dns_server_set_dc_upstream(struct dns_server *s, const struct dns_upstream *up);
 
 /* The answer to q: `reply` (len bytes, borrowed for the call) a complete DNS message, or NULL
  * for SERVFAIL. The server puts the client's ID back, sets RA as this agent's recursors say,

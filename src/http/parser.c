@@ -260,6 +260,9 @@ static int on_headers_complete(llhttp_t *ll)
     return fail(p, 501, "Not Implemented: unsupported transfer encoding");
 
   if (split_url(p) < 0) return -1;
+  p->max_body_bytes = p->base_body_bytes;
+  if (p->big_path && strcmp(p->head.data + p->path_off, p->big_path) == 0)
+    p->max_body_bytes = p->big_body_bytes;
 
   bool has_body = (ll->flags & F_CHUNKED) || ll->content_length > 0;
   if ((ll->flags & F_CONTENT_LENGTH) && !(ll->flags & F_CHUNKED) &&
@@ -388,6 +391,13 @@ void http_parser_init(struct http_parser *p, size_t max_header_bytes, size_t max
   p->ll.data = p;
   p->max_header_bytes = max_header_bytes < MAX_HEADER_LIMIT ? max_header_bytes : MAX_HEADER_LIMIT;
   p->max_body_bytes = max_body_bytes;
+  p->base_body_bytes = max_body_bytes;
+}
+
+void http_parser_set_big_body(struct http_parser *p, const char *path, size_t max)
+{
+  p->big_path = path;
+  p->big_body_bytes = max;
 }
 
 void http_parser_free(struct http_parser *p)

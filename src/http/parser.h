@@ -48,7 +48,10 @@ const char *http_msg_header(const struct http_msg *m, const char *name);
 struct http_parser {
   llhttp_t ll;
   size_t max_header_bytes;
-  size_t max_body_bytes;
+  size_t max_body_bytes; /* for the request being parsed */
+  size_t base_body_bytes; /* what http_parser_init was given */
+  const char *big_path;  /* a path whose requests may carry big_body_bytes instead */
+  size_t big_body_bytes;
   /* Scratch for the message being assembled: `head` holds NUL-terminated strings (the URL,
    * then header names and values), `kv` their offsets. Freed after each message so an idle
    * connection holds nothing here. */
@@ -74,6 +77,9 @@ enum http_parse_result {
 };
 
 void http_parser_init(struct http_parser *p, size_t max_header_bytes, size_t max_body_bytes);
+/* Requests for exactly `path` (decoded, without the query) may carry up to max bytes of body
+ * (a snapshot archive is far above the KV limit). path must outlive the parser. */
+void http_parser_set_big_body(struct http_parser *p, const char *path, size_t max);
 /* Frees the scratch memory and any message not yet taken. */
 void http_parser_free(struct http_parser *p);
 /* Feeds len bytes; sets *consumed to how many were used (all of them unless a request

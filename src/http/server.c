@@ -146,6 +146,8 @@ void http_server_config_defaults(struct http_server_config *cfg)
   cfg->max_connections = 10000;
   cfg->idle_timeout_ms = 90 * 1000;
   cfg->read_timeout_ms = 30 * 1000;
+  cfg->big_body_path = NULL;
+  cfg->big_body_bytes = 0;
 }
 
 /* ---- timeout queues ---- */
@@ -450,6 +452,7 @@ int http_server_inject(struct http_server *s, const char *raw, size_t len, const
   if (s->closing) return CC_ESHUTDOWN;
   struct http_parser p;
   http_parser_init(&p, s->cfg.max_header_bytes, s->cfg.max_body_bytes);
+  http_parser_set_big_body(&p, s->cfg.big_body_path, s->cfg.big_body_bytes);
   size_t used = 0;
   enum http_parse_result pr = http_parser_feed(&p, raw, len, &used);
   if (pr != HTTP_PARSE_DONE) {
@@ -1013,6 +1016,7 @@ static void on_connection(uv_stream_t *ls, int status)
   c->tcp.data = c;
   s->handles++;
   http_parser_init(&c->parser, s->cfg.max_header_bytes, s->cfg.max_body_bytes);
+  http_parser_set_big_body(&c->parser, s->cfg.big_body_path, s->cfg.big_body_bytes);
   if (uv_accept(ls, (uv_stream_t *)&c->tcp) != 0 ||
       s->stats.connections_open >= s->cfg.max_connections) {
     /* over the limit: closed at once, before anything is read */

@@ -41,6 +41,8 @@ typedef void (*http_handler_fn)(struct http_request *req, void *arg);
 struct http_server_config {
   size_t max_header_bytes;    /* request line + headers; over it: 431 (Go: 1 MiB) */
   size_t max_body_bytes;      /* over it: 413 */
+  const char *big_body_path;  /* requests for this path may carry big_body_bytes (NULL: none) */
+  size_t big_body_bytes;
   unsigned max_connections;   /* over it: new connections are closed at once */
   unsigned idle_timeout_ms;   /* keep-alive connection with no request in progress */
   unsigned read_timeout_ms;   /* a request's headers and body must arrive within this */

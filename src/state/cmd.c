@@ -23,6 +23,7 @@
  *   STATE_CMD_QUERY           {"Datacenter"?, "Op": "create"|"update"|"delete", "ID",
  *                              "Query": the query as JSON text (nil for delete)}
  *                                                            (structs.PreparedQueryRequest)
+ *   STATE_CMD_RESTORE         a store snapshot document itself (store.h), not wrapped
  * Decoding is strict about what it reads (types, caps, a known Op, exactly one map with no
  * trailing bytes) and skips fields it does not know, so a newer writer can add fields. The
  * bytes pass the bounded pre-check (mp.c) before msgpack-c unpacks them. A KV command that
@@ -98,6 +99,12 @@ void state_cmd_encode_noop(struct buf *out)
   buf_putc(out, STATE_CMD_NOOP);
   state__mp_packer_init(&pk, out);
   msgpack_pack_map(&pk, 0);
+}
+
+void state_cmd_encode_restore(struct buf *out, const void *doc, size_t len)
+{
+  buf_putc(out, STATE_CMD_RESTORE);
+  buf_append(out, doc, len);
 }
 
 void state_cmd_encode_register(struct buf *out, const struct state_register *req)
@@ -242,6 +249,8 @@ struct decoded {
   const char *query_id;          /* in the arena */
   const char *query_json;        /* in data; NULL for delete */
   size_t query_len;
+  const char *doc; /* a restore's document, in data */
+  size_t doc_len;
 };
 
 static bool str_is(const msgpack_object *o, const char *s)
@@ -445,9 +454,15 @@ static int decode(const void *data, size_t len, struct decoded *d, msgpack_unpac
   if (!data || !len) return CC_ECORRUPT;
   uint8_t type = *(const uint8_t *)data;
   if (type >= 128) return 0; /* IgnoreUnknownTypeFlag: a newer server's command */
-  if (type < STATE_CMD_KV || type > STATE_CMD_QUERY) return CC_ECORRUPT;
+  if (type < STATE_CMD_KV || type > STATE_CMD_RESTORE) return CC_ECORRUPT;
   const char *body = (const char *)data + 1;
   if (state__mp_check(body, len - 1)) return CC_ECORRUPT;
+  if (type == STATE_CMD_RESTORE) { /* checked in full when it applies (snapshot.c) */
+    d->doc = body;
+    d->doc_len = len - 1;
+    d->type = type;
+    return 0;
+  }
   msgpack_unpacked_destroy(up);
   if (state__mp_unpack(body, len - 1, up)) return CC_ECORRUPT;
   int rc = 0;
@@ -472,6 +487,7 @@ int state_cmd_validate(const void *data, size_t len)
   struct decoded d;
   msgpack_unpacked up;
   int rc = decode(data, len, &d, &up);
+  if (!rc && d.type == STATE_CMD_RESTORE) rc = state__snapshot_check(d.doc, d.doc_len);
   msgpack_unpacked_destroy(&up);
   state__arena_free(&d.arena);
   return rc;
@@ -500,7 +516,17 @@ int state_cmd_apply(struct state_store *s, uint64_t index, const void *data, siz
   }
   res->err = 0;
   res->ok = true;
+  index += s->index_offset; /* see state_cmd_encode_restore */
   switch (d.type) {
+  case STATE_CMD_RESTORE:
+    res->err = state__store_restore_at(s, index, d.doc, d.doc_len);
+    res->ok = res->err == 0;
+    if (res->err == CC_ECORRUPT) { /* not a valid command after all: nothing changed */
+      msgpack_unpacked_destroy(&up);
+      snprintf(res->msg, sizeof res->msg, "snapshot state is corrupt");
+      return CC_ECORRUPT;
+    }
+    break;
   case STATE_CMD_KV:
     res->err = state_kv_apply_msg(s, index, &d.op, &res->ok, res->msg, sizeof res->msg);
     break;

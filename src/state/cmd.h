@@ -33,6 +33,7 @@ enum state_cmd_type {
   STATE_CMD_SESSION = 6,        /* session create/destroy (structs.SessionRequest) */
   STATE_CMD_TXN = 7,            /* a transaction of KV ops (structs.TxnRequest) */
   STATE_CMD_QUERY = 8,          /* prepared query create/update/delete (PreparedQueryRequest) */
+  STATE_CMD_RESTORE = 9,        /* replace the whole store (a snapshot archive's state.bin) */
 };
 
 /* What applying a command produced, handed back to the request that proposed it.
@@ -73,7 +74,17 @@ void state_cmd_encode_txn(struct buf *out, const struct state_txn_op *ops, size_
  * ok false, with Consul's sentence in msg. */
 void state_cmd_encode_query(struct buf *out, const char *op, const char *id, const char *q_json);
 
-/* Decodes and applies one command at Raft index `index`. Returns 0 (with *res filled), or
+/* A restore: the type byte followed by a store snapshot document (state_store_snapshot's
+ * bytes, not wrapped: they are already one msgpack map). Every server replaces its tables
+ * with the document's at the entry, so the restore is in the log like any write: replayed
+ * after a restart, carried by Raft snapshots, the same on every server. Rows keep the indexes
+ * they were saved with; when those run past the entry's index, every later entry's index is
+ * raised by the difference (the store's IndexOffset, kept in its own snapshots), so indexes
+ * never go backwards for writes after the restore. A document that does not check is a
+ * corrupt command (CC_ECORRUPT, nothing changed): the proposer checks it first. */
+void state_cmd_encode_restore(struct buf *out, const void *doc, size_t len);
+
+/* Decodes and applies one command at Raft index `index` (plus the store's IndexOffset). Returns 0 (with *res filled), or
  * CC_ECORRUPT when the bytes are not a valid command (nothing changed; res->err is also
  * CC_ECORRUPT). A command that decodes but cannot apply (LOCK without a session, an empty
  * key, an index below one applied before) returns 0 with res->err = CC_EINVAL and changes

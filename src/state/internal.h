@@ -74,6 +74,8 @@ struct state_store {
   uint64_t kvs_index;  /* table index "kvs" */
   uint64_t tomb_index; /* table index "tombstones" */
   uint64_t applied;    /* highest Raft index handed to any write, changed or not */
+  uint64_t index_offset; /* added to every Raft index before it stamps a row (cmd.c) */
+  uint64_t restores;   /* how many times the tables were replaced wholesale */
   struct state__watches w;
   struct state__catalog *cat; /* nodes, services, checks (catalog.c) */
   struct state__sessions *sess; /* sessions, lock-delays, TTL deadlines (session.c) */
@@ -120,6 +122,13 @@ int state__kv_check_op(const struct state_store *s, uint64_t index, const struct
  * CC_ECORRUPT (nothing changed). */
 void state__catalog_save(const struct state_store *s, struct buf *out);
 int state__catalog_rollback(struct state_store *s, const void *data, size_t len);
+/* The restore command (cmd.c) at store index `index`: replaces every table with a snapshot
+ * document's, keeping its rows' indexes; when they run past `index`, index_offset grows so
+ * that later writes land above them. Returns 0, CC_EINVAL (index below one applied) or
+ * CC_ECORRUPT (store unchanged). */
+int state__store_restore_at(struct state_store *s, uint64_t index, const void *data, size_t len);
+/* Checks a snapshot document as a restore would, changing nothing: 0 or CC_ECORRUPT. */
+int state__snapshot_check(const void *data, size_t len);
 
 /* ---- query.c, for store.c and snapshot.c ---- */
 

@@ -15,9 +15,10 @@
 
 /* Version 2 added the catalog (Nodes, Services, Checks, ServiceIndexes and its table
  * indexes), version 3 the sessions (Sessions and the "sessions" table index), version 4 the
- * prepared queries (Queries and the "prepared-queries" table index); older documents still
- * restore, with what they lack empty. */
-#define SNAPSHOT_VERSION 4
+ * prepared queries (Queries and the "prepared-queries" table index), version 5 the
+ * IndexOffset (cmd.c: what a restored archive added to Raft indexes); older documents still
+ * restore, with what they lack empty or 0. */
+#define SNAPSHOT_VERSION 5
 
 /* ---- writing ---- */
 
@@ -52,11 +53,13 @@ static void pack_doc(const struct state_store *s, struct buf *out, bool without_
 {
   msgpack_packer pk;
   state__mp_packer_init(&pk, out);
-  msgpack_pack_map(&pk, 7 + STATE__CATALOG_SNAPSHOT_KEYS);
+  msgpack_pack_map(&pk, 8 + STATE__CATALOG_SNAPSHOT_KEYS);
   state__mp_pack_cstr(&pk, "Version");
   msgpack_pack_uint64(&pk, SNAPSHOT_VERSION);
   state__mp_pack_cstr(&pk, "Index");
   msgpack_pack_uint64(&pk, s->applied);
+  state__mp_pack_cstr(&pk, "IndexOffset");
+  msgpack_pack_uint64(&pk, s->index_offset);
   struct state__catalog_indexes ix;
   state__catalog_indexes(s->cat, &ix);
   state__mp_pack_cstr(&pk, "Tables");
@@ -123,7 +126,7 @@ void state__catalog_save(const struct state_store *s, struct buf *out)
 struct restore {
   struct state__tnode *kvs, *tombs;
   size_t kv_count, tomb_count;
-  uint64_t kvs_index, tomb_index, applied;
+  uint64_t kvs_index, tomb_index, applied, index_offset;
   struct state__catalog *cat;
   struct state__sessions *sess;
   struct state__queries *queries;
@@ -221,12 +224,17 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
   struct state__mp_field f[] = {{"Version", NULL},  {"Index", NULL},      {"Tables", NULL},
                                 {"KVs", NULL},      {"Tombstones", NULL}, {"Nodes", NULL},
                                 {"Services", NULL}, {"Checks", NULL},     {"ServiceIndexes", NULL},
-                                {"Sessions", NULL}, {"Queries", NULL}};
+                                {"Sessions", NULL}, {"Queries", NULL},    {"IndexOffset", NULL}};
   if (state__mp_fields(root, f, sizeof f / sizeof f[0])) return CC_ECORRUPT;
   uint64_t version;
   if (get_uint(f[0].val, &version) || version < 1 || version > SNAPSHOT_VERSION)
     return CC_ECORRUPT;
   if (get_uint(f[1].val, &r->applied)) return CC_ECORRUPT;
+  if (version >= 5) {
+    if (get_uint(f[11].val, &r->index_offset) || r->index_offset > r->applied) return CC_ECORRUPT;
+  } else if (f[11].val) {
+    return CC_ECORRUPT; /* the offset came with version 5 */
+  }
 
   struct state__mp_field t[] = {{"kvs", NULL},      {"tombstones", NULL},
                                 {"nodes", NULL},    {"services", NULL},
@@ -281,41 +289,92 @@ static int restore_doc(struct restore *r, const msgpack_object *root)
   return 0;
 }
 
-int state_store_restore(struct state_store *s, const void *data, size_t len)
+/* Parses and checks a whole document into r (nothing of the store is touched). On failure r
+ * is freed and CC_ECORRUPT returned. */
+static int parse(const void *data, size_t len, struct restore *r)
 {
   if (state__mp_check(data, len)) return CC_ECORRUPT;
   msgpack_unpacked up;
-  struct restore r = {0};
   int rc = state__mp_unpack(data, len, &up);
-  if (!rc) rc = restore_doc(&r, &up.data);
+  if (!rc) rc = restore_doc(r, &up.data);
   msgpack_unpacked_destroy(&up);
   if (rc) {
-    state__kv_free_all(r.kvs);
-    state__tomb_free_all(r.tombs);
-    state__catalog_free(r.cat);
-    state__sessions_free(r.sess);
-    state__queries_free(r.queries);
+    state__kv_free_all(r->kvs);
+    state__tomb_free_all(r->tombs);
+    state__catalog_free(r->cat);
+    state__sessions_free(r->sess);
+    state__queries_free(r->queries);
     return CC_ECORRUPT;
   }
+  return 0;
+}
 
+/* Swaps r's tables in (the store owns them from here), frees the old ones and fires every
+ * watch. The caller sets applied and index_offset. */
+static void swap_in(struct state_store *s, struct restore *r)
+{
   state__queries_free(s->queries);
-  s->queries = r.queries;
+  s->queries = r->queries;
   state__kv_free_all(s->kvs);
   state__tomb_free_all(s->tombs);
   state__catalog_free(s->cat);
-  s->cat = r.cat;
-  s->kvs = r.kvs;
-  s->tombs = r.tombs;
-  s->kv_count = r.kv_count;
-  s->tomb_count = r.tomb_count;
-  s->kvs_index = r.kvs_index;
-  s->tomb_index = r.tomb_index;
-  s->applied = r.applied;
+  s->cat = r->cat;
+  s->kvs = r->kvs;
+  s->tombs = r->tombs;
+  s->kv_count = r->kv_count;
+  s->tomb_count = r->tomb_count;
+  s->kvs_index = r->kvs_index;
+  s->tomb_index = r->tomb_index;
   struct state__sessions *old_sess = s->sess;
-  s->sess = r.sess;
+  s->sess = r->sess;
   state__sessions_adopt(s, old_sess);
+  s->restores++;
   state__watch_all_changed(&s->w);
   state__watch_flush(&s->w);
+}
+
+int state_store_restore(struct state_store *s, const void *data, size_t len)
+{
+  struct restore r = {0};
+  if (parse(data, len, &r)) return CC_ECORRUPT;
+  s->applied = r.applied;
+  s->index_offset = r.index_offset;
+  swap_in(s, &r);
+  return 0;
+}
+
+int state_snapshot_check(const void *data, size_t len)
+{
+  return state__snapshot_check(data, len);
+}
+
+int state__snapshot_check(const void *data, size_t len)
+{
+  struct restore r = {0};
+  if (parse(data, len, &r)) return CC_ECORRUPT;
+  state__kv_free_all(r.kvs);
+  state__tomb_free_all(r.tombs);
+  state__catalog_free(r.cat);
+  state__sessions_free(r.sess);
+  state__queries_free(r.queries);
+  return 0;
+}
+
+int state__store_restore_at(struct state_store *s, uint64_t index, const void *data, size_t len)
+{
+  if (index == 0 || index < s->applied) return CC_EINVAL;
+  struct restore r = {0};
+  if (parse(data, len, &r)) return CC_ECORRUPT;
+  /* Rows keep the indexes they were saved with. When those run past this entry's index, every
+   * later Raft index is shifted so that the next write still lands above them all (Consul's
+   * raft.Restore moves its log index past the snapshot's the same way). The archive's own
+   * IndexOffset belonged to the cluster it came from: ignored. */
+  if (r.applied >= index) {
+    s->index_offset += r.applied + 1 - index;
+    index = r.applied + 1;
+  }
+  s->applied = index;
+  swap_in(s, &r);
   return 0;
 }
 

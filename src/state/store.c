@@ -120,6 +120,11 @@ static uint64_t kvs_max_index(const struct state_store *s)
   return s->kvs_index > s->tomb_index ? s->kvs_index : s->tomb_index;
 }
 
+uint64_t state_store_restores(const struct state_store *s)
+{
+  return s->restores;
+}
+
 uint64_t state_store_index(const struct state_store *s)
 {
   uint64_t kv = kvs_max_index(s), cat = state__catalog_max_index(s->cat);

@@ -148,9 +148,10 @@ int state_tombstone_reap(struct state_store *s, uint64_t index, uint64_t upto);
  *    "Nodes": [...], "Services": [...], "Checks": [...],  (rows as in state/catalog_mp.c)
  *    "ServiceIndexes": {"<service name>": n},
  *    "Sessions": [{session as in state/session_mp.c, with "CreateIndex", "ModifyIndex"}...],
- *    "Queries": [{"ID", "Query"(JSON text), "CreateIndex", "ModifyIndex"}...]} (in ID order)
- * Version 1 documents (no catalog), version 2 ones (no sessions) and version 3 ones (no
- * prepared queries) still restore. Lock-delays
+ *    "Queries": [{"ID", "Query"(JSON text), "CreateIndex", "ModifyIndex"}...], (in ID order)
+ *    "IndexOffset": n}  (what restored archives added to Raft indexes, cmd.h)
+ * Version 1 documents (no catalog), version 2 ones (no sessions), version 3 ones (no
+ * prepared queries) and version 4 ones (no IndexOffset) still restore. Lock-delays
  * and TTL deadlines are memory only and not in snapshots (session.h). */
 void state_store_snapshot(const struct state_store *s, struct buf *out);
 /* Replaces the store's contents with a snapshot's. Everything is checked before anything
@@ -158,5 +159,12 @@ void state_store_snapshot(const struct state_store *s, struct buf *out);
  * table index, tombstone indexes <= theirs. Returns 0, or CC_ECORRUPT (store left
  * unchanged). Fires every watch, since anything may have changed. data is only read. */
 int state_store_restore(struct state_store *s, const void *data, size_t len);
+/* Checks a snapshot document as state_store_restore would, changing nothing: 0 or
+ * CC_ECORRUPT. */
+int state_snapshot_check(const void *data, size_t len);
+/* How many times the tables have been replaced wholesale (a Raft snapshot installed, an
+ * archive restored). A blocking query parked before a restore answers after it whatever its
+ * index, as Consul's abandoned state store wakes every query. */
+uint64_t state_store_restores(const struct state_store *s);
 
 #endif

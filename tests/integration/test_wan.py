@@ -2,8 +2,12 @@
 agent (127.0.0.2); dc2 has one server (127.0.0.3) that joins dc1's server over the WAN pool
 with -join-wan. Datacenter lists, WAN members, ?dc= forwarding (client -> its server -> the
 other datacenter's server) for KV, catalog and health, the CLI's -datacenter, an unknown
-datacenter, and what a request for a datacenter whose only server died gets."""
+datacenter, DNS names of the other datacenter (<name>.service.dc2.consul through dc1's server
+and client, checked with dig), and what a request -- HTTP or DNS -- for a datacenter whose
+only server died gets."""
 import json
+import re
+import shutil
 import subprocess
 import time
 
@@ -239,6 +243,109 @@ def test_prepared_query_failover(feds):
     assert s1.request("PUT", "/v1/agent/service/deregister/web-local")[0] == 200
 
 
+def dig(agent, name, qtype, tcp=False):
+    """One dig question: (status, answer rows, authority rows, additional rows), rows split
+    on whitespace."""
+    cmd = ["dig", "@" + agent.client_ip, "-p", str(agent.dns_port), "+time=4", "+tries=1",
+           "+tcp" if tcp else "+notcp", name, qtype]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    m = re.search(r"status: (\w+)", out.stdout)
+    assert m, out.stdout
+    sections = {"ANSWER": [], "AUTHORITY": [], "ADDITIONAL": []}
+    cur = None
+    for line in out.stdout.splitlines():
+        h = re.match(r";; (\w+) SECTION:", line)
+        if h:
+            cur = sections.get(h.group(1))
+        elif not line.strip() or line.startswith(";"):
+            cur = None if not line.strip() else cur
+        elif cur is not None:
+            cur.append(line.split())
+    return m.group(1), sections["ANSWER"], sections["AUTHORITY"], sections["ADDITIONAL"]
+
+
+needs_dig = pytest.mark.skipif(shutil.which("dig") is None, reason="dig not installed")
+
+
+@needs_dig
+def test_dns_other_datacenter(feds):
+    """A name of dc2 asked in dc1 (its server, and its client through the server) is dc2's
+    answer; an unknown datacenter is NXDOMAIN with the SOA; .addr and dc-less names stay
+    local; and dc2 asks dc1 the same way."""
+    s1, s2, c1 = feds["s1"], feds["s2"], feds["c1"]
+    reg = {"Name": "dnsweb", "ID": "dnsweb1", "Port": 9090, "Tags": ["blue"]}
+    status, _, body = s2.request("PUT", "/v1/agent/service/register", body=json.dumps(reg))
+    assert status == 200, body
+    assert wait_until(lambda: s2.get_json("/v1/catalog/service/dnsweb")[0]), s2.log()
+    # dc2's own answer, as dc2's server gives it
+    st, ans, _, _ = dig(s2, "dnsweb.service.consul", "A")
+    assert st == "NOERROR" and [r[4] for r in ans] == ["127.0.0.3"], (st, ans)
+    for a in (s1, c1):
+        st, ans, _, extra = dig(a, "dnsweb.service.dc2.consul", "SRV")
+        assert st == "NOERROR", (a.node, st, a.log())
+        assert [r[3:] for r in ans] == [["SRV", "1", "1", "9090", "w-s2.node.dc2.consul."]], ans
+        assert ["w-s2.node.dc2.consul.", "0", "IN", "A", "127.0.0.3"] in extra, extra
+        for tcp in (False, True):
+            st, ans, _, _ = dig(a, "dnsweb.service.dc2.consul", "A", tcp=tcp)
+            assert st == "NOERROR" and [r[4] for r in ans] == ["127.0.0.3"], (a.node, tcp, ans)
+        # tags, RFC 2782, <dc>.dc, nodes
+        st, ans, _, _ = dig(a, "blue.dnsweb.service.dc2.dc.consul", "A")
+        assert [r[4] for r in ans] == ["127.0.0.3"], (a.node, st, ans)
+        st, ans, _, _ = dig(a, "_dnsweb._tcp.service.dc2.consul", "SRV")
+        assert [r[6] for r in ans] == ["9090"], (a.node, st, ans)
+        st, ans, _, _ = dig(a, "w-s2.node.dc2.consul", "A")
+        assert st == "NOERROR" and [r[4] for r in ans] == ["127.0.0.3"], (a.node, st, ans)
+        # dc2's names that dc2 does not have: its NXDOMAIN
+        st, ans, auth, _ = dig(a, "nope.service.dc2.consul", "A")
+        assert st == "NXDOMAIN" and auth and auth[0][3] == "SOA", (a.node, st, auth)
+        # only in dc2: dc1 itself does not have it
+        st, _, _, _ = dig(a, "dnsweb.service.consul", "A")
+        assert st == "NXDOMAIN", (a.node, st)
+        # a datacenter nobody knows: NXDOMAIN with the SOA (Consul's ErrNoDCPath)
+        for name in ("dnsweb.service.nowhere.consul", "w-s2.node.nowhere.consul"):
+            st, ans, auth, _ = dig(a, name, "A")
+            assert st == "NXDOMAIN" and not ans, (a.node, name, st, ans)
+            assert len(auth) == 1 and auth[0][0] == "consul." and auth[0][3] == "SOA", auth
+        # .addr needs no catalog: answered here whatever the datacenter
+        st, ans, _, _ = dig(a, "7f000063.addr.dc2.consul", "A")
+        assert [r[4] for r in ans] == ["127.0.0.99"], (a.node, st, ans)
+    # the other way round: dc2 asks dc1
+    st, ans, _, _ = dig(s2, "w-s1.node.dc1.consul", "A")
+    assert st == "NOERROR" and [r[4] for r in ans] == ["127.0.0.1"], (st, ans, s2.log())
+    st, ans, _, _ = dig(s2, "consul.service.dc1.consul", "A")
+    assert [r[4] for r in ans] == ["127.0.0.1"], (st, ans)
+
+
+@needs_dig
+def test_dns_translate_wan_addrs(feds, tmp_path):
+    """translate_wan_addrs is the asked agent's: a dc1 client with it gets dc2 nodes' WAN
+    addresses (through its server, which does not translate), its own datacenter's stay."""
+    s1, s2 = feds["s1"], feds["s2"]
+    reg = {"Node": "ext2", "Address": "10.2.2.2", "TaggedAddresses": {"wan": "198.51.100.2"},
+           "Service": {"Service": "extsvc", "Port": 80}}
+    status, _, body = s2.request("PUT", "/v1/catalog/register", body=json.dumps(reg))
+    assert status == 200, body
+    cfg = tmp_path / "translate.json"
+    cfg.write_text(json.dumps({"translate_wan_addrs": True}))
+    ct = Agent(dev=False, server=False, ip="127.0.0.8", node="w-ct",
+               extra_args=["-datacenter", "dc1", "-retry-join", s1.serf_addr,
+                           "-retry-interval", "1s", "-config-file", str(cfg)])
+    ct.start()
+    feds["agents"].append(ct)
+    assert wait_until(lambda: ct.request("GET", "/v1/catalog/nodes")[0] == 200), ct.log()
+    st, ans, _, _ = dig(s1, "ext2.node.dc2.consul", "A")
+    assert [r[4] for r in ans] == ["10.2.2.2"], (st, ans)
+    st, ans, _, _ = dig(ct, "ext2.node.dc2.consul", "A")
+    assert [r[4] for r in ans] == ["198.51.100.2"], (st, ans, ct.log())
+    st, ans, _, _ = dig(ct, "extsvc.service.dc2.consul", "A")
+    assert [r[4] for r in ans] == ["198.51.100.2"], (st, ans)
+    st, ans, _, extra = dig(ct, "extsvc.service.dc2.consul", "SRV")
+    assert ans and ans[0][7] == "c6336402.addr.dc2.consul.", ans
+    st, ans, _, _ = dig(ct, "w-s1.node.consul", "A")
+    assert [r[4] for r in ans] == ["127.0.0.1"], (st, ans)
+
+
 def test_dead_datacenter_fails_after_hold(feds):
     """Last: dc2's only server dies; its datacenter then answers Consul's error once the
     hold time (7 s) is over, not at once and not never."""
@@ -254,6 +361,19 @@ def test_dead_datacenter_fails_after_hold(feds):
     status, _, body = c1.request("GET", "/v1/kv/wan/key?dc=dc1")
     assert status == 404, (status, body)
     assert "dc1" in datacenters(s1)
+    if shutil.which("dig") is None:
+        return
+    # DNS for the dead datacenter: SERVFAIL (it is known, nobody answers), soon and without
+    # stopping anything else
+    for a in (s1, c1):
+        for name in ("dnsweb.service.dc2.consul", "w-s2.node.dc2.consul"):
+            t0 = time.time()
+            st, ans, _, _ = dig(a, name, "A")
+            assert st == "SERVFAIL" and not ans, (a.node, name, st, ans)
+            assert time.time() - t0 < 4.5, (a.node, time.time() - t0)
+        st, ans, _, _ = dig(a, "w-s1.node.consul", "A", tcp=True)
+        assert st == "NOERROR" and [r[4] for r in ans] == ["127.0.0.1"], (a.node, st, ans)
+    assert s1.request("GET", "/v1/agent/self")[0] == 200
 
 
 def test_client_cannot_join_wan(request):
@@ -300,3 +420,31 @@ def test_encrypted_wan_leave_and_force_leave(request):
     assert wait_until(lambda: datacenters(a) == ["ea"]), datacenters(a)
     status, _, body = a.request("GET", "/v1/kv/x?dc=eb")
     assert status == 500 and body.strip() == b"No path to datacenter"
+
+
+def test_flood_join():
+    """Consul's flood join: a server whose datacenter already has a server in the WAN pool is
+    joined into it through the LAN pool (its wan_join_port tag), with no -join-wan of its own."""
+    a1 = Agent(dev=False, ip="127.0.0.4", node="f-a1", extra_args=["-datacenter", "fa"])
+    b1 = Agent(dev=False, ip="127.0.0.5", node="f-b1",
+               extra_args=["-datacenter", "fb", "-join-wan", wan_addr(a1)])
+    b2 = Agent(dev=False, ip="127.0.0.6", node="f-b2", expect=2,
+               extra_args=["-datacenter", "fb", "-join", b1.serf_addr])
+    agents = []
+    try:
+        for a in (a1, b1):
+            a.start()
+            agents.append(a)
+        b2.start(wait=False)
+        agents.append(b2)
+
+        def wan_names(a):
+            members, _ = a.get_json("/v1/agent/members?wan=1")
+            return {m["Name"]: m["Status"] for m in members}
+        want = {"f-a1.fa": 1, "f-b1.fb": 1, "f-b2.fb": 1}
+        assert wait_until(lambda: wan_names(a1) == want, timeout=30), (wan_names(a1), b2.log())
+        assert wait_until(lambda: wan_names(b2) == want, timeout=30), wan_names(b2)
+        assert "flood-joined 1 server(s) of fb" in b1.log() + b2.log()
+    finally:
+        codes = stop_all(agents)
+        assert all(c == 0 for c in codes.values()), codes

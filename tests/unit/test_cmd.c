@@ -18,6 +18,7 @@
 #include "lib/err.h"
 #include "state/cmd.h"
 #include "state/store.h"
+#include "state/watch.h"
 
 static int corpus_n;
 
@@ -364,6 +365,102 @@ static void test_malformed(void **st)
   buf_free(&b);
 }
 
+static void count_fn(void *arg) { (*(int *)arg)++; }
+
+static struct state_cmd_result apply_restore(struct state_store *s, uint64_t index,
+                                             const struct buf *doc, int want)
+{
+  struct buf b = BUF_INIT;
+  state_cmd_encode_restore(&b, doc->data, doc->len);
+  if (want == 0) corpus_save("restore", &b);
+  assert_int_equal(state_cmd_validate(b.data, b.len), want);
+  struct state_cmd_result res = {.err = -99, .ok = false};
+  assert_int_equal(state_cmd_apply(s, index, b.data, b.len, &res), want);
+  buf_free(&b);
+  return res;
+}
+
+/* The restore command: replaces the store, keeps the saved indexes, shifts later indexes
+ * above them when they run past the entry's, fires every watch, refuses a bad document. */
+static void test_restore(void **st)
+{
+  (void)st;
+  /* the source: 30 writes, so its rows reach index 30 */
+  struct state_store *src = state_store_new();
+  for (uint64_t i = 1; i <= 30; i++) {
+    struct state_kv_op op = mkop(STATE_KV_SET, i % 2 ? "odd" : "even", "v", i, 0, NULL);
+    assert_int_equal(apply_op(src, i, &op, "restore-src").err, 0);
+  }
+  struct buf doc = BUF_INIT;
+  state_store_snapshot(src, &doc);
+
+  /* the target is at Raft index 5: below the snapshot's 30 */
+  struct state_store *s = state_store_new();
+  struct state_kv_op op = mkop(STATE_KV_SET, "mine", "x", 0, 0, NULL);
+  assert_int_equal(apply_op(s, 5, &op, "restore-dst").err, 0);
+  int fired = 0;
+  state_watch_add(s, STATE_WATCH_KV_KEY, "mine", 4, count_fn, &fired);
+  state_watch_add(s, STATE_WATCH_TABLE, "nodes", 5, count_fn, &fired);
+  uint64_t restores = state_store_restores(s);
+
+  struct state_cmd_result r = apply_restore(s, 6, &doc, 0);
+  assert_int_equal(r.err, 0);
+  assert_true(r.ok);
+  assert_int_equal(fired, 2);
+  assert_int_equal(state_store_restores(s), restores + 1);
+  assert_null(state_kv_get(s, "mine", 4, NULL));
+  uint64_t ix;
+  const struct state_kv *e = state_kv_get(s, "odd", 3, &ix);
+  assert_non_null(e);
+  assert_int_equal(e->modify_index, 29);
+  assert_int_equal(e->flags, 29);
+  assert_int_equal(state_kv_get(s, "even", 4, NULL)->modify_index, 30);
+
+  /* Raft entry 7 now stamps rows above 30; the offset survives a snapshot of the target */
+  op = mkop(STATE_KV_SET, "after", "y", 0, 0, NULL);
+  assert_int_equal(apply_op(s, 7, &op, "restore-after").err, 0);
+  assert_int_equal(state_kv_get(s, "after", 5, NULL)->modify_index, 32);
+  struct buf again = BUF_INIT;
+  state_store_snapshot(s, &again);
+  struct state_store *copy = state_store_new();
+  assert_int_equal(state_store_restore(copy, again.data, again.len), 0);
+  op = mkop(STATE_KV_SET, "later", "z", 0, 0, NULL);
+  assert_int_equal(apply_op(copy, 8, &op, "restore-later").err, 0);
+  assert_int_equal(state_kv_get(copy, "later", 5, NULL)->modify_index, 33);
+
+  /* a restore below the applied index is refused as malformed, nothing changed */
+  r = apply_restore(copy, 1, &doc, 0);
+  assert_int_equal(r.err, CC_EINVAL);
+  assert_non_null(state_kv_get(copy, "later", 5, NULL));
+
+  /* a damaged document is a corrupt command: nothing changed */
+  struct buf bad = BUF_INIT;
+  buf_append(&bad, doc.data, doc.len);
+  bad.data[bad.len - 1] ^= 0x7f;
+  fired = 0;
+  state_watch_add(s, STATE_WATCH_KV_KEY, "odd", 3, count_fn, &fired);
+  r = apply_restore(s, 9, &bad, CC_ECORRUPT);
+  assert_int_equal(r.err, CC_ECORRUPT);
+  assert_false(r.ok);
+  assert_int_equal(fired, 0);
+  assert_non_null(state_kv_get(s, "after", 5, NULL));
+
+  /* a snapshot below the entry's index: no offset, applied moves to the entry */
+  struct state_store *low = state_store_new();
+  assert_int_equal(apply_restore(low, 100, &doc, 0).err, 0);
+  op = mkop(STATE_KV_SET, "n", "1", 0, 0, NULL);
+  assert_int_equal(apply_op(low, 101, &op, "restore-low").err, 0);
+  assert_int_equal(state_kv_get(low, "n", 1, NULL)->modify_index, 101);
+
+  buf_free(&bad);
+  buf_free(&doc);
+  buf_free(&again);
+  state_store_free(src);
+  state_store_free(s);
+  state_store_free(copy);
+  state_store_free(low);
+}
+
 static void test_unknown_types_ignored(void **st)
 {
   (void)st;
@@ -389,6 +486,7 @@ int main(void)
       cmocka_unit_test(test_consul_shaped),
       cmocka_unit_test(test_malformed),
       cmocka_unit_test(test_unknown_types_ignored),
+      cmocka_unit_test(test_restore),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -205,7 +205,8 @@ static void test_dns_settings(void **state)
   write_file(path, "{\"recursors\": [\"127.0.0.9\", \"127.0.0.10:5353\"], \"ports\": {\"grpc\": 8502},"
                    " \"dns_config\": {\"node_ttl\": \"10s\", \"only_passing\": true,"
                    " \"udp_answer_limit\": 5, \"service_ttl\": {\"*\": \"5s\", \"web\": \"1m\"},"
-                   " \"soa\": {\"min_ttl\": 30}, \"prefer_namespace\": true}}");
+                   " \"soa\": {\"min_ttl\": 30}, \"prefer_namespace\": true},"
+                   " \"translate_wan_addrs\": true}");
   struct config c;
   char err[512];
   assert_int_equal(LOAD(&c, err, "agent", "-dev", "-config-file", path, "-recursor", "127.0.0.11"), 0);
@@ -217,12 +218,14 @@ static void test_dns_settings(void **state)
   assert_true(c.dns_only_passing);
   assert_int_equal(c.dns_udp_answer_limit, 5);
   assert_int_equal(c.dns_soa_min_ttl, 30);
+  assert_true(c.translate_wan_addrs);
   assert_string_equal(json_string_value(json_object_get(c.dns_service_ttl, "web")), "1m");
   config_free(&c);
   /* Defaults as Consul's. */
   assert_int_equal(LOAD(&c, err, "agent", "-dev"), 0);
   assert_int_equal(c.dns_udp_answer_limit, 3);
   assert_int_equal(c.dns_node_ttl_ns, 0);
+  assert_false(c.translate_wan_addrs);
   assert_null(c.recursors[0]);
   config_free(&c);
   write_file(path, "{\"dns_config\": {\"node_ttl\": \"soon\"}}");

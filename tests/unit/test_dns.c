@@ -74,6 +74,9 @@ static void add_many(struct dns_memcat *m, const char *svc, const char *prefix, 
   }
 }
 
+/* The other datacenters the next fx_new's backend knows (NULL: it does not know any). */
+static bool (*fx_dc_known)(void *ctx, const char *dc);
+
 static struct fx *fx_new(void (*tweak)(struct dns_config *))
 {
   struct fx *f = calloc(1, sizeof *f);
@@ -88,6 +91,7 @@ static struct fx *fx_new(void (*tweak)(struct dns_config *))
     tweak(&f->cfg);
   struct dns_backend be;
   dns_memcat_backend(f->m, &be);
+  be.datacenter_known = fx_dc_known;
   f->e = dns_engine_new(&f->cfg, &be, err, sizeof err);
   assert_non_null(f->e);
   dns_engine_set_clock(f->e, fixed_clock, NULL);
@@ -930,6 +934,135 @@ static void test_outside_domain(void **state)
   fx_free(g);
 }
 
+/* ---- Other datacenters ---- */
+
+static char dc_asked[64];
+static int dc_calls;
+
+static bool knows_dc3(void *ctx, const char *dc)
+{
+  (void)ctx;
+  dc_calls++;
+  snprintf(dc_asked, sizeof dc_asked, "%s", dc);
+  return strcmp(dc, "dc3") == 0;
+}
+
+/* The action for name/type over UDP; the reply in out/out_len when it is DNS_REPLY. */
+static enum dns_action act(struct fx *f, const char *name, uint16_t type)
+{
+  uint8_t q[600];
+  size_t qn = mkq(q, name, type, 0);
+  struct dns_request req = {.tcp = false, .max_size = DNS_UDP_MAX};
+  return dns_engine_answer(f->e, q, qn, &req, out, &out_len);
+}
+
+static void test_other_datacenters(void **state)
+{
+  (void)state;
+  fx_dc_known = knows_dc3;
+  struct fx *f = fx_new(NULL);
+  fx_dc_known = NULL;
+  /* A known datacenter: handed back, with its name (lower case), for every catalog form. */
+  const char *remote[] = {"web.service.dc3.consul", "v1.web.service.DC3.consul",
+                          "web.service.dc3.dc.consul", "far.node.dc3.consul",
+                          "a.b.node.dc3.consul", "myq.query.dc3.consul",
+                          "_myq._tcp.query.dc3.consul"};
+  for (size_t i = 0; i < sizeof remote / sizeof *remote; i++) {
+    dc_calls = 0;
+    assert_int_equal(act(f, remote[i], LDNS_RR_TYPE_A), DNS_REMOTE_DC);
+    assert_string_equal(dns_engine_remote_dc(f->e), "dc3");
+    assert_int_equal(dc_calls, 1);
+    assert_string_equal(dc_asked, "dc3");
+  }
+  /* RFC 2782, with and without the "service" label. */
+  assert_int_equal(act(f, "_web._tcp.service.dc3.consul", LDNS_RR_TYPE_SRV), DNS_REMOTE_DC);
+  assert_int_equal(act(f, "_web._tcp.dc3.consul", LDNS_RR_TYPE_SRV), DNS_REMOTE_DC);
+  assert_int_equal(act(f, "web.service.dc3.alt.test", LDNS_RR_TYPE_A), DNS_REPLY); /* no alt */
+
+  /* An unknown one is NXDOMAIN with the SOA, without asking the catalog: dc2's data in the
+   * memcat is not answered, as it would be without the hook (test_service_a). */
+  const char *unknown[] = {"web.service.dc2.consul", "far.node.dc2.consul",
+                           "myq.query.nowhere.consul", "_web._tcp.dc9.consul"};
+  for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+    uint16_t type = i == 3 ? LDNS_RR_TYPE_SRV : LDNS_RR_TYPE_A;
+    assert_int_equal(act(f, unknown[i], type), DNS_REPLY);
+    assert_string_equal(dns_engine_remote_dc(f->e), "");
+    ldns_pkt *p = askq(f, unknown[i], type);
+    assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+    check_soa(p, "consul.");
+    ldns_pkt_free(p);
+  }
+  /* Ours (any spelling) is answered here without asking the hook. */
+  dc_calls = 0;
+  ldns_pkt *p = askq(f, "web.service.dc1.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_ancount(p), 2);
+  ldns_pkt_free(p);
+  p = askq(f, "node1.node.DC1.dc.consul", LDNS_RR_TYPE_A);
+  assert_true(has(p, 0, "10.0.0.1"));
+  ldns_pkt_free(p);
+  p = askq(f, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_ancount(p), 2);
+  ldns_pkt_free(p);
+  assert_int_equal(dc_calls, 0);
+
+  /* Needing no catalog of that datacenter: .addr, SOA, NS, PTR are answered here. */
+  p = askq(f, "0a000063.addr.dc3.consul", LDNS_RR_TYPE_A);
+  assert_true(has(p, 0, "0a000063.addr.dc3.consul.	0	IN	A	10.0.0.99"));
+  ldns_pkt_free(p);
+  p = askq(f, "web.service.dc3.consul", LDNS_RR_TYPE_SOA);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+  assert_true(has(p, 0, "SOA"));
+  ldns_pkt_free(p);
+  p = askq(f, "web.service.dc3.consul", LDNS_RR_TYPE_NS);
+  assert_true(has(p, 0, "NS	node1.node.dc1.consul."));
+  ldns_pkt_free(p);
+  p = askq(f, "1.0.0.10.in-addr.arpa", LDNS_RR_TYPE_PTR);
+  assert_true(has(p, 0, "node1.node.dc1.consul."));
+  ldns_pkt_free(p);
+  assert_int_equal(dc_calls, 0);
+  /* A malformed datacenter part stays NXDOMAIN (parse first, ask after). */
+  p = askq(f, "web.service.dc3.x.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+  ldns_pkt_free(p);
+  assert_int_equal(dc_calls, 0);
+  fx_free(f);
+}
+
+/* A question from an agent of another datacenter that translates WAN addresses: every node
+ * answers with its WAN address, the local datacenter's included. */
+static void test_request_wan_addrs(void **state)
+{
+  struct fx *f = *state;
+  struct dns_node n = {.name = "wn", .address = "10.0.0.77", .wan = "198.51.100.77"};
+  assert_true(dns_memcat_add_node(f->m, &n) >= 0);
+  struct dns_memcat_service svc = {.node = "wn", .name = "wsvc", .port = 9,
+                                   .wan = {.address = "198.51.100.78", .port = 99}};
+  assert_int_equal(dns_memcat_add_service(f->m, &svc), 0);
+  struct dns_memcat_service plain = {.node = "wn", .name = "psvc", .port = 7};
+  assert_int_equal(dns_memcat_add_service(f->m, &plain), 0);
+  for (int wan = 0; wan < 2; wan++) {
+    uint8_t q[600];
+    struct dns_request req = {.max_size = DNS_UDP_MAX, .wan_addrs = wan};
+    size_t qn = mkq(q, "wn.node.consul", LDNS_RR_TYPE_A, 0);
+    assert_int_equal(dns_engine_answer(f->e, q, qn, &req, out, &out_len), DNS_REPLY);
+    ldns_pkt *p = NULL;
+    assert_int_equal(ldns_wire2pkt(&p, out, out_len), LDNS_STATUS_OK);
+    assert_true(has(p, 0, wan ? "198.51.100.77" : "10.0.0.77"));
+    ldns_pkt_free(p);
+    qn = mkq(q, "wsvc.service.consul", LDNS_RR_TYPE_SRV, 0);
+    assert_int_equal(dns_engine_answer(f->e, q, qn, &req, out, &out_len), DNS_REPLY);
+    assert_int_equal(ldns_wire2pkt(&p, out, out_len), LDNS_STATUS_OK);
+    assert_true(has(p, 0, wan ? "SRV	1 1 99 c633644e.addr.dc1.consul."
+                              : "SRV	1 1 9 wn.node.dc1.consul."));
+    ldns_pkt_free(p);
+    qn = mkq(q, "psvc.service.consul", LDNS_RR_TYPE_A, 0);
+    assert_int_equal(dns_engine_answer(f->e, q, qn, &req, out, &out_len), DNS_REPLY);
+    assert_int_equal(ldns_wire2pkt(&p, out, out_len), LDNS_STATUS_OK);
+    assert_true(has(p, 0, wan ? "198.51.100.77" : "10.0.0.77"));
+    ldns_pkt_free(p);
+  }
+}
+
 static void test_backend_failure(void **state)
 {
   struct fx *f = *state;
@@ -981,6 +1114,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(test_backend_failure, setup, teardown),
       cmocka_unit_test_setup_teardown(test_compression, setup, teardown),
       cmocka_unit_test(test_dedup_large),
+      cmocka_unit_test(test_other_datacenters),
+      cmocka_unit_test_setup_teardown(test_request_wan_addrs, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,10 @@
 /* test_dns_server.c -- dns/server.c over real loopback sockets: UDP, TCP framing (pipelined
  * and byte-by-byte), 64 KiB TCP answers, forwarding to recursors (a second server as the
  * upstream, a dead one, one that refuses), the connection limit, the idle timeout, a clean
- * close with work in flight, and the asynchronous upstream of client agents (a fake one on
- * the loop answering from a "server" engine: now, later, out of order, never, wrongly). The
- * loop runs in a thread; the test is the client. */
+ * close with work in flight, the asynchronous upstream of client agents (a fake one on the
+ * loop answering from a "server" engine: now, later, out of order, never, wrongly), and the
+ * dc upstream of servers (names of other datacenters, answered by the fake as that
+ * datacenter's server). The loop runs in a thread; the test is the client. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,6 +59,9 @@ static void add_huge(struct dns_memcat *m, int net, int n)
   }
 }
 
+/* The other datacenters the next srv_start's backend knows (NULL: it knows none). */
+static bool (*srv_dc_known)(void *ctx, const char *dc);
+
 static void srv_start(struct world *w, struct srv *sv, const char *domain,
                       const char *const *recursors, size_t n, const struct dns_server_config *sc)
 {
@@ -74,6 +78,7 @@ static void srv_start(struct world *w, struct srv *sv, const char *domain,
   cfg.recursor_timeout_ms = 300;
   struct dns_backend be;
   dns_memcat_backend(sv->m, &be);
+  be.datacenter_known = srv_dc_known;
   sv->e = dns_engine_new(&cfg, &be, err, sizeof err);
   assert_non_null(sv->e);
   sv->s = dns_server_new(&w->loop, sv->e, sc, err, sizeof err);
@@ -507,6 +512,7 @@ static struct {
   struct dns_memcat *cat;
   struct held h[FAKE_MAX];
   int started, cancelled, answered;
+  char dc[DNS_DC_MAX]; /* what the last start was given ("-" for NULL) */
   uv_async_t async;
 } fake;
 
@@ -574,11 +580,13 @@ static void on_fake_release(uv_async_t *a)
 }
 
 static int fake_start(void *ctx, struct dns_upstream_query *q, const uint8_t *query, size_t qlen,
-                      bool tcp, size_t max_size, const struct sockaddr *client, void **qdata)
+                      bool tcp, size_t max_size, const struct sockaddr *client, const char *dc,
+                      void **qdata)
 {
   uv_loop_t *loop = ctx;
   LOOP_CHECK(max_size == (tcp ? DNS_TCP_MAX : DNS_UDP_MAX) && client);
   uv_mutex_lock(&fake.mu);
+  snprintf(fake.dc, sizeof fake.dc, "%s", dc ? dc : "-");
   if (fake.mode == FAKE_FAIL) {
     uv_mutex_unlock(&fake.mu);
     return -5;
@@ -619,8 +627,23 @@ static void fake_cancel(void *ctx, void *qdata)
   uv_mutex_unlock(&fake.mu);
 }
 
-/* A world whose server a asks the fake upstream (timeout in ms, 0 for the default) and, when
- * with_recursor, uses server b -- which knows 10.9.9.9 as "other" -- as its recursor. */
+enum up_kind {
+  UP_CATALOG, /* the fake is a's upstream, as a client agent's server */
+  UP_DC,      /* a is a server of dc1 knowing dc2 and dc3; the fake is its dc upstream, as
+               * dc2's server (its catalog is dc2's) */
+  UP_NONE_DC, /* a knows dc2 and dc3 but has no dc upstream */
+};
+static enum up_kind up_kind = UP_CATALOG;
+
+static bool knows_dc2_dc3(void *ctx, const char *dc)
+{
+  (void)ctx;
+  return strcmp(dc, "dc2") == 0 || strcmp(dc, "dc3") == 0;
+}
+
+/* A world whose server a asks the fake upstream (timeout in ms, 0 for the default; up_kind
+ * says which upstream) and, when with_recursor, uses server b -- which knows 10.9.9.9 as
+ * "other" -- as its recursor. */
 static struct world *up_world(enum fake_mode mode, unsigned timeout_ms, unsigned max_forwards,
                               bool with_recursor)
 {
@@ -629,7 +652,7 @@ static struct world *up_world(enum fake_mode mode, unsigned timeout_ms, unsigned
   memset(&fake, 0, sizeof fake);
   uv_mutex_init(&fake.mu);
   fake.mode = mode;
-  fake.cat = dns_memcat_new("dc1");
+  fake.cat = dns_memcat_new(up_kind == UP_CATALOG ? "dc1" : "dc2");
   assert_int_equal(dns_memcat_load_json(fake.cat, server_catalog, strlen(server_catalog), err,
                                         sizeof err), 0);
   add_huge(fake.cat, 4, 500);
@@ -654,10 +677,15 @@ static struct world *up_world(enum fake_mode mode, unsigned timeout_ms, unsigned
     dns_memcat_add_node(w->b.m, &other);
     snprintf(rec, sizeof rec, "127.0.0.1:%d", w->b.port);
   }
+  srv_dc_known = up_kind == UP_CATALOG ? NULL : knows_dc2_dc3;
   srv_start(w, &w->a, "consul.", recs, with_recursor ? 1 : 0, &sc);
+  srv_dc_known = NULL;
   struct dns_upstream up = {.ctx = &w->loop, .start = fake_start, .cancel = fake_cancel,
                             .timeout_ms = timeout_ms};
-  dns_server_set_upstream(w->a.s, &up);
+  if (up_kind == UP_CATALOG)
+    dns_server_set_upstream(w->a.s, &up);
+  else if (up_kind == UP_DC)
+    dns_server_set_dc_upstream(w->a.s, &up);
   world_go(w);
   return w;
 }
@@ -678,6 +706,16 @@ static int fake_count(const int *counter)
   int v = *counter;
   uv_mutex_unlock(&fake.mu);
   return v;
+}
+
+/* The dc the fake's last start was given, read under its mutex. */
+static const char *fake_dc(void)
+{
+  static char copy[DNS_DC_MAX];
+  uv_mutex_lock(&fake.mu);
+  snprintf(copy, sizeof copy, "%s", fake.dc);
+  uv_mutex_unlock(&fake.mu);
+  return copy;
 }
 
 /* Waits up to 3 s for *counter to reach want. */
@@ -714,6 +752,7 @@ static void test_upstream_answers(void **state)
     assert_true(has_answer(p, "10.7.7.7"));
     assert_false(ldns_pkt_ra(p));
     ldns_pkt_free(p);
+    assert_string_equal(fake_dc(), "-"); /* the catalog upstream gets no datacenter */
     /* Reverse names go upstream too. */
     p = udp_ask(w->a.port, 8, "7.7.7.10.in-addr.arpa", LDNS_RR_TYPE_PTR);
     assert_true(has_answer(p, "node1.node.dc1.consul."));
@@ -953,6 +992,127 @@ static void test_upstream_reverse_recursors(void **state)
   up_world_end(w);
 }
 
+/* ---- The dc upstream (servers: names of other datacenters) ---- */
+
+
+static void test_dc_upstream_routing(void **state)
+{
+  (void)state;
+  enum fake_mode modes[] = {FAKE_NOW, FAKE_LATER};
+  up_kind = UP_DC;
+  for (size_t m = 0; m < 2; m++) {
+    struct world *w = up_world(modes[m], 0, 0, false);
+    /* Another datacenter a knows: its server answers (10.7.7.7 is dc2's node1), told which. */
+    ldns_pkt *p = udp_ask(w->a.port, 1, "web.service.dc2.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+    assert_true(has_answer(p, "10.7.7.7"));
+    ldns_pkt_free(p);
+    assert_int_equal(fake_count(&fake.started), 1);
+    assert_string_equal(fake_dc(), "dc2");
+    /* Every form that needs a catalog, the <dc>.dc spelling and any case. */
+    const char *remote[] = {"node1.node.dc2.consul", "_web._tcp.service.dc2.consul",
+                            "web.service.DC2.dc.consul", "myq.query.dc2.consul",
+                            "v1.web.service.dc3.consul"};
+    for (size_t i = 0; i < sizeof remote / sizeof *remote; i++) {
+      p = udp_ask(w->a.port, (uint16_t)(10 + i), remote[i], LDNS_RR_TYPE_SRV);
+      assert_non_null(p);
+      ldns_pkt_free(p);
+      assert_int_equal(fake_count(&fake.started), (int)(2 + i));
+      assert_string_equal(fake_dc(), i == 4 ? "dc3" : "dc2");
+    }
+    /* Local: no datacenter, our own, .addr of another one, SOA/NS, reverse names. */
+    int before = fake_count(&fake.started);
+    p = udp_ask(w->a.port, 20, "web.service.consul", LDNS_RR_TYPE_A);
+    assert_true(has_answer(p, "10.0.0.1"));
+    ldns_pkt_free(p);
+    p = udp_ask(w->a.port, 21, "web.service.dc1.consul", LDNS_RR_TYPE_A);
+    assert_true(has_answer(p, "10.0.0.1"));
+    ldns_pkt_free(p);
+    p = udp_ask(w->a.port, 22, "0a000009.addr.dc2.consul", LDNS_RR_TYPE_A);
+    assert_true(has_answer(p, "10.0.0.9"));
+    ldns_pkt_free(p);
+    p = udp_ask(w->a.port, 23, "web.service.dc2.consul", LDNS_RR_TYPE_SOA);
+    assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NOERROR);
+    assert_int_equal(ldns_pkt_ancount(p), 1);
+    ldns_pkt_free(p);
+    p = udp_ask(w->a.port, 24, "1.0.0.10.in-addr.arpa", LDNS_RR_TYPE_PTR);
+    assert_true(has_answer(p, "node1.node.dc1.consul."));
+    ldns_pkt_free(p);
+    /* A datacenter nobody knows: NXDOMAIN with the SOA, here. */
+    p = udp_ask(w->a.port, 25, "web.service.nowhere.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_NXDOMAIN);
+    assert_int_equal(ldns_pkt_nscount(p), 1);
+    ldns_pkt_free(p);
+    assert_int_equal(fake_count(&fake.started), before);
+
+    /* TCP, pipelined: remote, local, remote -- in order. */
+    int fd = tcp_connect(w->a.port);
+    uint8_t buf[1024];
+    size_t n = frame(buf, 1, "web.service.dc2.consul", LDNS_RR_TYPE_A);
+    n += frame(buf + n, 2, "web.service.consul", LDNS_RR_TYPE_A);
+    n += frame(buf + n, 3, "huge.service.dc2.consul", LDNS_RR_TYPE_A);
+    assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+    for (int id = 1; id <= 3; id++) {
+      p = tcp_read(fd, NULL);
+      assert_non_null(p);
+      assert_int_equal(ldns_pkt_id(p), id);
+      if (id == 1)
+        assert_true(has_answer(p, "10.7.7.7"));
+      else if (id == 2)
+        assert_true(has_answer(p, "10.0.0.1"));
+      else
+        assert_int_equal(ldns_pkt_ancount(p), 500); /* the fake's 500 over TCP */
+      ldns_pkt_free(p);
+    }
+    close(fd);
+    assert_int_equal(fake_count(&fake.started), before + 2);
+    assert_int_equal(fake_count(&fake.cancelled), 0);
+    up_world_end(w);
+  }
+  up_kind = UP_CATALOG;
+}
+
+static void test_dc_upstream_failures(void **state)
+{
+  (void)state;
+  /* The dc upstream failing to start, or never answering (timeout): SERVFAIL. */
+  up_kind = UP_DC;
+  struct world *w = up_world(FAKE_FAIL, 0, 0, false);
+  ldns_pkt *p = udp_ask(w->a.port, 1, "web.service.dc2.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+  ldns_pkt_free(p);
+  up_world_end(w);
+  w = up_world(FAKE_HOLD, 150, 0, false);
+  p = udp_ask(w->a.port, 2, "node1.node.dc2.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+  ldns_pkt_free(p);
+  fake_wait(&fake.cancelled, 1);
+  up_world_end(w);
+  /* Datacenters known but no dc upstream: SERVFAIL over UDP and TCP, the rest still works. */
+  up_kind = UP_NONE_DC;
+  w = up_world(FAKE_NOW, 0, 0, false);
+  p = udp_ask(w->a.port, 3, "web.service.dc2.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+  ldns_pkt_free(p);
+  int fd = tcp_connect(w->a.port);
+  uint8_t buf[512];
+  size_t n = frame(buf, 4, "web.service.dc2.consul", LDNS_RR_TYPE_A);
+  n += frame(buf + n, 5, "web.service.consul", LDNS_RR_TYPE_A);
+  assert_int_equal(send(fd, buf, n, 0), (ssize_t)n);
+  p = tcp_read(fd, NULL);
+  assert_int_equal(ldns_pkt_id(p), 4);
+  assert_int_equal(ldns_pkt_get_rcode(p), LDNS_RCODE_SERVFAIL);
+  ldns_pkt_free(p);
+  p = tcp_read(fd, NULL);
+  assert_int_equal(ldns_pkt_id(p), 5);
+  assert_true(has_answer(p, "10.0.0.1"));
+  ldns_pkt_free(p);
+  close(fd);
+  assert_int_equal(fake_count(&fake.started), 0);
+  up_world_end(w);
+  up_kind = UP_CATALOG;
+}
+
 int main(void)
 {
   signal(SIGPIPE, SIG_IGN);
@@ -968,6 +1128,8 @@ int main(void)
       cmocka_unit_test(test_upstream_timeout_and_cap),
       cmocka_unit_test(test_upstream_bad_replies),
       cmocka_unit_test(test_upstream_reverse_recursors),
+      cmocka_unit_test(test_dc_upstream_routing),
+      cmocka_unit_test(test_dc_upstream_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
