@@ -27,6 +27,8 @@ def chromium_path():
 class Browser:
     def __init__(self):
         self.exe = chromium_path()
+        if self.exe is None:
+            raise RuntimeError("chromium is not installed (make deps installs it)")
         self.profile = tempfile.mkdtemp(prefix="concord-chromium-")
         # ours -> chromium's fd 3; chromium's fd 4 -> ours
         to_r, self.to_w = os.pipe()

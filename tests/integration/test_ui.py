@@ -10,7 +10,7 @@ import urllib.parse
 import pytest
 
 from agentlib import ROOT, Agent
-from browser import Browser, chromium_path
+from browser import Browser
 
 UI_DIR = os.path.join(ROOT, "ui")
 DISABLED = (b"Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent "
@@ -218,8 +218,10 @@ def test_agent_help_mentions_ui(agent):
 
 # ---- in a browser ----
 
-needs_chromium = pytest.mark.skipif(chromium_path() is None,
-                                    reason="chromium is not installed (make deps installs it)")
+# make deps installs chromium, so these run in make test; a missing browser fails them unless
+# CONCORD_NO_BROWSER=1 says on purpose that this machine has none.
+needs_chromium = pytest.mark.skipif(os.environ.get("CONCORD_NO_BROWSER") == "1",
+                                    reason="CONCORD_NO_BROWSER=1: browser tests not run")
 
 
 @pytest.fixture(scope="module")
