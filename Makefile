@@ -20,11 +20,13 @@ DEB_PACKAGES := build-essential cmake pkg-config clang libclang-rt-14-dev \
   libcmocka-dev libnghttp2-dev zlib1g-dev python3 python3-pytest python3-pytest-xdist python3-consul \
   python3-requests \
   python3-grpcio bind9-dnsutils \
-  procps iproute2 serf \
-  chromium
+  procps iproute2 serf
+# Only the tests need a browser (test_ui.py drives the web UI in headless Chromium): make dev
+# does not install it.
+TEST_PACKAGES := chromium
 BENCH_PACKAGES := wrk etcd-server etcd-client unbound dnsperf
 
-.PHONY: all deps bench-deps build build-asan build-fuzz dev test test-unit test-integration \
+.PHONY: all deps test-deps bench-deps build build-asan build-fuzz dev test test-unit test-integration \
         test-asan test-fuzz bench fuzz clean
 
 all: build
@@ -35,6 +37,9 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+test-deps: deps
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(TEST_PACKAGES)"
 
 bench-deps:
 	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(BENCH_PACKAGES)"
@@ -58,13 +63,13 @@ dev: build
 	./$(BUILD)/concord agent -dev
 
 # Every suite, then every suite again under ASan+UBSan, then the fuzz corpora.
-test: build build-asan build-fuzz
+test: test-deps build build-asan build-fuzz
 	@bash tests/run.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure
 
-test-integration: build
+test-integration: test-deps build
 	CONCORD_BIN=$(CURDIR)/$(BUILD)/concord $(PYTEST) -q tests/integration
 
 bench: build bench-deps
