@@ -19,10 +19,13 @@ void api_register(struct api_ctx *ctx)
   api_query_register(ctx);
   api_event_register(ctx);
   api_snapshot_register(ctx);
+  api_monitor_register(ctx);
+  api_metrics_register(ctx);
   api_ui_register(ctx);
 }
 
 void api_shutdown(struct api_ctx *ctx)
 {
   api__blocking_shutdown(ctx);
+  api_metrics_shutdown(ctx);
 }

@@ -29,6 +29,7 @@ struct api_ctx {
   void *leave_arg;
   void *reload_arg;
   struct api_blocking *blocking; /* private to api/blocking.c */
+  struct api_metrics *metrics;   /* private to api/metrics.c */
   struct local_agent *local;     /* the agent's services and checks (src/local); NULL: none */
   struct event_ring *events;     /* user events this agent kept (agent/events.c); NULL: none */
   /* Forwarding (agent/forward.c): sends req to a server (to_leader: to the Raft leader) and

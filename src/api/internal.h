@@ -115,5 +115,8 @@ void api_keyring_register(struct api_ctx *ctx); /* keyring.c: /v1/operator/keyri
 void api_query_register(struct api_ctx *ctx);
 void api_event_register(struct api_ctx *ctx);
 void api_snapshot_register(struct api_ctx *ctx); /* snapshot.c: /v1/snapshot */
+void api_monitor_register(struct api_ctx *ctx);  /* monitor.c: /v1/agent/monitor */
+void api_metrics_register(struct api_ctx *ctx);  /* metrics.c: /v1/agent/metrics */
+void api_metrics_shutdown(struct api_ctx *ctx);
 
 #endif

@@ -28,6 +28,7 @@
 #include "dns/server.h"
 #include "lib/alloc.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "lib/rand.h"
 
 #define TCP_BUF_MAX (2 * (2 + 65535)) /* a full frame plus the start of the next */
@@ -684,6 +685,7 @@ static void udp_answer(struct dns_server *s, const uint8_t *q, size_t qlen,
                        const struct sockaddr *from)
 {
   uint16_t udp_size = DNS_UDP_MIN;
+  metrics_g.dns_queries++;
   enum dns_scope up = upstream_scope(s, q, qlen, &udp_size);
   if (up != DNS_SCOPE_LOCAL) {
     fwd_start(s, q, qlen, from, NULL, up, udp_size, NULL);
@@ -822,6 +824,7 @@ static void conn_process(struct tcp_conn *c)
     const uint8_t *q = c->buf + off + 2;
     off += 2 + flen;
     uint16_t udp_size = DNS_UDP_MIN;
+    metrics_g.dns_queries++;
     enum dns_scope up = upstream_scope(s, q, flen, &udp_size);
     if (up != DNS_SCOPE_LOCAL) {
       fwd_start(s, q, flen, NULL, c, up, udp_size, NULL);

@@ -82,7 +82,10 @@ void http__head_write(const struct http__head *h, struct buf *out)
   if (h->extra_len) buf_append(out, h->extra, h->extra_len);
   bool bodiless = http__status_bodiless(h->status);
   if (h->content_type && !bodiless) buf_printf(out, "Content-Type: %s\r\n", h->content_type);
-  if (!bodiless) buf_printf(out, "Content-Length: %zu\r\n", h->body_len);
+  if (!bodiless && h->chunked)
+    buf_puts(out, "Transfer-Encoding: chunked\r\n");
+  else if (!bodiless)
+    buf_printf(out, "Content-Length: %zu\r\n", h->body_len);
   if (!h->has_date) buf_printf(out, "Date: %s\r\n", date_now());
   if (h->close)
     buf_puts(out, "Connection: close\r\n");

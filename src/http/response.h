@@ -21,6 +21,7 @@ struct http__head {
   size_t extra_len;
   size_t body_len;
   bool has_date;            /* the handler set Date itself */
+  bool chunked;             /* Transfer-Encoding: chunked instead of Content-Length */
   bool close;               /* add "Connection: close" */
   bool keep_alive_10;       /* HTTP/1.0 client asked for keep-alive: confirm it */
 };

@@ -81,6 +81,9 @@ struct req {
   http_inject_done_fn inject_done;  /* NULL once cancelled: the answer is dropped */
   void *inject_arg;
   bool has_ctype, has_date;
+  bool streaming;      /* http_stream_start sent the head: chunks follow */
+  const char *route;   /* the matched route's path (lives as long as the server), or NULL */
+  uint64_t start_ns;   /* uv_hrtime when it was parsed, for the observer */
 };
 
 struct conn {
@@ -131,6 +134,8 @@ struct http_server {
   struct req *injected;  /* in-process requests not answered yet */
   http_dispatch_hook_fn hook;
   void *hook_arg;
+  http_observer_fn observer;
+  void *observer_arg;
 };
 
 static void conn_close(struct conn *c);
@@ -467,6 +472,7 @@ int http_server_inject(struct http_server *s, const char *raw, size_t len, const
   r->srv = s;
   r->inject_done = done;
   r->inject_arg = arg;
+  r->start_ns = uv_hrtime();
   r->peer = xstrdup(peer ? peer : "");
   r->pub.method = m->method;
   r->pub.method_name = m->method_name;
@@ -515,6 +521,18 @@ void http_server_set_dispatch_hook(struct http_server *s, http_dispatch_hook_fn 
 {
   s->hook = fn;
   s->hook_arg = arg;
+}
+
+void http_server_set_observer(struct http_server *s, http_observer_fn fn, void *arg)
+{
+  s->observer = fn;
+  s->observer_arg = arg;
+}
+
+static void req_observe(struct http_server *s, const struct req *r, int status)
+{
+  if (s && s->observer)
+    s->observer(s->observer_arg, r->msg->method, r->route, status, uv_hrtime() - r->start_ns);
 }
 
 /* ---- writing ---- */
@@ -598,6 +616,7 @@ static void on_write(uv_write_t *w, int status)
 static void respond(struct req *r, int status, const char *ctype, char *body, size_t len)
 {
   struct conn *c = r->conn;
+  req_observe(r->injected ? r->srv : c ? c->s : NULL, r, status);
   if (r->injected) {
     http_inject_done_fn done = r->inject_done;
     if (done) {
@@ -698,6 +717,74 @@ void http_respond_error(struct http_request *pub, int status, const char *fmt, .
   buf_vprintf(&b, fmt, ap);
   va_end(ap);
   http_respond_buf(pub, status, "text/plain; charset=utf-8", &b);
+}
+
+/* ---- streaming ---- */
+
+int http_stream_start(struct http_request *pub, int status, const char *content_type)
+{
+  struct req *r = REQ(pub);
+  struct conn *c = r->conn;
+  if (r->injected || !c || r->streaming) return CC_EINVAL;
+  req_observe(c->s, r, status);
+  r->streaming = true;
+  c->no_more = true; /* the stream ends the connection: nothing after it is parsed */
+  struct buf out = BUF_INIT;
+  struct http__head h = {
+    .status = status,
+    .content_type = r->has_ctype ? NULL : content_type,
+    .extra = r->hdrs.data,
+    .extra_len = r->hdrs.len,
+    .has_date = r->has_date,
+    .chunked = true,
+    .close = true,
+  };
+  http__head_write(&h, &out);
+  buf_free(&r->hdrs);
+  size_t len;
+  char *data = buf_steal(&out, &len);
+  conn_write(c, data, len, NULL, 0);
+  return c->closing ? CC_EIO : 0;
+}
+
+int http_stream_write(struct http_request *pub, const void *data, size_t len)
+{
+  struct req *r = REQ(pub);
+  struct conn *c = r->conn;
+  if (!r->streaming || !c) return CC_EINVAL;
+  if (len == 0) return 0;
+  struct buf out = BUF_INIT;
+  buf_reserve(&out, len + 24);
+  buf_printf(&out, "%zx\r\n", len);
+  buf_append(&out, data, len);
+  buf_puts(&out, "\r\n");
+  size_t n;
+  char *chunk = buf_steal(&out, &n);
+  conn_write(c, chunk, n, NULL, 0);
+  return c->closing ? CC_EIO : 0;
+}
+
+size_t http_stream_queued(const struct http_request *pub)
+{
+  const struct req *r = (const struct req *)pub;
+  return r->conn ? r->conn->write_bytes : 0;
+}
+
+void http_stream_end(struct http_request *pub)
+{
+  struct req *r = REQ(pub);
+  struct conn *c = r->conn;
+  if (!c) {
+    if (!r->in_cancel) req_free(r);
+    return;
+  }
+  c->req = NULL;
+  r->conn = NULL;
+  c->s->stats.requests_in_flight--;
+  req_free(r);
+  static const char last[] = "0\r\n\r\n";
+  conn_write(c, xmemdup(last, sizeof last - 1), sizeof last - 1, NULL, 0);
+  if (!c->closing) conn_finish(c);
 }
 
 /* ---- connections ---- */
@@ -884,6 +971,7 @@ static void route_request(struct http_server *s, struct req *r)
     return;
   }
   r->pub.tail = m->path + tail_off;
+  r->route = rt->path;
   if (s->hook && s->hook(pub, s->hook_arg)) return;
   rt->fn(pub, rt->arg);
 }
@@ -902,6 +990,7 @@ static void conn_dispatch(struct conn *c, struct http_msg *m)
   r->pub.raw_query = m->raw_query;
   r->pub.body = m->body;
   r->pub.body_len = m->body_len;
+  r->start_ns = uv_hrtime();
   c->req = r;
   c->served = true;
   if (!m->keep_alive) c->no_more = true;

@@ -131,6 +131,32 @@ void http_respond_json(struct http_request *req, int status, json_t *j);
 void http_respond_error(struct http_request *req, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---- Streaming (chunked) answers ---- */
+
+/* Starts a streamed answer (GET /v1/agent/monitor): sends the status line and headers with
+ * Transfer-Encoding: chunked now; the body follows in http_stream_write calls until
+ * http_stream_end. The request stays in flight (its cancel callback runs if the client hangs
+ * up, and the stream must then be forgotten), and the connection ends after the stream.
+ * Returns 0; CC_EINVAL for an in-process (injected) request, which cannot stream (the
+ * request is then still to be answered normally); or CC_EIO when the connection failed at
+ * once (the cancel callback has then run inside this call and req is freed). */
+int http_stream_start(struct http_request *req, int status, const char *content_type);
+/* Sends one chunk (copied; len 0 does nothing). Never refuses: the caller keeps the queue
+ * short with http_stream_queued. Returns 0, or CC_EIO when the connection failed, in
+ * which case the cancel callback has already run (inside this call) and req is freed. */
+int http_stream_write(struct http_request *req, const void *data, size_t len);
+/* Bytes handed to http_stream_write that the socket has not taken yet. */
+size_t http_stream_queued(const struct http_request *req);
+/* Ends the stream (the last chunk) and frees the request; the connection then closes. */
+void http_stream_end(struct http_request *req);
+
+/* Called when a routed request is answered (or starts streaming): its method, the route's
+ * path ("/v1/kv/"; NULL when no route matched), the status, and the time since it was
+ * parsed. For metrics; must be cheap. One observer per server (NULL removes it). */
+typedef void (*http_observer_fn)(void *arg, enum http_method method, const char *route,
+                                 int status, uint64_t elapsed_ns);
+void http_server_set_observer(struct http_server *s, http_observer_fn fn, void *arg);
+
 /* ---- In-process requests and forwarding ---- */
 
 /* Every header of a request, in arrival order (names as sent). */

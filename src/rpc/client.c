@@ -18,6 +18,7 @@
 #include "lib/alloc.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "rpc/internal.h"
 
 /* ---- deadlines ---- */
@@ -172,6 +173,7 @@ int rpc_request(struct rpc *r, const char *addr, const char *method, const void 
                 struct rpc_req **handle)
 {
   if (r->stopping) return CC_ESHUTDOWN;
+  metrics_g.rpc_client_requests++;
   size_t mlen = strlen(method);
   if (mlen == 0 || mlen > RPC_MAX_METHOD) return CC_EINVAL;
   if (rpc_codec_request_size(method, len) > r->cfg.max_frame) return CC_ETOOBIG;

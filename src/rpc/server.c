@@ -18,6 +18,7 @@
 #include "lib/alloc.h"
 #include "lib/err.h"
 #include "lib/log.h"
+#include "lib/metrics.h"
 #include "rpc/internal.h"
 
 struct rpc_handler {
@@ -147,6 +148,7 @@ static int in_frame(struct rpc_stream *s, const uint8_t *p, size_t len)
     send_response(in, f.seq, "rpc: too many requests in flight", NULL, 0);
     return 0;
   }
+  metrics_g.rpc_requests++;
   struct rpc_handler *h = map_get(&in->r->handlers, f.method, f.method_len);
   if (h == NULL) {
     char err[64 + RPC_MAX_METHOD];
