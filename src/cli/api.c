@@ -238,10 +238,11 @@ int cli__client_init(struct cli__client *c, const struct cli__ctx *ctx,
   return 0;
 }
 
-int cli__client_call(const struct cli__ctx *ctx, const struct cli__client *c,
-                     const char *method, const char *path, struct cli__query *q,
-                     const void *body, size_t body_len, bool has_body,
-                     struct cli__http_resp *resp, char *err, size_t errlen)
+static int client_call(const struct cli__ctx *ctx, const struct cli__client *c,
+                       const char *method, const char *path, struct cli__query *q,
+                       const void *body, size_t body_len, bool has_body,
+                       struct cli__http_req *stream, struct cli__http_resp *resp, char *err,
+                       size_t errlen)
 {
   struct cli__query local;
   cli__query_init(&local);
@@ -278,10 +279,34 @@ int cli__client_call(const struct cli__ctx *ctx, const struct cli__client *c,
       .token = c->token,
       .authorization = c->authorization,
   };
+  if (stream) {
+    req.on_body = stream->on_body;
+    req.on_body_arg = stream->on_body_arg;
+    req.stop = stream->stop;
+  }
   int rc = cli__http_do(ctx, &c->addr, &req, c->max_body, resp, err, errlen);
   buf_free(&target);
   cli__query_free(&local);
   return rc;
+}
+
+int cli__client_call(const struct cli__ctx *ctx, const struct cli__client *c,
+                     const char *method, const char *path, struct cli__query *q,
+                     const void *body, size_t body_len, bool has_body,
+                     struct cli__http_resp *resp, char *err, size_t errlen)
+{
+  return client_call(ctx, c, method, path, q, body, body_len, has_body, NULL, resp, err,
+                     errlen);
+}
+
+int cli__client_stream(const struct cli__ctx *ctx, const struct cli__client *c,
+                       const char *path, struct cli__query *q,
+                       void (*on_body)(void *arg, const char *data, size_t len), void *arg,
+                       const volatile sig_atomic_t *stop, struct cli__http_resp *resp, char *err,
+                       size_t errlen)
+{
+  struct cli__http_req s = {.on_body = on_body, .on_body_arg = arg, .stop = stop};
+  return client_call(ctx, c, "GET", path, q, NULL, 0, false, &s, resp, err, errlen);
 }
 
 int cli__client_json(const struct cli__ctx *ctx, const struct cli__client *c,

@@ -27,7 +27,7 @@ static const struct cli__command *const commands[] = {
     &cli__cmd_kv_delete,        &cli__cmd_kv_export,           &cli__cmd_kv_get,
     &cli__cmd_kv_import,        &cli__cmd_kv_put,              &cli__cmd_leave,
     &cli__cmd_lock,
-    &cli__cmd_maint,            &cli__cmd_members,             &cli__cmd_operator,
+    &cli__cmd_maint,            &cli__cmd_members,             &cli__cmd_monitor,             &cli__cmd_operator,
     &cli__cmd_operator_raft,    &cli__cmd_operator_raft_list_peers,
     &cli__cmd_operator_raft_remove_peer, &cli__cmd_reload,     &cli__cmd_services,
     &cli__cmd_services_deregister, &cli__cmd_services_register, &cli__cmd_snapshot,

@@ -197,6 +197,10 @@ static bool header_is(const char *line, size_t len, const char *name, const char
 static int body_append(struct cli__http_parser *p, struct cli__http_resp *resp,
                        const char *d, size_t n, char *err, size_t errlen)
 {
+  if (p->on_body && resp->status == 200) {
+    p->on_body(p->on_body_arg, d, n);
+    return 0;
+  }
   if (resp->body.len + n > p->max_body) {
     snprintf(err, errlen, "response body larger than %zu bytes", p->max_body);
     return -1;
@@ -555,6 +559,8 @@ int cli__http_do(const struct cli__ctx *ctx, const struct cli__addr *a,
   struct buf out = BUF_INIT;
   struct cli__http_parser p;
   cli__http_parser_init(&p, max_body);
+  p.on_body = req->on_body;
+  p.on_body_arg = req->on_body_arg;
 
   if (a->tls) {
     snprintf(e, sizeof(e), "HTTPS is not supported by this version of Concord yet");
@@ -581,7 +587,9 @@ int cli__http_do(const struct cli__ctx *ctx, const struct cli__addr *a,
 
   char chunk[65536];
   for (;;) {
-    int r = wait_fd(fd, POLLIN, ctx->io_timeout_ms);
+    if (req->stop && *req->stop) break;
+    int r = wait_fd(fd, POLLIN, req->on_body ? 200 : ctx->io_timeout_ms);
+    if (r == 0 && req->on_body) continue; /* a stream may be silent for long */
     if (r == 0) {
       snprintf(e, sizeof(e), "read: i/o timeout");
       goto fail;
@@ -604,6 +612,11 @@ int cli__http_do(const struct cli__ctx *ctx, const struct cli__addr *a,
   goto done;
 
 fail:
+  if (req->on_body && resp->status == 200) {
+    /* a stream that broke after its 200: it simply ended (the agent went away) */
+    rc = 0;
+    goto done;
+  }
   snprintf(err, errlen, "%s \"%s\": %s", op, url.data, e);
   cli__http_resp_free(resp);
 done:

@@ -8,6 +8,7 @@
 #ifndef CONCORD_CLI_INTERNAL_H
 #define CONCORD_CLI_INTERNAL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,6 +67,7 @@ extern const struct cli__command cli__cmd_join, cli__cmd_leave, cli__cmd_force_l
     cli__cmd_operator_raft_remove_peer, cli__cmd_watch;
 extern const struct cli__command cli__cmd_keygen, cli__cmd_keyring;
 extern const struct cli__command cli__cmd_lock;
+extern const struct cli__command cli__cmd_monitor;
 extern const struct cli__command cli__cmd_event, cli__cmd_exec;
 extern const struct cli__command cli__cmd_snapshot, cli__cmd_snapshot_save,
     cli__cmd_snapshot_restore, cli__cmd_snapshot_inspect;
@@ -217,6 +219,12 @@ struct cli__http_req {
   size_t body_len;
   const char *token;        /* X-Consul-Token, or NULL */
   const char *authorization;/* whole Authorization value, or NULL */
+  /* Streaming (`monitor`): when on_body is set, the body of a 200 answer goes to it as it
+   * arrives instead of into resp->body, with no read timeout; the call returns 0 when the
+   * answer ends, or as soon as *stop becomes non-zero (checked at least every 200 ms). */
+  void (*on_body)(void *arg, const char *data, size_t len);
+  void *on_body_arg;
+  const volatile sig_atomic_t *stop;
 };
 /* Performs one request on a fresh connection. On failure (no response at all, or a broken
  * one) returns -1 and writes Go's url.Error text into err: `Get "http://h/p": dial tcp
@@ -233,6 +241,8 @@ struct cli__http_parser {
   size_t header_bytes;
   bool chunked, has_length;
   struct buf raw;     /* bytes not parsed yet */
+  void (*on_body)(void *arg, const char *data, size_t len); /* see cli__http_req */
+  void *on_body_arg;
 };
 void cli__http_parser_init(struct cli__http_parser *p, size_t max_body);
 void cli__http_parser_free(struct cli__http_parser *p);
@@ -288,6 +298,12 @@ int cli__client_json(const struct cli__ctx *ctx, const struct cli__client *c,
                      const char *method, const char *path, struct cli__query *q,
                      const void *body, size_t body_len, bool has_body, struct json_t **out,
                      char *err, size_t errlen);
+/* cli__client_call for a streamed GET: see cli__http_req's on_body and stop. */
+int cli__client_stream(const struct cli__ctx *ctx, const struct cli__client *c,
+                       const char *path, struct cli__query *q,
+                       void (*on_body)(void *arg, const char *data, size_t len), void *arg,
+                       const volatile sig_atomic_t *stop, struct cli__http_resp *resp, char *err,
+                       size_t errlen);
 /* The whole of a command that makes one bodiless PUT to the agent (leave, reload,
  * force-leave): the client from the flags, the call, "<fail_prefix>: <err>" on failure, then
  * ok_message (NULL: nothing) on success. q may be NULL. Returns the exit code (0 or 1). */
