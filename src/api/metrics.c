@@ -226,8 +226,8 @@ void api_metrics_register(struct api_ctx *ctx)
 
 void api_metrics_shutdown(struct api_ctx *ctx)
 {
+  /* runs once the HTTP server is gone (agent.c), so its observer can no longer fire */
   if (!ctx->metrics) return;
-  http_server_set_observer(ctx->http, NULL, NULL);
   free(ctx->metrics);
   ctx->metrics = NULL;
 }

@@ -529,10 +529,39 @@ void http_server_set_observer(struct http_server *s, http_observer_fn fn, void *
   s->observer_arg = arg;
 }
 
+/* Consul's debug line for every request, with ?token= values hidden as Consul does. */
+static void req_log(const struct req *r, uint64_t elapsed_ns)
+{
+  struct buf url = BUF_INIT;
+  buf_puts(&url, r->msg->path);
+  const char *q = r->msg->raw_query;
+  if (*q) {
+    buf_putc(&url, '?');
+    while (*q) {
+      size_t len = strcspn(q, "&");
+      if (len >= 6 && strncmp(q, "token=", 6) == 0) buf_puts(&url, "token=<hidden>");
+      else buf_append(&url, q, len);
+      q += len;
+      if (*q) buf_putc(&url, *q++);
+    }
+  }
+  char lat[32];
+  if (elapsed_ns < 1000000)
+    snprintf(lat, sizeof lat, "%.3fµs", (double)elapsed_ns / 1e3);
+  else
+    snprintf(lat, sizeof lat, "%.6gms", (double)elapsed_ns / 1e6);
+  log_debug("agent.http", "Request finished: method=%s url=%s from=%s latency=%s",
+            r->msg->method_name, url.data, r->injected ? r->peer : http_remote_addr(&r->pub),
+            lat);
+  buf_free(&url);
+}
+
 static void req_observe(struct http_server *s, const struct req *r, int status)
 {
-  if (s && s->observer)
-    s->observer(s->observer_arg, r->msg->method, r->route, status, uv_hrtime() - r->start_ns);
+  if (!s) return;
+  uint64_t elapsed = uv_hrtime() - r->start_ns;
+  if (log_enabled(LOG_DEBUG)) req_log(r, elapsed);
+  if (s->observer) s->observer(s->observer_arg, r->msg->method, r->route, status, elapsed);
 }
 
 /* ---- writing ---- */
