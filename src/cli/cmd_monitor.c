@@ -24,8 +24,8 @@ static void flags(struct cli__flagset *fs, struct opts *o)
 static const char usage[] =
     "Usage: concord monitor [options]\n"
     "\n"
-    "  Shows recent log messages of a Concord agent, and attaches to the agent,\n"
-    "  outputting log messages as they occur in real time. The monitor lets you\n"
+    "  Attaches to a Concord agent and outputs its log messages as they occur\n"
+    "  in real time (earlier messages are not replayed). The monitor lets you\n"
     "  listen for log levels that may be filtered out of the agent. For\n"
     "  example your agent may only be logging at INFO level, but with the monitor\n"
     "  you can see the DEBUG level logs.\n";
