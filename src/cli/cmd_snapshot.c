@@ -15,6 +15,7 @@
 
 #include "archive/archive.h"
 #include "cli/internal.h"
+#include "lib/file.h"
 
 /* Archives we read from disk or from the agent: far above what a restore takes, so that an
  * oversized one is still inspected and its size reported by the agent. */
@@ -123,28 +124,6 @@ static void save_help(struct buf *out)
   cli__flags_usage(save_usage, &fs, out);
 }
 
-/* Writes data to path (created 0600, truncated) and fsyncs it. Returns 0 or an errno. */
-static int write_file(const char *path, const void *data, size_t len)
-{
-  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return errno;
-  const char *p = data;
-  while (len) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int e = errno;
-      close(fd);
-      return e;
-    }
-    p += w;
-    len -= (size_t)w;
-  }
-  int e = fsync(fd) != 0 ? errno : 0;
-  if (close(fd) != 0 && !e) e = errno;
-  return e;
-}
-
 static int save_run(struct cli__ctx *ctx, int argc, char **argv)
 {
   struct cli__flagset fs;
@@ -175,7 +154,7 @@ static int save_run(struct cli__ctx *ctx, int argc, char **argv)
     cli__status_error(&r, err, sizeof(err));
     cli__error(ctx, "Error saving snapshot: %s", err);
   } else {
-    int e = write_file(tmp.data, r.body.data, r.body.len);
+    int e = file_write_all(tmp.data, r.body.data, r.body.len, true);
     struct archive_meta meta;
     if (e) {
       cli__error(ctx, "Error writing unverified snapshot file: open %s: %s", tmp.data,

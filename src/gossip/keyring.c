@@ -17,6 +17,7 @@
 #include "lib/alloc.h"
 #include "lib/b64.h"
 #include "lib/err.h"
+#include "lib/file.h"
 #include "lib/log.h"
 
 #define FILE_MAX (64 * 1024)
@@ -143,11 +144,6 @@ int keyring_load_file(const char *path, struct keyring *k, char *errbuf, size_t 
 }
 
 int keyring_save_file(const char *path, const struct keyring *k, char *errbuf, size_t errlen) {
-  char tmp[4096];
-  if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) {
-    snprintf(errbuf, errlen, "keyring path too long");
-    return CC_EIO;
-  }
   /* serf's json.MarshalIndent(keys, "", "  "): one key per line, no trailing newline. */
   char body[KEYRING_MAX_KEYS * (KEYRING_B64_MAX + 8) + 8];
   size_t off = (size_t)snprintf(body, sizeof body, "[");
@@ -157,19 +153,10 @@ int keyring_save_file(const char *path, const struct keyring *k, char *errbuf, s
     off += (size_t)snprintf(body + off, sizeof body - off, "%s\n  \"%s\"", i ? "," : "", b);
   }
   off += (size_t)snprintf(body + off, sizeof body - off, "%s]", k->n ? "\n" : "");
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    snprintf(errbuf, errlen, "Failed to write keyring file: %s", strerror(errno));
-    return CC_EIO;
-  }
-  ssize_t w = write(fd, body, off);
-  int werr = errno;
-  if (fsync(fd) != 0 && w == (ssize_t)off) werr = errno, w = -1;
-  close(fd);
-  if (w != (ssize_t)off || rename(tmp, path) != 0) {
-    if (w == (ssize_t)off) werr = errno;
-    unlink(tmp);
-    snprintf(errbuf, errlen, "Failed to write keyring file: %s", strerror(werr));
+  int e = file_write_atomic(path, body, off, true);
+  if (e != 0) {
+    if (e == ENAMETOOLONG) snprintf(errbuf, errlen, "keyring path too long");
+    else snprintf(errbuf, errlen, "Failed to write keyring file: %s", strerror(e));
     return CC_EIO;
   }
   return 0;

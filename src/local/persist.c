@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "lib/alloc.h"
+#include "lib/file.h"
 #include "lib/log.h"
 #include "local/internal.h"
 
@@ -64,48 +65,13 @@ static void path_of(struct local_agent *la, char *out, size_t outlen, const char
   snprintf(out, outlen, "%s/%s/%s", la->data_dir, sub, h);
 }
 
-/* Writes data to path through path.tmp; with sync, fsyncs the file and the directory. */
+/* file_write_atomic with the error as a sentence. */
 static int write_atomic(const char *path, const char *data, size_t len, bool sync, char *err,
                         size_t errlen)
 {
-  char tmp[4200];
-  int tl = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  if (tl < 0 || (size_t)tl >= sizeof tmp) {
-    snprintf(err, errlen, "failed writing %s: path too long", path);
-    return -1;
-  }
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) goto fail;
-  size_t off = 0;
-  while (off < len) {
-    ssize_t n = write(fd, data + off, len - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      close(fd);
-      goto fail;
-    }
-    off += (size_t)n;
-  }
-  if (sync && fsync(fd) != 0) {
-    close(fd);
-    goto fail;
-  }
-  if (close(fd) != 0 || rename(tmp, path) != 0) goto fail;
-  if (sync) {
-    char dir[4200];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = '\0';
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
-  }
-  return 0;
-fail:
-  snprintf(err, errlen, "failed writing %s: %s", path, strerror(errno));
-  unlink(tmp);
+  int e = file_write_atomic(path, data, len, sync);
+  if (e == 0) return 0;
+  snprintf(err, errlen, "failed writing %s: %s", path, strerror(e));
   return -1;
 }
 

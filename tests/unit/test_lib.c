@@ -1,5 +1,8 @@
 /* test_lib.c -- lib/: Go durations, base64, the hash map, buffers, UUIDs. */
 #include <setjmp.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +14,7 @@
 #include "lib/b64.h"
 #include "lib/buf.h"
 #include "lib/duration.h"
+#include "lib/file.h"
 #include "lib/jsonw.h"
 #include "lib/map.h"
 #include "lib/rand.h"
@@ -190,13 +194,43 @@ static void test_jsonw(void **state)
   buf_free(&b);
 }
 
+/* file_write_all / file_write_atomic: content, mode 0600, no temporary left behind, and a
+ * failure (missing directory) reported as an errno with the target untouched. */
+static void test_file_write(void **st)
+{
+  (void)st;
+  char dir[] = "/tmp/concord-file-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[256], tmp[256], buf[64];
+  snprintf(path, sizeof path, "%s/f", dir);
+  snprintf(tmp, sizeof tmp, "%s/f.tmp", dir);
+  assert_int_equal(file_write_atomic(path, "old", 3, true), 0);
+  assert_int_equal(file_write_atomic(path, "new content", 11, false), 0);
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  size_t n = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  assert_int_equal(n, 11);
+  assert_memory_equal(buf, "new content", 11);
+  struct stat sb;
+  assert_int_equal(stat(path, &sb), 0);
+  assert_int_equal(sb.st_mode & 0777, 0600);
+  assert_int_not_equal(stat(tmp, &sb), 0);
+  snprintf(path, sizeof path, "%s/missing/f", dir);
+  assert_int_equal(file_write_atomic(path, "x", 1, true), ENOENT);
+  assert_int_equal(file_write_all(path, "x", 1, false), ENOENT);
+  snprintf(path, sizeof path, "%s/f", dir);
+  assert_int_equal(unlink(path), 0);
+  assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_duration_parse), cmocka_unit_test(test_duration_format),
       cmocka_unit_test(test_b64),            cmocka_unit_test(test_map),
       cmocka_unit_test(test_buf),            cmocka_unit_test(test_uuid),
-      cmocka_unit_test(test_jsonw),
+      cmocka_unit_test(test_jsonw),          cmocka_unit_test(test_file_write),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
